@@ -1,0 +1,42 @@
+# ForestGuard — `make demo` and `make test` are the two commands (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DB     ?= data/forestguard.duckdb
+DEMO_ZONES ?= 1000000
+PYTEST_ARGS ?=
+
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test bench venv system-deps clean help
+
+help:
+	@echo "make demo    set up, generate $(DEMO_ZONES) demo zones into $(DB), print yearly statistics"
+	@echo "make test    set up (Python env + PostgreSQL/PostGIS, redis-server, Chromium) and run the tests"
+	@echo "make bench   run the benchmarks in bench/ (ours vs a peer, same data, same run)"
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DB): | $(INSTALLED)
+	$(BIN)/forestguard demo --db $(DB) --zones $(DEMO_ZONES)
+
+demo: $(INSTALLED) $(DB)
+	$(BIN)/forestguard stats --db $(DB) --by year
+
+system-deps:
+	bash scripts/system-deps.sh
+
+test: $(INSTALLED) system-deps
+	FORESTGUARD_REQUIRE_SERVICES=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED)
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

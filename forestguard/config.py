@@ -1,0 +1,98 @@
+"""Configuration from the environment: the one place that reads it.
+
+Every other module asks :func:`settings` instead of touching ``os.environ`` so
+that the list of variables below is the complete reference (the operations
+guide is checked against it) and so that secrets never leak: use
+:func:`redact` before a URL goes to a log, an error message or a report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+#: Every environment variable ForestGuard reads, with what it is for.
+VARIABLES: dict[str, str] = {
+    "DATABASE_URL": "Zone store: a .duckdb path, postgresql://… or a snapshot. Unset: embedded DuckDB under the data folder.",
+    "DATABASE_READ_URL": "Read replica for PostgreSQL statistics and maps (optional).",
+    "REDIS_URL": "Redis for the shared cache (redis://…, rediss:// for TLS). Unset: in-process cache.",
+    "FORESTGUARD_CACHE_PREFIX": "Prefix of every cache key, so several deployments can share one Redis (default 'fg').",
+    "S3_BUCKET": "Bucket for snapshots, reports and backups. Unset: local folders.",
+    "AWS_ENDPOINT_URL": "Endpoint of an S3-compatible server (MinIO, moto); unset on AWS.",
+    "SENTRY_DSN": "Sentry error reporting (optional).",
+    "FORESTGUARD_DATA_DIR": "Folder of the embedded store, local snapshots and reports (default ./data).",
+    "FORESTGUARD_LOG_LEVEL": "Logging level (default INFO).",
+    "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
+}
+
+DEFAULT_DB_NAME = "forestguard.duckdb"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the configuration, taken when :func:`settings` is called."""
+
+    database_url: str | None
+    database_read_url: str | None
+    redis_url: str | None
+    cache_prefix: str
+    s3_bucket: str | None
+    aws_endpoint_url: str | None
+    sentry_dsn: str | None
+    data_dir: Path
+    log_level: str
+    tile_url: str | None
+
+    @property
+    def default_db(self) -> Path:
+        return self.data_dir / DEFAULT_DB_NAME
+
+    @property
+    def store_url(self) -> str:
+        """The store every command uses when ``--db`` is not given."""
+        return self.database_url or str(self.default_db)
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the configuration; cheap enough to call wherever it is needed."""
+    env = os.environ if env is None else env
+    return Settings(
+        database_url=_get(env, "DATABASE_URL"),
+        database_read_url=_get(env, "DATABASE_READ_URL"),
+        redis_url=_get(env, "REDIS_URL"),
+        cache_prefix=_get(env, "FORESTGUARD_CACHE_PREFIX") or "fg",
+        s3_bucket=_get(env, "S3_BUCKET"),
+        aws_endpoint_url=_get(env, "AWS_ENDPOINT_URL"),
+        sentry_dsn=_get(env, "SENTRY_DSN"),
+        data_dir=Path(_get(env, "FORESTGUARD_DATA_DIR") or "data"),
+        log_level=(_get(env, "FORESTGUARD_LOG_LEVEL") or "INFO").upper(),
+        tile_url=_get(env, "FORESTGUARD_TILE_URL"),
+    )
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
+_PASSWORD_PARAM = re.compile(r"(?P<key>password|sslpassword|secret|token)=(?P<value>[^&\s]+)", re.I)
+
+
+def redact(text: str | None) -> str:
+    """Hide passwords in URLs and key=value secrets so text can be logged or shown."""
+    if not text:
+        return ""
+    text = _PASSWORD_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _PASSWORD_PARAM.sub(lambda m: f"{m['key']}=***", text)

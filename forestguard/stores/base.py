@@ -1,0 +1,177 @@
+"""The one interface every zone store implements.
+
+Engines differ only in SQL; callers see zones as GeoDataFrames/Arrow tables
+with geometry as WKB, statistics as a small aggregate frame, and a data version
+that every write bumps (caches key on it).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Iterable, Sequence
+
+import geopandas as gpd
+import pandas as pd
+import pyarrow as pa
+
+from ..schema import GROUP_KEYS, Classification
+
+#: Columns of :meth:`ZoneStore.aggregate`: the group keys chosen, then these.
+AGGREGATE_COLUMNS = ("zones", "area_ha", "confidence_sum", "confidence_n", "verified_zones")
+
+
+@dataclass(frozen=True)
+class ZoneFilter:
+    """Which zones a statistic, map or export covers. Empty fields do not filter."""
+
+    countries: tuple[str, ...] = ()
+    year_from: int | None = None
+    year_to: int | None = None
+    classifications: tuple[Classification, ...] = ()
+    sources: tuple[str, ...] = ()
+    verified_only: bool = False
+    min_confidence: float | None = None
+    bbox: tuple[float, float, float, float] | None = None  # lon/lat: xmin, ymin, xmax, ymax
+
+    def with_(self, **changes: Any) -> "ZoneFilter":
+        return replace(self, **changes)
+
+    def key(self) -> str:
+        """A stable text form for cache keys."""
+        parts = [
+            ",".join(sorted(self.countries)) or "*",
+            f"{self.year_from or ''}-{self.year_to or ''}",
+            ",".join(sorted(c.value for c in self.classifications)) or "*",
+            ",".join(sorted(self.sources)) or "*",
+            "v" if self.verified_only else "",
+            "" if self.min_confidence is None else f"c{self.min_confidence:g}",
+            "" if self.bbox is None else "b" + ",".join(f"{v:.6f}" for v in self.bbox),
+        ]
+        return "|".join(parts)
+
+
+def check_group_keys(by: Iterable[str]) -> tuple[str, ...]:
+    """Group keys in their canonical order; unknown names are a usage error."""
+    chosen = tuple(dict.fromkeys(k.strip() for k in by if k.strip()))
+    unknown = [k for k in chosen if k not in GROUP_KEYS]
+    if unknown:
+        raise ValueError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_KEYS)}")
+    return tuple(k for k in GROUP_KEYS if k in chosen)
+
+
+class ZoneStore(abc.ABC):
+    """Zones in some engine. Open one with :func:`forestguard.stores.open`."""
+
+    engine: ClassVar[str]
+    read_only: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    # -- reading -------------------------------------------------------------
+    @abc.abstractmethod
+    def data_version(self) -> int:
+        """A number every write increases: part of every cache key."""
+
+    @abc.abstractmethod
+    def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
+        """Exact sums per group: ``by`` columns then :data:`AGGREGATE_COLUMNS`.
+
+        ``area_ha`` and ``confidence_sum`` are exact decimals (``decimal.Decimal``)
+        so that engines agree to the cent; classification comes as stored.
+        """
+
+    @abc.abstractmethod
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id."""
+
+    def zones(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> gpd.GeoDataFrame:
+        table = self.zones_arrow(where, columns, limit)
+        frame = table.to_pandas()
+        geometry = gpd.GeoSeries.from_wkb(frame.pop("geometry"), crs=4326) if "geometry" in frame else None
+        return gpd.GeoDataFrame(frame, geometry=geometry, crs=4326)
+
+    @abc.abstractmethod
+    def count(self, where: ZoneFilter = ZoneFilter()) -> int: ...
+
+    def ping(self) -> None:
+        """Raise if the store cannot answer (readiness probes)."""
+        self.data_version()
+
+    def countries(self) -> list[str]:
+        return sorted(self.aggregate(ZoneFilter(), ["country"])["country"].tolist())
+
+    def years(self) -> list[int]:
+        return sorted(int(y) for y in self.aggregate(ZoneFilter(), ["year"])["year"])
+
+    # -- writing -------------------------------------------------------------
+    @abc.abstractmethod
+    def insert(self, zones: gpd.GeoDataFrame) -> int:
+        """Append validated zones in one transaction and bump the data version; return the count."""
+
+    # -- lifecycle -----------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - engines without resources need nothing
+        pass
+
+    def __enter__(self) -> "ZoneStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        from ..config import redact
+
+        return {"engine": self.engine, "url": redact(self.url), "data_version": self.data_version(), "zones": self.count()}
+
+    def __repr__(self) -> str:
+        from ..config import redact
+
+        return f"<{type(self).__name__} {redact(self.url)}>"
+
+
+@dataclass
+class SQLFilter:
+    """A WHERE clause and its parameters, built once for engines that speak SQL."""
+
+    clause: str
+    params: list[Any] = field(default_factory=list)
+
+
+def filter_sql(where: ZoneFilter, placeholder: str = "?", bbox_sql: str | None = None) -> SQLFilter:
+    """Compile a filter to a parameterized WHERE clause (values never enter the SQL text).
+
+    ``bbox_sql`` is the engine's bounding-box test with four placeholders
+    (xmin, ymin, xmax, ymax); without it a bbox filter is an error.
+    """
+    terms: list[str] = []
+    params: list[Any] = []
+
+    def in_list(column: str, values: Sequence[Any]) -> None:
+        terms.append(f"{column} IN ({', '.join([placeholder] * len(values))})")
+        params.extend(values)
+
+    if where.countries:
+        in_list("country", list(where.countries))
+    if where.year_from is not None:
+        terms.append(f"year >= {placeholder}")
+        params.append(int(where.year_from))
+    if where.year_to is not None:
+        terms.append(f"year <= {placeholder}")
+        params.append(int(where.year_to))
+    if where.classifications:
+        in_list("classification", [c.stored for c in where.classifications])
+    if where.sources:
+        in_list("source", list(where.sources))
+    if where.verified_only:
+        terms.append("verified")
+    if where.min_confidence is not None:
+        terms.append(f"confidence >= {placeholder}")
+        params.append(float(where.min_confidence))
+    if where.bbox is not None:
+        if bbox_sql is None:
+            raise ValueError("this engine cannot filter by bounding box")
+        terms.append(bbox_sql)
+        params.extend(float(v) for v in where.bbox)
+    return SQLFilter(" AND ".join(terms) or "TRUE", params)

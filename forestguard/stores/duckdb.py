@@ -1,0 +1,179 @@
+"""The embedded engine: one DuckDB file with the spatial extension.
+
+The extension is loaded from the ``duckdb-extension-spatial`` wheel by path,
+with DuckDB's autoinstall/autoload turned off, so nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+import geopandas as gpd
+import pandas as pd
+import pyarrow as pa
+import shapely
+
+from ..errors import ReadOnlyStore, StoreNotFound, UserError
+from ..schema import TABLE, SCHEMA_VERSION
+from .base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys, filter_sql
+
+DUCKDB_DDL = f"""
+CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id INTEGER PRIMARY KEY DEFAULT nextval('{TABLE}_id_seq'),
+    country VARCHAR NOT NULL CHECK (length(country) <= 100),
+    region VARCHAR CHECK (length(region) <= 200),
+    classification VARCHAR CHECK (classification IN ('Légale', 'Illégale')),
+    area_ha DECIMAL(10,2) NOT NULL,
+    year INTEGER NOT NULL,
+    source VARCHAR CHECK (length(source) <= 100),
+    confidence DECIMAL(3,2) CHECK (confidence BETWEEN 0 AND 1),
+    verified BOOLEAN DEFAULT false,
+    geometry GEOMETRY NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    updated_at TIMESTAMP DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
+"""
+
+# A bounding box test that needs no index: DuckDB prunes by min/max statistics.
+_BBOX_SQL = "(ST_XMax(geometry) >= ? AND ST_YMax(geometry) >= ? AND ST_XMin(geometry) <= ? AND ST_YMin(geometry) <= ?)"
+
+
+def extension_path(name: str) -> Path:
+    """Path of a DuckDB extension shipped in its PyPI wheel (``duckdb-extension-<name>``)."""
+    spec = find_spec(f"duckdb_extension_{name}")
+    if spec is None or spec.origin is None:
+        raise UserError(f"the DuckDB {name} extension is not installed: pip install duckdb-extension-{name}=={duckdb.__version__}")
+    path = Path(spec.origin).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.exists():
+        raise UserError(f"duckdb-extension-{name} does not match duckdb {duckdb.__version__}: {path} is missing")
+    return path
+
+
+def connect(path: str | None = None, *, read_only: bool = False, extensions: Sequence[str] = ("spatial",)) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with our extensions loaded from their wheels and no downloads."""
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    con = duckdb.connect(path or ":memory:", read_only=read_only, config=config)
+    for name in extensions:
+        con.execute(f"LOAD '{extension_path(name)}'")
+    return con
+
+
+class DuckDBStore(ZoneStore):
+    """Zones in one DuckDB file (the embedded default)."""
+
+    engine = "duckdb"
+
+    def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
+        super().__init__(url)
+        path = Path(url.removeprefix("duckdb://"))
+        if not path.exists():
+            if not create:
+                raise StoreNotFound(f"no store at {path} (create it with 'forestguard ingest' or 'forestguard demo')")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        try:
+            self._con = connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
+        if not read_only:
+            self._con.execute(DUCKDB_DDL)
+        elif not self._has_table():
+            raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
+
+    def _has_table(self) -> bool:
+        return bool(
+            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0]
+        )
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # A cursor per call lets threads (a Panel server) share one database handle.
+        return self._con.cursor()
+
+    def data_version(self) -> int:
+        return int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
+
+    def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        sql = filter_sql(where, bbox_sql=_BBOX_SQL)
+        return int(self._cursor().execute(f"SELECT count(*) FROM {TABLE} WHERE {sql.clause}", sql.params).fetchone()[0])
+
+    def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
+        keys = check_group_keys(by)
+        sql = filter_sql(where, bbox_sql=_BBOX_SQL)
+        group = ", ".join(keys)
+        query = f"""
+            SELECT {group + ',' if keys else ''}
+                   count(*) AS zones,
+                   sum(area_ha) AS area_ha,
+                   sum(confidence) AS confidence_sum,
+                   count(confidence) AS confidence_n,
+                   count(*) FILTER (WHERE verified) AS verified_zones
+            FROM {TABLE} WHERE {sql.clause}
+            {'GROUP BY ' + group if keys else ''}
+            {'ORDER BY ' + ', '.join(f'{k} NULLS LAST' for k in keys) if keys else ''}
+        """
+        rows = self._cursor().execute(query, sql.params).fetchall()
+        frame = pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
+        if not keys and len(frame) and frame["zones"].iat[0] == 0:
+            frame = frame.iloc[0:0]
+        return frame
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        sql = filter_sql(where, bbox_sql=_BBOX_SQL)
+        wanted = list(columns) if columns else ["id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry"]
+        select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
+        query = f"SELECT {select} FROM {TABLE} WHERE {sql.clause} ORDER BY country, year, id"
+        params = list(sql.params)
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(int(limit))
+        return self._cursor().execute(query, params).fetch_arrow_table()
+
+    def insert(self, zones: gpd.GeoDataFrame) -> int:
+        if self.read_only:
+            raise ReadOnlyStore(f"{self.path} is open read-only")
+        if len(zones) == 0:
+            return 0
+        table = pa.table(
+            {
+                "country": pa.array(zones["country"], pa.string()),
+                "region": pa.array(zones["region"], pa.string()),
+                "classification": pa.array(zones["classification"], pa.string()),
+                "area_ha": pa.array(zones["area_ha"].astype(float), pa.float64()),
+                "year": pa.array(zones["year"].astype("int64"), pa.int64()),
+                "source": pa.array(zones["source"], pa.string()),
+                "confidence": pa.array(zones["confidence"].astype(float), pa.float64(), from_pandas=True),
+                "verified": pa.array(zones["verified"].astype(bool), pa.bool_()),
+                "geometry": pa.array(shapely.to_wkb(zones.geometry.values, output_dimension=2), pa.binary()),
+            }
+        )
+        with self._lock:
+            con = self._cursor()
+            con.register("incoming_zones", table)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(
+                    f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
+                        SELECT country, region, classification, area_ha::DECIMAL(10,2), year, source,
+                               confidence::DECIMAL(3,2), verified, ST_GeomFromWKB(geometry)
+                        FROM incoming_zones"""
+                )
+                con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("incoming_zones")
+        return len(table)
+
+    def close(self) -> None:
+        self._con.close()
