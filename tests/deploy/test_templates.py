@@ -1,0 +1,914 @@
+"""The deployment files hold the design's numbers and pass their linters.
+
+cfn-lint (every CloudFormation template), hadolint (Dockerfile) and actionlint
+(workflows) run as subprocesses; a missing tool skips its test, or fails it when
+FORESTGUARD_REQUIRE_SERVICES=1 (CI). Each linter is also fed a known-bad file, so a
+linter that silently checks nothing cannot pass.
+
+The design numbers are read from the templates as CloudFormation would deploy them: the
+root stack is evaluated for a tier (Refs to parameters, FindInMap, If and conditions), its
+parameters flow into the nested stacks, and nested-stack outputs flow back through
+GetAtt. What stays unresolved (resource Refs, GetAtt on resources) is kept as a token.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = REPO_ROOT / "deploy"
+ROOT_TEMPLATE = DEPLOY / "root.yaml"
+TEMPLATES = sorted(DEPLOY.rglob("*.yaml"))
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
+OPERATIONS_GUIDE = REPO_ROOT / "docs" / "operations.md"
+
+# Variables the deployment sets that ForestGuard does not read itself (so they are not in
+# forestguard.config.VARIABLES): Panel's cookie secret and the AWS SDK's own variables.
+THIRD_PARTY_VARIABLES = {
+    "PANEL_COOKIE_SECRET",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+}
+
+# Values for the root parameters that have no default (shapes as the real ones).
+ROOT_PARAMETERS = {
+    "ImageRepositoryUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/forestguard",
+    "ImageTag": "0123456789abcdef",
+    "PublicDomainName": "forestguard.example.org",
+    "OriginDomainName": "origin.forestguard.example.org",
+    "AlbCertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/alb",
+    "CloudFrontCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/cdn",
+    "WebAclArn": "arn:aws:wafv2:us-east-1:123456789012:global/webacl/fg/1",
+    "CloudFrontPrefixListId": "pl-4fa04526",
+}
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def find_tool(name: str) -> str:
+    """The linter next to this Python (the project venv), else on PATH; else skip/fail."""
+    for folder in (Path(sys.executable).parent, REPO_ROOT / ".venv" / "bin"):
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    message = f"{name} is not installed (pip install it into the project venv; see the dev extra)"
+    if os.environ.get("FORESTGUARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def run_tool(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@functools.cache
+def cfn_lint_findings(*paths: str) -> tuple[dict, ...]:
+    """One cfn-lint run over the given templates (JSON findings), cached per path set."""
+    result = run_tool([find_tool("cfn-lint"), "--format", "json", "--regions", "us-east-1", "eu-west-1", "--", *paths])
+    try:
+        findings = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        pytest.fail(f"cfn-lint did not print JSON (exit {result.returncode}): {result.stdout}{result.stderr}")
+    if result.returncode not in (0, 2, 4, 6, 8, 10, 12, 14):
+        pytest.fail(f"cfn-lint crashed (exit {result.returncode}): {result.stderr}")
+    return tuple(findings)
+
+
+def errors_in(findings, path: Path) -> list[str]:
+    return [
+        f"{f['Rule']['Id']} {f['Location']['Start']['LineNumber']}: {f['Message']}"
+        for f in findings
+        if Path(f["Filename"]).resolve() == path.resolve() and f["Level"] == "Error"
+    ]
+
+
+# ----------------------------------------------------------------- template model
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """PyYAML loader that turns CloudFormation short tags into their long forms."""
+
+
+def _short_form(tag: str):
+    key = "Ref" if tag == "Ref" else ("Condition" if tag == "Condition" else f"Fn::{tag}")
+
+    def construct(loader, node):
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if tag == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {key: value}
+
+    return construct
+
+
+for _tag in (
+    "Ref Sub GetAtt Join Select Split If Equals Not And Or FindInMap GetAZs Cidr "
+    "ImportValue Base64 Condition Transform Length ToJsonString"
+).split():
+    _CfnLoader.add_constructor(f"!{_tag}", _short_form(_tag))
+
+
+def load_template(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+_NO_VALUE = object()
+
+
+def _text(value: Any) -> str:
+    """A parameter or mapping value as CloudFormation compares it (always a string)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith(("Ref", "Fn::"))
+
+
+class Stack:
+    """One template evaluated with concrete parameter values."""
+
+    def __init__(self, path: Path, parameters: dict, environment: Environment | None = None):
+        self.path = path
+        self.template = load_template(path)
+        self.environment = environment
+        declared = self.template.get("Parameters", {})
+        unknown = set(parameters) - set(declared)
+        assert not unknown, f"{path.name}: parameters not declared: {unknown}"
+        self.params: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in parameters:
+                self.params[name] = parameters[name]
+            elif "Default" in spec:
+                self.params[name] = spec["Default"]
+            else:
+                raise AssertionError(f"{path.name}: parameter {name} has no value and no default")
+
+    # -- evaluation
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            items = [self.resolve(v) for v in value]
+            return [v for v in items if v is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            key, arg = next(iter(value.items()))
+            if key == "Ref":
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
+                if arg in self.params:
+                    return self.params[arg]
+                return value
+            if key == "Fn::FindInMap":
+                mapping, first, second = (self.resolve(a) for a in arg)
+                return self.template["Mappings"][mapping][first][second]
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(name) else when_false)
+            if key in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition"):
+                return self._boolean(value)
+            if key == "Fn::GetAtt" and self.environment is not None:
+                resource, attribute = arg
+                if attribute.startswith("Outputs.") and resource in self.environment.nested_names:
+                    return self.environment.output(resource, attribute.removeprefix("Outputs."))
+            if key == "Fn::Join":
+                separator, items = arg[0], self.resolve(arg[1])
+                if isinstance(items, list) and not any(isinstance(i, dict) for i in items):
+                    return separator.join(str(i) for i in items)
+                return {key: [separator, items]}
+            if key == "Fn::Select":
+                index, items = self.resolve(arg[0]), self.resolve(arg[1])
+                if isinstance(items, list):
+                    return items[int(index)]
+                return {key: [index, items]}
+            if key.startswith("Fn::"):
+                return {key: self.resolve(arg)}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
+
+    def _boolean(self, expression: Any) -> bool:
+        key, arg = next(iter(expression.items()))
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Not":
+            return not self._boolean(arg[0])
+        if key == "Fn::And":
+            return all(self._boolean(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self._boolean(a) for a in arg)
+        if key == "Fn::Equals":
+            left, right = (self.resolve(a) for a in arg)
+            if _is_token(left) or _is_token(right):
+                # A resource reference is a real, non-empty identifier.
+                return left == right
+            return _text(left) == _text(right)
+        raise AssertionError(f"{self.path.name}: cannot evaluate condition {expression}")
+
+    def condition(self, name: str) -> bool:
+        return self._boolean(self.template["Conditions"][name])
+
+    # -- queries
+    def exists(self, logical_id: str) -> bool:
+        resource = self.template["Resources"].get(logical_id)
+        return resource is not None and ("Condition" not in resource or self.condition(resource["Condition"]))
+
+    def resource(self, logical_id: str) -> dict:
+        assert self.exists(logical_id), f"{self.path.name}: {logical_id} is not created"
+        return self.resolve(self.template["Resources"][logical_id].get("Properties", {}))
+
+    def resources(self, resource_type: str) -> dict[str, dict]:
+        return {
+            name: self.resource(name)
+            for name, r in self.template["Resources"].items()
+            if r["Type"] == resource_type and self.exists(name)
+        }
+
+    def output(self, name: str) -> Any:
+        return self.resolve(self.template["Outputs"][name]["Value"])
+
+
+class Environment:
+    """The root stack for one tier, with its nested stacks built on demand."""
+
+    def __init__(self, tier: str, **overrides: Any):
+        self.root = Stack(ROOT_TEMPLATE, {"Tier": tier, **ROOT_PARAMETERS, **overrides}, self)
+        self.nested_names = {
+            name for name, r in self.root.template["Resources"].items() if r["Type"] == "AWS::CloudFormation::Stack"
+        }
+        self._stacks: dict[str, Stack] = {}
+
+    def stack(self, name: str) -> Stack:
+        if name not in self._stacks:
+            properties = self.root.template["Resources"][name]["Properties"]
+            path = (ROOT_TEMPLATE.parent / properties["TemplateURL"]).resolve()
+            parameters = self.root.resolve(properties.get("Parameters", {}))
+            self._stacks[name] = Stack(path, parameters, self)
+        return self._stacks[name]
+
+    def output(self, stack_name: str, output: str) -> Any:
+        return self.stack(stack_name).output(output)
+
+
+@functools.cache
+def environment(tier: str = "production", **overrides) -> Environment:
+    return Environment(tier, **overrides)
+
+
+def key_values(items: list[dict], key: str = "Key", value: str = "Value") -> dict:
+    return {i[key]: i[value] for i in items}
+
+
+def refers_to(value: Any, logical_id: str) -> bool:
+    """True when a resolved value is a Ref/GetAtt to the given resource."""
+    return value in ({"Ref": logical_id}, {"Fn::GetAtt": [logical_id, "Arn"]}) or (
+        isinstance(value, dict) and value.get("Fn::GetAtt", [None])[0] == logical_id
+    )
+
+
+# ------------------------------------------------------------------------ linters
+
+
+def test_every_nested_template_exists_and_every_template_is_linted():
+    root = load_template(ROOT_TEMPLATE)
+    nested = {
+        (ROOT_TEMPLATE.parent / r["Properties"]["TemplateURL"]).resolve()
+        for r in root["Resources"].values()
+        if r["Type"] == "AWS::CloudFormation::Stack"
+    }
+    assert nested, "root.yaml has no nested stacks"
+    missing = [p for p in nested if not p.is_file()]
+    assert not missing, f"nested templates missing: {missing}"
+    assert nested <= {p.resolve() for p in TEMPLATES}
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_cfn_lint_reports_no_error(template):
+    findings = cfn_lint_findings(*(str(p) for p in TEMPLATES))
+    assert errors_in(findings, template) == []
+
+
+def test_cfn_lint_catches_a_broken_template(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n    Properties:\n      VersioningConfiguration:\n"
+        "        Status: Sometimes\n"
+    )
+    assert errors_in(cfn_lint_findings(str(broken)), broken), "cfn-lint accepted an invalid template"
+
+
+def test_hadolint_passes_the_dockerfile():
+    result = run_tool([find_tool("hadolint"), "--no-color", str(DOCKERFILE)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
+    result = run_tool([find_tool("hadolint"), "--no-color", str(bad)])
+    assert result.returncode != 0 and "DL3007" in result.stdout, result.stdout + result.stderr
+
+
+def test_actionlint_passes_the_workflows():
+    assert WORKFLOWS, "no workflow in .github/workflows"
+    result = run_tool([find_tool("actionlint"), "-no-color", *map(str, WORKFLOWS)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_bad_workflow(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.no_such_thing }}\n"
+    )
+    result = run_tool([find_tool("actionlint"), "-no-color", str(bad)])
+    assert result.returncode != 0, "actionlint accepted an invalid workflow"
+
+
+# ------------------------------------------------------------- load balancer, ECS
+
+
+def test_target_group_health_check_and_stickiness():
+    tg = environment().stack("ServiceStack").resource("TargetGroup")
+    assert (tg["Protocol"], int(tg["Port"]), tg["TargetType"]) == ("HTTP", 8501, "ip")
+    assert tg["HealthCheckPath"] == "/healthz"
+    assert int(tg["HealthCheckIntervalSeconds"]) == 30
+    assert int(tg["HealthCheckTimeoutSeconds"]) == 5
+    assert int(tg["HealthyThresholdCount"]) == 2
+    assert int(tg["UnhealthyThresholdCount"]) == 3
+    attributes = key_values(tg["TargetGroupAttributes"])
+    assert attributes["stickiness.enabled"] == "true"
+    assert attributes["stickiness.type"] == "lb_cookie"
+    assert int(attributes["stickiness.lb_cookie.duration_seconds"]) == 3600
+
+
+def test_listeners_https_and_http_redirect():
+    listeners = environment().stack("ServiceStack").resources("AWS::ElasticLoadBalancingV2::Listener")
+    by_port = {int(listener["Port"]): listener for listener in listeners.values()}
+    assert set(by_port) == {80, 443}
+    https = by_port[443]
+    assert https["Protocol"] == "HTTPS" and https["Certificates"]
+    assert https["DefaultActions"][0]["Type"] == "forward"
+    assert refers_to(https["DefaultActions"][0]["TargetGroupArn"], "TargetGroup")
+    redirect = by_port[80]["DefaultActions"][0]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert str(redirect["RedirectConfig"]["Port"]) == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+
+
+def test_task_definition_size_port_command_and_health_check():
+    task = environment().stack("ServiceStack").resource("TaskDefinition")
+    assert (str(task["Cpu"]), str(task["Memory"])) == ("1024", "2048")
+    assert task["RequiresCompatibilities"] == ["FARGATE"]
+    (container,) = task["ContainerDefinitions"]
+    assert [int(p["ContainerPort"]) for p in container["PortMappings"]] == [8501]
+    command = container["Command"]
+    assert command[:2] == ["forestguard", "serve"]
+    assert command[command.index("--port") + 1] == "8501"
+    assert command[command.index("--address") + 1] == "0.0.0.0"
+    assert "/healthz" in " ".join(container["HealthCheck"]["Command"])
+
+
+def test_service_counts_scaling_targets_and_cooldowns():
+    stack = environment().stack("ServiceStack")
+    service = stack.resource("Service")
+    assert int(service["DesiredCount"]) == 3
+    target = stack.resource("ScalableTarget")
+    assert (int(target["MinCapacity"]), int(target["MaxCapacity"])) == (2, 10)
+    policies = {
+        p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]["PredefinedMetricType"]: p[
+            "TargetTrackingScalingPolicyConfiguration"
+        ]
+        for p in stack.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    }
+    assert set(policies) == {"ECSServiceAverageCPUUtilization", "ECSServiceAverageMemoryUtilization"}
+    assert float(policies["ECSServiceAverageCPUUtilization"]["TargetValue"]) == 70
+    assert float(policies["ECSServiceAverageMemoryUtilization"]["TargetValue"]) == 80
+    for config in policies.values():
+        assert (int(config["ScaleOutCooldown"]), int(config["ScaleInCooldown"])) == (60, 300)
+
+
+def test_image_deploys_can_keep_the_autoscaled_count():
+    service = environment("production", PreserveDesiredCount="true").stack("ServiceStack").resource("Service")
+    assert "DesiredCount" not in service
+
+
+def test_deployment_circuit_breaker_rolls_back():
+    service = environment().stack("ServiceStack").resource("Service")
+    breaker = service["DeploymentConfiguration"]["DeploymentCircuitBreaker"]
+    assert breaker == {"Enable": True, "Rollback": True}
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+    assert service["LoadBalancers"][0]["ContainerPort"] == 8501
+
+
+@pytest.mark.parametrize("tier", ["mvp", "production", "scale"])
+def test_every_tier_resolves_with_consistent_sizes(tier):
+    env = environment(tier)
+    target = env.stack("ServiceStack").resource("ScalableTarget")
+    desired = int(env.stack("ServiceStack").resource("Service")["DesiredCount"])
+    assert int(target["MinCapacity"]) <= desired <= int(target["MaxCapacity"])
+    primary = env.stack("DatabaseStack").resource("Primary")
+    assert primary["DBInstanceClass"].startswith("db.")
+    assert env.stack("CacheStack").resource("ReplicationGroup")["CacheNodeType"].startswith("cache.")
+
+
+def test_tiers_share_one_set_of_size_keys():
+    mapping = load_template(ROOT_TEMPLATE)["Mappings"]["TierSizes"]
+    assert set(mapping) == {"mvp", "production", "scale"}
+    keys = {tier: set(sizes) for tier, sizes in mapping.items()}
+    assert keys["mvp"] == keys["production"] == keys["scale"]
+
+
+# ------------------------------------------------------------------------ database
+
+
+def test_postgres_multi_az_backups_windows_encryption():
+    db = environment().stack("DatabaseStack")
+    primary = db.resource("Primary")
+    assert primary["Engine"] == "postgres"
+    assert str(primary["EngineVersion"]).split(".")[0] == "15"
+    assert str(primary["MultiAZ"]) == "true"
+    assert int(primary["BackupRetentionPeriod"]) == 7
+    assert primary["PreferredBackupWindow"] == "03:00-04:00"
+    assert primary["PreferredMaintenanceWindow"] == "sun:04:00-sun:05:00"
+    assert primary["StorageEncrypted"] is True
+    assert primary["KmsKeyId"] == environment().output("SecurityStack", "KmsKeyArn")
+    assert primary["PubliclyAccessible"] is False
+    assert primary["DeletionProtection"] is True
+
+
+def test_postgres_requires_ssl():
+    db = environment().stack("DatabaseStack")
+    group = db.resource("ParameterGroup")
+    assert group["Family"] == "postgres15"
+    assert str(group["Parameters"]["rds.force_ssl"]) == "1"
+    assert refers_to(db.resource("Primary")["DBParameterGroupName"], "ParameterGroup")
+    assert refers_to(db.resource("ReadReplica")["DBParameterGroupName"], "ParameterGroup")
+    for secret in ("DatabaseUrlSecret", "DatabaseReadUrlSecret"):
+        template, _ = db.resource(secret)["SecretString"]["Fn::Sub"]
+        assert template.startswith("postgresql://") and "sslmode=require" in template
+
+
+def test_one_read_replica_of_the_primary():
+    db = environment().stack("DatabaseStack")
+    replicas = [r for r in db.resources("AWS::RDS::DBInstance").values() if "SourceDBInstanceIdentifier" in r]
+    assert len(replicas) == 1
+    assert refers_to(replicas[0]["SourceDBInstanceIdentifier"], "Primary")
+    assert not environment("mvp").stack("DatabaseStack").exists("ReadReplica")
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def test_redis_7_allkeys_lru_primary_and_replica():
+    cache = environment().stack("CacheStack")
+    group = cache.resource("ReplicationGroup")
+    assert group["Engine"] == "redis"
+    assert str(group["EngineVersion"]).split(".")[0] == "7"
+    assert int(group["NumCacheClusters"]) == 2
+    assert group["AutomaticFailoverEnabled"] is True
+    assert group["TransitEncryptionEnabled"] is True and group["AtRestEncryptionEnabled"] is True
+    parameters = cache.resource("ParameterGroup")
+    assert parameters["CacheParameterGroupFamily"] == "redis7"
+    assert parameters["Properties"]["maxmemory-policy"] == "allkeys-lru"
+    assert refers_to(group["CacheParameterGroupName"], "ParameterGroup")
+
+
+# ------------------------------------------------------------------------------ S3
+
+
+def _blocks_all_public_access(bucket: dict) -> bool:
+    block = bucket.get("PublicAccessBlockConfiguration", {})
+    keys = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+    return all(block.get(k) is True for k in keys)
+
+
+def test_data_bucket_versioned_lifecycle_aes256_private():
+    data = environment().stack("StorageStack").resource("DataBucket")
+    assert data["VersioningConfiguration"]["Status"] == "Enabled"
+    (rule,) = data["LifecycleConfiguration"]["Rules"]
+    transitions = [(t["StorageClass"], int(t["TransitionInDays"])) for t in rule["Transitions"]]
+    # Glacier Instant Retrieval: snapshots and reports stay readable (see the template).
+    assert transitions == [("STANDARD_IA", 30), ("GLACIER_IR", 90)]
+    (encryption,) = data["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert _blocks_all_public_access(data)
+
+
+def test_backups_bucket_versioned_expires_after_30_days_kms():
+    env = environment()
+    backups = env.stack("StorageStack").resource("BackupsBucket")
+    assert backups["VersioningConfiguration"]["Status"] == "Enabled"
+    expiring = [r for r in backups["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert [int(r["ExpirationInDays"]) for r in expiring] == [30]
+    (encryption,) = backups["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == env.output("SecurityStack", "KmsKeyArn")
+    assert _blocks_all_public_access(backups)
+
+
+def test_assets_are_public_only_through_cloudfront():
+    env = environment()
+    assert _blocks_all_public_access(env.stack("StorageStack").resource("AssetsBucket"))
+    policy = env.stack("CdnStack").resource("AssetsBucketPolicy")["PolicyDocument"]
+    allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert [s["Principal"] for s in allows] == [{"Service": "cloudfront.amazonaws.com"}]
+    assert "AWS:SourceArn" in allows[0]["Condition"]["StringEquals"]
+
+
+# ---------------------------------------------------------------------------- alarms
+
+
+def _alarm(name: str) -> dict:
+    return environment().stack("MonitoringStack").resource(name)
+
+
+def _window_seconds(alarm: dict) -> int:
+    if "Period" in alarm:
+        period = int(alarm["Period"])
+    else:
+        periods = {int(m["MetricStat"]["Period"]) for m in alarm["Metrics"] if "MetricStat" in m}
+        assert len(periods) == 1, periods
+        period = periods.pop()
+    return period * int(alarm["EvaluationPeriods"])
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "threshold", "seconds"),
+    [
+        ("ServiceCpuHigh", "CPUUtilization", 80, 300),
+        ("ServiceMemoryHigh", "MemoryUtilization", 90, 300),
+        ("LatencyHigh", "TargetResponseTime", 3, 300),
+    ],
+)
+def test_design_alarms(name, metric, threshold, seconds):
+    alarm = _alarm(name)
+    assert alarm["MetricName"] == metric
+    assert float(alarm["Threshold"]) == threshold
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert _window_seconds(alarm) == seconds
+    assert int(alarm["DatapointsToAlarm"]) == int(alarm["EvaluationPeriods"])
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_latency_alarm_is_on_p95():
+    assert _alarm("LatencyHigh")["ExtendedStatistic"] == "p95"
+
+
+def test_5xx_rate_alarm():
+    alarm = _alarm("Http5xxRateHigh")
+    assert float(alarm["Threshold"]) == 5
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert _window_seconds(alarm) == 120
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    names = {m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m}
+    assert names == {"HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count", "RequestCount"}
+    (expression,) = [m["Expression"] for m in metrics.values() if m.get("ReturnData")]
+    assert "100 *" in expression and "/ requests" in expression
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+# ---------------------------------------------------------- network and IAM hygiene
+
+
+def _ingress_rules(network: Stack) -> list[tuple[str, int, Any]]:
+    """(group, port, source) for every ingress rule, inline or standalone."""
+    rules = []
+    for name, group in network.resources("AWS::EC2::SecurityGroup").items():
+        for rule in group.get("SecurityGroupIngress", []):
+            source = rule.get("SourceSecurityGroupId") or rule.get("SourcePrefixListId") or rule.get("CidrIp")
+            rules.append((name, int(rule["FromPort"]), source))
+    for rule in network.resources("AWS::EC2::SecurityGroupIngress").values():
+        rules.append((rule["GroupId"]["Ref"], int(rule["FromPort"]), rule["SourceSecurityGroupId"]))
+    return rules
+
+
+def test_each_tier_is_open_only_to_the_tier_in_front():
+    network = environment().stack("NetworkStack")
+    prefix_list = ROOT_PARAMETERS["CloudFrontPrefixListId"]
+    expected = [
+        ("AlbHttpsSecurityGroup", 443, prefix_list),
+        ("AlbHttpSecurityGroup", 80, prefix_list),
+        ("AppSecurityGroup", 8501, {"Ref": "AlbHttpsSecurityGroup"}),
+        ("DatabaseSecurityGroup", 5432, {"Ref": "AppSecurityGroup"}),
+        ("DatabaseSecurityGroup", 5432, {"Ref": "PipelineSecurityGroup"}),
+        ("CacheSecurityGroup", 6379, {"Ref": "AppSecurityGroup"}),
+        ("CacheSecurityGroup", 6379, {"Ref": "PipelineSecurityGroup"}),
+    ]
+
+    def comparable(rules):
+        return sorted((group, port, json.dumps(source, sort_keys=True)) for group, port, source in rules)
+
+    assert comparable(_ingress_rules(network)) == comparable(expected)
+
+
+def test_data_subnets_have_no_route_out():
+    network = environment().stack("NetworkStack")
+    routes = network.resources("AWS::EC2::Route").values()
+    assert not [r for r in routes if refers_to(r["RouteTableId"], "DataRouteTable")]
+    associations = network.resources("AWS::EC2::SubnetRouteTableAssociation").values()
+    data = {a["SubnetId"]["Ref"] for a in associations if refers_to(a["RouteTableId"], "DataRouteTable")}
+    assert data == {"DataSubnetA", "DataSubnetB"}
+
+
+# Actions that only exist account-wide (no resource-level permissions).
+_ACCOUNT_WIDE_ACTIONS = {
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+}
+
+
+@pytest.mark.parametrize("stack_name", ["ServiceStack", "PipelineStack", "DatabaseStack"])
+def test_task_roles_are_least_privilege(stack_name):
+    stack = environment().stack(stack_name)
+    roles = stack.resources("AWS::IAM::Role")
+    assert roles
+    for role_name, role in roles.items():
+        for policy in role.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert statement["Effect"] == "Allow"
+                assert not [a for a in actions if "*" in a], f"{role_name}: wildcard action {actions}"
+                if statement["Resource"] == "*":
+                    assert set(actions) <= _ACCOUNT_WIDE_ACTIONS, f"{role_name}: {actions} on every resource"
+
+
+def test_task_secrets_never_in_plain_environment():
+    env = environment()
+    for stack_name, logical_id in (("ServiceStack", "TaskDefinition"), ("PipelineStack", "TaskDefinition")):
+        (container,) = env.stack(stack_name).resource(logical_id)["ContainerDefinitions"]
+        plain = key_values(container.get("Environment", []), "Name", "Value")
+        secret = {s["Name"] for s in container["Secrets"]}
+        assert {"DATABASE_URL", "REDIS_URL"} <= secret
+        assert "DATABASE_READ_URL" in secret and "SENTRY_DSN" not in secret  # replica yes, no DSN given
+        assert not {"DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL", "SENTRY_DSN"} & set(plain)
+        assert plain["S3_BUCKET"] == env.output("StorageStack", "DataBucketName")
+
+
+def test_sentry_dsn_becomes_a_secret_when_given():
+    env = environment("production", SentryDsn="https://key@sentry.example.org/1")
+    (container,) = env.stack("ServiceStack").resource("TaskDefinition")["ContainerDefinitions"]
+    assert "SENTRY_DSN" in {s["Name"] for s in container["Secrets"]}
+
+
+# ------------------------------------------------------------------------ pipeline
+
+
+def test_scheduled_pipelines_run_the_report_pipelines_on_fargate():
+    pipeline = environment().stack("PipelineStack")
+    (container,) = pipeline.resource("TaskDefinition")["ContainerDefinitions"]
+    assert container["Command"] == ["forestguard", "pipeline", "run", "pipelines/yearly_reports.yaml"]
+    rules = pipeline.resources("AWS::Events::Rule")
+    assert len(rules) == 2
+    commands = []
+    for rule in rules.values():
+        assert rule["ScheduleExpression"].startswith(("cron(", "rate("))
+        (target,) = rule["Targets"]
+        ecs = target["EcsParameters"]
+        assert ecs["LaunchType"] == "FARGATE" and refers_to(ecs["TaskDefinitionArn"], "TaskDefinition")
+        assert refers_to(target["RoleArn"], "EventsRole")
+        overrides = json.loads(target["Input"])["containerOverrides"] if "Input" in target else []
+        commands.append(overrides[0]["command"] if overrides else container["Command"])
+    assert sorted(c[-1] for c in commands) == ["pipelines/annual_overview.yaml", "pipelines/yearly_reports.yaml"]
+    for command in commands:
+        relative = command[-1]
+        # The image copies pipelines/ next to the package, so the path must be relative.
+        assert not relative.startswith("/")
+
+
+# ----------------------------------------------------------------------------- edge
+
+
+def test_cloudfront_with_waf_in_front_of_the_alb():
+    cdn = environment().stack("CdnStack")
+    config = cdn.resource("Distribution")["DistributionConfig"]
+    assert config["WebACLId"] == ROOT_PARAMETERS["WebAclArn"]
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    app_origin = next(o for o in config["Origins"] if o["Id"] == config["DefaultCacheBehavior"]["TargetOriginId"])
+    assert app_origin["DomainName"] == ROOT_PARAMETERS["OriginDomainName"]
+    assert app_origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    waf = load_template(DEPLOY / "edge-waf.yaml")["Resources"]["WebAcl"]["Properties"]
+    assert waf["Scope"] == "CLOUDFRONT"
+
+
+# ----------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    logical, current = [], ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        part = stripped.rstrip("\\").strip()
+        current = f"{current} {part}" if current else part
+        if not stripped.endswith("\\"):
+            logical.append(current)
+            current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
+
+
+def test_dockerfile_base_user_port_healthcheck_command():
+    instructions = dockerfile_instructions()
+    (base,) = [args for op, args in instructions if op == "FROM"]
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", base)
+    users = [args for op, args in instructions if op == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert [args for op, args in instructions if op == "EXPOSE"] == ["8501"]
+    (health,) = [args for op, args in instructions if op == "HEALTHCHECK"]
+    assert "urllib.request" in health and "http://127.0.0.1:8501/healthz" in health
+    assert "curl" not in health and "wget" not in health
+    (cmd,) = [args for op, args in instructions if op == "CMD"]
+    assert json.loads(cmd) == ["forestguard", "serve", "--address", "0.0.0.0", "--port", "8501"]
+
+
+def test_dockerfile_installs_dependencies_before_copying_the_source():
+    instructions = dockerfile_instructions()
+    position = {}
+    for index, (op, args) in enumerate(instructions):
+        if op == "COPY" and args.startswith("pyproject.toml"):
+            position.setdefault("pyproject", index)
+        if op == "RUN" and "pip install" in args and "-r " in args:
+            position.setdefault("dependencies", index)
+        if op == "COPY" and args.startswith("forestguard/"):
+            position.setdefault("source", index)
+    assert position.keys() == {"pyproject", "dependencies", "source"}
+    assert position["pyproject"] < position["dependencies"] < position["source"]
+
+
+def test_dockerfile_bakes_in_no_secret():
+    secretish = re.compile(r"(PASSWORD|SECRET|TOKEN|DSN|ACCESS_KEY|DATABASE_URL|REDIS_URL)", re.I)
+    for op, args in dockerfile_instructions():
+        if op in ("ENV", "ARG"):
+            assert not secretish.search(args), f"{op} {args}"
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".env"} <= set(ignored)
+
+
+# ------------------------------------------------------------------ docker compose
+
+
+def test_compose_runs_the_full_local_stack():
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["postgis"]["image"] == "postgis/postgis:15-3.3"
+    assert services["redis"]["image"] == "redis:7"
+    redis_command = services["redis"]["command"]
+    assert redis_command[redis_command.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert "moto" in services["s3"]["image"] or "minio" in services["s3"]["image"]
+    assert "8501:8501" in services["app"]["ports"]
+    assert "/healthz" in " ".join(services["app"]["healthcheck"]["test"])
+    assert services["reports"]["command"][:3] == ["forestguard", "pipeline", "run"]
+    for name in ("postgis", "redis", "s3", "app"):
+        assert "healthcheck" in services[name], name
+    for name in ("app", "reports"):
+        environment_vars = services[name]["environment"]
+        assert environment_vars["DATABASE_URL"].startswith("postgresql://")
+        assert environment_vars["REDIS_URL"].startswith("redis://redis:")
+        assert environment_vars["AWS_ENDPOINT_URL"].startswith("http://s3:")
+
+
+# ------------------------------------------------------------------------ workflows
+
+
+def _workflow(name: str) -> dict:
+    data = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as True
+    return data
+
+
+def _run_lines(workflow: dict) -> str:
+    return "\n".join(
+        str(step.get("run", "")) + " " + str(step.get("uses", ""))
+        for job in workflow["jobs"].values()
+        for step in job.get("steps", [])
+    )
+
+
+def test_ci_workflow_runs_make_test():
+    workflow = _workflow("ci.yml")
+    runs = [str(step.get("run", "")).strip() for job in workflow["jobs"].values() for step in job["steps"]]
+    assert "make test" in runs
+    assert "pull_request" in workflow["on"]
+
+
+def test_deploy_workflow_builds_deploys_smoke_checks_and_rolls_back():
+    workflow = _workflow("deploy.yml")
+    assert workflow["permissions"]["id-token"] == "write"
+    text = _run_lines(workflow)
+    for needle in (
+        "amazon-ecr-login",
+        "docker/build-push-action",
+        "aws cloudformation package",
+        "aws cloudformation deploy",
+        "aws ecs wait services-stable",
+        "/healthz",
+        "/readyz",
+    ):
+        assert needle in text, needle
+    rollback = [s for s in workflow["jobs"]["deploy"]["steps"] if "failure()" in str(s.get("if", ""))]
+    assert rollback and "aws cloudformation deploy" in rollback[0]["run"]
+
+
+# -------------------------------------------------------------- operations guide
+
+
+def _section(markdown: str, heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\s*$(.*?)(?=^## |\Z)", markdown, re.M | re.S)
+    assert match, f"docs/operations.md has no '## {heading}' section"
+    return match.group(1)
+
+
+def _config_variables() -> dict[str, str]:
+    try:
+        from forestguard.config import VARIABLES
+    except ImportError:  # running from a checkout without the package installed
+        sys.path.insert(0, str(REPO_ROOT))
+        from forestguard.config import VARIABLES
+    return VARIABLES
+
+
+def test_configuration_reference_lists_exactly_the_config_variables():
+    section = _section(OPERATIONS_GUIDE.read_text(), "Configuration reference")
+    rows = re.findall(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|(.*)\|\s*$", section, re.M)
+    documented = [name for name, _ in rows]
+    assert len(documented) == len(set(documented)), "a variable is listed twice"
+    assert set(documented) == set(_config_variables())
+    assert all(text.strip(" |") for _, text in rows), "a variable has no description"
+
+
+def test_every_variable_the_deployment_sets_is_known_and_documented():
+    known = set(_config_variables()) | THIRD_PARTY_VARIABLES
+    guide = OPERATIONS_GUIDE.read_text()
+    env = environment("production", SentryDsn="https://key@sentry.example.org/1")
+    names = set()
+    for stack_name in ("ServiceStack", "PipelineStack"):
+        for container in env.stack(stack_name).resource("TaskDefinition")["ContainerDefinitions"]:
+            names |= {e["Name"] for e in container.get("Environment", []) + container.get("Secrets", [])}
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    names |= set(compose["app"]["environment"])
+    assert names - known == set()
+    assert [n for n in names if f"`{n}`" not in guide] == []
+
+
+def test_every_alarm_has_a_runbook():
+    guide = OPERATIONS_GUIDE.read_text()
+    runbooks = set(re.findall(r"^### (\w+)\s*$", _section(guide, "Alarm runbooks"), re.M))
+    monitoring = load_template(DEPLOY / "stacks" / "monitoring.yaml")["Resources"]
+    alarms = {name for name, r in monitoring.items() if r["Type"] in ("AWS::CloudWatch::Alarm", "AWS::Events::Rule")}
+    assert alarms and alarms <= runbooks
+    for name in alarms:
+        description = (
+            monitoring[name]["Properties"].get("AlarmDescription") or monitoring[name]["Properties"]["Description"]
+        )
+        assert f"docs/operations.md#{name.lower()}" in description
+
+
+def test_metric_mapping_covers_every_alarm_metric():
+    mapping = _section(OPERATIONS_GUIDE.read_text(), "Metrics: CloudWatch, Datadog, Prometheus")
+    monitoring = load_template(DEPLOY / "stacks" / "monitoring.yaml")["Resources"]
+    metrics = set()
+    for resource in monitoring.values():
+        properties = resource.get("Properties", {})
+        if "MetricName" in properties:
+            metrics.add(properties["MetricName"])
+        for metric in properties.get("Metrics", []):
+            if "MetricStat" in metric:
+                metrics.add(metric["MetricStat"]["Metric"]["MetricName"])
+    assert metrics
+    assert [m for m in metrics if f"`{m}`" not in mapping] == []
+    # Application metric names in the guide are the ones the package defines.
+    documented = set(re.findall(r"`(forestguard_[a-z0-9_]+)`", mapping))
+    source = "\n".join(p.read_text() for p in (REPO_ROOT / "forestguard").rglob("*.py"))
+    defined = set(re.findall(r"[\"'](forestguard_[a-z0-9_]+)[\"']", source))
+    assert documented and documented - defined == set()
+
+
+def test_deploy_readme_names_every_template():
+    readme = (DEPLOY / "README.md").read_text()
+    missing = [str(p.relative_to(DEPLOY)) for p in TEMPLATES if str(p.relative_to(DEPLOY)) not in readme]
+    assert missing == []
