@@ -18,6 +18,7 @@ import geopandas as gpd
 import pandas as pd
 
 from . import stores
+from .config import settings
 from .errors import UserError
 from .sources import ColumnMapping, read_zones_file
 from .validation import Reject, validate
@@ -28,8 +29,9 @@ MAX_SHOWN_REJECTS = 20
 class IngestRejected(UserError):
     """Invalid records: nothing was written."""
 
-    def __init__(self, rejects: list[Reject]) -> None:
+    def __init__(self, rejects: list[Reject], column_lines: list[str] | None = None) -> None:
         self.rejects = rejects
+        self.column_lines = list(column_lines or [])  # which input columns were used, per file
         super().__init__(f"{len(rejects)} invalid record(s); nothing was loaded")
 
     def lines(self, limit: int = MAX_SHOWN_REJECTS) -> list[str]:
@@ -60,6 +62,7 @@ def prepare(
     """Read and validate every file; return the clean zones and what was found."""
     result = IngestResult()
     frames = []
+    _check_distinct(paths)
     for path in paths:
         raw = read_zones_file(path)
         mapped, line = mapping.apply(raw, str(path))
@@ -84,10 +87,15 @@ def ingest(
     on_file: Callable[[str, int], None] | None = None,
 ) -> IngestResult:
     """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record."""
+    stores.engine_of(db or settings().store_url)  # a store URL nobody can open fails before the reading
+    _check_distinct(paths)
+    if skip_invalid is not None and _same_file(skip_invalid, paths):
+        raise UserError(f"{skip_invalid}: the rejects file would overwrite an input file")
     zones, result = prepare(paths, mapping=mapping, repair=repair, on_file=on_file)
-    if result.rejected:
-        if skip_invalid is None:
-            raise IngestRejected(result.rejected)
+    if result.rejected and skip_invalid is None:
+        raise IngestRejected(result.rejected, result.column_lines)
+    if skip_invalid is not None:
+        # Written even when empty, so an old rejects file never outlives the run that would replace it.
         write_rejects(result.rejected, Path(skip_invalid))
     if len(zones) == 0:
         return result
@@ -98,8 +106,29 @@ def ingest(
     return result
 
 
+def _check_distinct(paths: Sequence[str | Path]) -> None:
+    """The same file twice would load its zones twice."""
+    for i, path in enumerate(paths):
+        if _same_file(path, paths[:i]):
+            raise UserError(f"{path}: given twice; each file is loaded once")
+
+
+def _same_file(path: str | Path, others: Sequence[str | Path]) -> bool:
+    try:
+        return Path(path).resolve() in {Path(p).resolve() for p in others}
+    except (OSError, RuntimeError):
+        return False
+
+
 def write_rejects(rejects: list[Reject], path: Path) -> None:
     """CSV of rejected records (file, feature, field, reason), written whole or not at all."""
+    try:
+        _write_rejects(rejects, path)
+    except OSError as exc:
+        raise UserError(f"cannot write the rejects file {path}: {exc.strerror or exc}; nothing was loaded") from None
+
+
+def _write_rejects(rejects: list[Reject], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, Iterable
 
 import geopandas as gpd
@@ -19,6 +20,7 @@ import pandas as pd
 import shapely
 
 from .area import geodesic_area_ha, polygon_parts
+from .sources import CRS_ASSUMED, READ_PROBLEMS
 from .schema import (
     AREA_MAX_HA,
     CONFIDENCE_MAX,
@@ -32,6 +34,7 @@ from .schema import (
 )
 
 _POLYGONAL = {"Polygon", "MultiPolygon"}
+_POLYGONAL_TYPE_IDS = [shapely.GeometryType.POLYGON.value, shapely.GeometryType.MULTIPOLYGON.value]
 _TRUE = {"true", "t", "yes", "y", "1", "oui", "vrai"}
 _FALSE = {"false", "f", "no", "n", "0", "non", "faux", ""}
 
@@ -88,52 +91,125 @@ class _Errors:
 
 
 def _show(value: object, limit: int = 40) -> str:
+    if isinstance(value, (np.generic,)):
+        value = value.item()  # 0.5, not np.float64(0.5)
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_missing(values: pd.Series) -> np.ndarray:
     missing = values.isna().to_numpy().copy()
-    if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-        blank = values.map(lambda v: isinstance(v, str) and not v.strip(), na_action="ignore")
-        missing |= blank.fillna(False).to_numpy(dtype=bool)
+    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        missing |= values.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+    elif values.dtype == object:
+        missing |= np.fromiter((isinstance(v, str) and not v.strip() for v in values.tolist()), dtype=bool, count=len(values))
     return missing
+
+
+_NOT_A_NUMBER = object()
+
+
+def _number(value: object) -> object:
+    """One value of a mixed (object) column as a float, NaN when missing, or _NOT_A_NUMBER."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return np.nan
+    if isinstance(value, (bool, np.bool_)):
+        return _NOT_A_NUMBER  # true is not 1 here: it is a wrong column
+    if isinstance(value, (int, np.integer)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond a double: out of every range
+            return np.inf if value > 0 else -np.inf
+    if isinstance(value, (float, np.floating, Decimal)):
+        return float(value)
+    return _NOT_A_NUMBER
 
 
 def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Float values and a mask of entries that are present but not numbers (bools count as not)."""
+    n = len(values)
     if pd.api.types.is_bool_dtype(values.dtype):
-        return np.full(len(values), np.nan), ~values.isna().to_numpy()
-    if values.dtype == object:
-        is_bool = values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
-        numeric = pd.to_numeric(values.where(~is_bool), errors="coerce")
-    else:
-        is_bool = np.zeros(len(values), dtype=bool)
-        numeric = pd.to_numeric(values, errors="coerce")
-    numbers = numeric.to_numpy(dtype=float, na_value=np.nan)
-    not_number = (~_is_missing(values) & np.isnan(numbers)) | is_bool
+        return np.full(n, np.nan), ~values.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_complex_dtype(values.dtype):
+        return values.to_numpy(dtype=float, na_value=np.nan), np.zeros(n, dtype=bool)
+    missing = _is_missing(values)
+    if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return np.where(missing, np.nan, numbers), ~missing & np.isnan(numbers)
+    # Mixed values (JSON, object columns): numbers as they are, text parsed, anything else refused.
+    objects = values.astype(object).tolist()
+    numbers = np.full(n, np.nan)
+    not_number = np.zeros(n, dtype=bool)
+    text_at = [i for i, v in enumerate(objects) if isinstance(v, str) and not missing[i]]
+    if text_at:
+        parsed = pd.to_numeric(pd.Series([objects[i] for i in text_at], dtype=object), errors="coerce")
+        numbers[text_at] = parsed.to_numpy(dtype=float, na_value=np.nan)
+        not_number[text_at] = np.isnan(numbers[text_at])
+    for i, v in enumerate(objects):
+        if not missing[i] and not isinstance(v, str):
+            number = _number(v)
+            if number is _NOT_A_NUMBER:
+                not_number[i] = True
+            else:
+                numbers[i] = number
+                not_number[i] = np.isnan(number)  # Decimal('NaN')
     return numbers, not_number
 
 
-def _text(frame: pd.DataFrame, name: str, errors: _Errors, *, required: bool) -> pd.Series:
+def _as_text(value: object) -> str | None:
+    """Text as given; numbers spelled out; None for values that are not text (true, [..], {..})."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer, Decimal)):
+        return str(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value):
+        return repr(float(value))
+    return None
+
+
+def _text_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode text (lone surrogate)"
+    return None
+
+
+def _text(frame: pd.DataFrame, name: str, errors: _Errors, *, required: bool) -> np.ndarray:
+    """Text exactly as given (None where absent), checked against the column's limit."""
     n = len(frame)
     if name not in frame:
         if required:
             errors.add(np.ones(n, dtype=bool), name, lambda i: "is required")
-        return pd.Series([None] * n, dtype=object, index=frame.index)
+        return np.full(n, None, dtype=object)
     raw = frame[name]
     missing = _is_missing(raw)
     if required:
         errors.add(missing, name, lambda i: "is required and must not be empty")
-    # Text is data: keep it exactly as given, only numbers are spelled out as text.
-    text = raw.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore").astype(object)
-    text = text.where(~missing, None)
+    if pd.api.types.is_string_dtype(raw.dtype) and raw.dtype != object:
+        # Arrow-backed strings are valid UTF-8 (no lone surrogates), all text: only NUL and length to check, in bulk.
+        text = raw.astype(object).to_numpy(na_value=None).copy()
+        lengths = raw.str.len().fillna(0).to_numpy(dtype=np.int64)
+        has_nul = raw.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        errors.add(has_nul, name, lambda i: "contains a NUL character")
+    else:
+        values = raw.astype(object).tolist()
+        text = np.empty(n, dtype=object)
+        text[:] = [None if missing[i] else _as_text(v) for i, v in enumerate(values)]
+        not_text = ~missing & np.array([t is None for t in text], dtype=bool)
+        errors.add(not_text, name, lambda i: f"{_show(values[i])} is not text")
+        problem = [None if t is None else _text_problem(t) for t in text]
+        errors.add(np.array([p is not None for p in problem], dtype=bool), name, lambda i: problem[i])
+        lengths = np.array([0 if t is None else len(t) for t in text], dtype=np.int64)
+    text[missing] = None
     limit = TEXT_LIMITS.get(name)
-    lengths = text.map(len, na_action="ignore").fillna(0).to_numpy()
     if limit:
         errors.add(lengths > limit, name, lambda i: f"is {int(lengths[i])} characters long; the limit is {limit}")
-    has_nul = text.map(lambda v: "\x00" in v, na_action="ignore").fillna(False).to_numpy(dtype=bool)
-    errors.add(has_nul, name, lambda i: "contains a NUL character")
     return text
 
 
@@ -149,10 +225,11 @@ def _year(frame: pd.DataFrame, errors: _Errors) -> np.ndarray:
     errors.add(missing, "year", lambda i: "is required")
     errors.add(not_number, "year", lambda i: f"{_show(raw.iat[i])} is not a whole number")
     ok = ~missing & ~not_number
-    fractional = ok & (np.isnan(numbers) | ~np.isfinite(numbers) | (numbers != np.round(numbers)))
+    with np.errstate(invalid="ignore"):
+        fractional = ok & (np.isnan(numbers) | (np.isfinite(numbers) & (numbers != np.round(numbers))))
     errors.add(fractional, "year", lambda i: f"{_show(raw.iat[i])} is not a whole number")
     ok &= ~fractional
-    out_of_range = ok & ((numbers < YEAR_MIN) | (numbers > last))
+    out_of_range = ok & ~((numbers >= YEAR_MIN) & (numbers <= last))  # ±inf (1e400, 10**400) included
     errors.add(out_of_range, "year", lambda i: f"{_show(raw.iat[i])} is outside {YEAR_MIN}..{last}")
     return np.where(ok & ~out_of_range, numbers, 0).astype(np.int64)
 
@@ -168,7 +245,7 @@ def _confidence(frame: pd.DataFrame, errors: _Errors) -> np.ndarray:
     bad = present & ~((numbers >= CONFIDENCE_MIN) & (numbers <= CONFIDENCE_MAX))
     errors.add(bad, "confidence", lambda i: f"{_show(raw.iat[i])} is outside 0..1")
     # DECIMAL(3,2): what the table would keep.
-    return np.where(present & ~bad, np.round(numbers, 2), np.nan)
+    return np.where(present & ~bad, _decimal_round(numbers, 2), np.nan)
 
 
 def _verified(frame: pd.DataFrame, errors: _Errors) -> np.ndarray:
@@ -206,37 +283,44 @@ def _classification(frame: pd.DataFrame, errors: _Errors) -> np.ndarray:
         return np.full(n, None, dtype=object)
     raw = frame["classification"]
     missing = _is_missing(raw)
-    stored = np.full(n, None, dtype=object)
+    values = raw.astype(object).tolist()
     # Few distinct spellings: parse each once.
-    lookup: dict[object, str | None] = {}
+    lookup: dict[str, str | None] = {}
+    stored = np.full(n, None, dtype=object)
     bad = np.zeros(n, dtype=bool)
-    for i, value in enumerate(raw.tolist()):
+    for i, value in enumerate(values):
         if missing[i]:
             continue
-        key = value if isinstance(value, str) else repr(value)
-        if key not in lookup:
+        if not isinstance(value, str):
+            bad[i] = True
+            continue
+        if value not in lookup:
             try:
-                lookup[key] = Classification.parse(value).stored if isinstance(value, str) else None
+                lookup[value] = Classification.parse(value).stored
             except ValueError:
-                lookup[key] = None
-        stored[i] = lookup[key]
-        bad[i] = lookup[key] is None
-    errors.add(bad, "classification", lambda i: f"{_show(raw.iat[i])} is not legal or illegal (légale/illégale)")
+                lookup[value] = None
+        stored[i] = lookup[value]
+        bad[i] = stored[i] is None
+    errors.add(bad, "classification", lambda i: f"{_show(values[i])} is not legal or illegal (légale/illégale)")
     return stored
 
 
-def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool) -> np.ndarray:
-    """Check and normalise geometries to 2D valid (Multi)Polygons; failing rows become None."""
+def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool, explained: np.ndarray | None = None, crs_assumed: bool = False) -> np.ndarray:
+    """Check and normalise geometries to 2D valid (Multi)Polygons; failing rows become None.
+
+    ``explained`` marks rows whose geometry the reader already reported (it could
+    not be read at all): they are not reported again as missing.
+    """
     n = len(geoms)
+    explained = np.zeros(n, dtype=bool) if explained is None else explained
     missing = shapely.is_missing(geoms)
-    errors.add(missing, "geometry", lambda i: "is missing")
+    errors.add(missing & ~explained, "geometry", lambda i: "is missing")
     present = ~missing
     empty = present & shapely.is_empty(np.where(present, geoms, None))
     errors.add(empty, "geometry", lambda i: "is empty")
     present &= ~empty
-    types = np.array([g.geom_type if ok else "" for g, ok in zip(geoms, present)], dtype=object)
-    wrong = present & ~np.isin(types, list(_POLYGONAL))
-    errors.add(wrong, "geometry", lambda i: f"is a {types[i]}; only Polygon and MultiPolygon are accepted")
+    wrong = present & ~np.isin(shapely.get_type_id(geoms), _POLYGONAL_TYPE_IDS)
+    errors.add(wrong, "geometry", lambda i: f"is a {geoms[i].geom_type}; only Polygon and MultiPolygon are accepted")
     present &= ~wrong
     out = np.where(present, geoms, None)
     out = shapely.force_2d(out)
@@ -252,13 +336,25 @@ def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool) -> np.ndarray
         errors.add(not_finite, "geometry", lambda i: "has coordinates that are not finite numbers")
         present &= ~not_finite
         outside = present & ((xmin < -180) | (xmax > 180) | (ymin < -90) | (ymax > 90))
+    hint = " (the file names no CRS, so EPSG:4326 was assumed: give it its .prj)" if crs_assumed else ""
     errors.add(
         outside,
         "geometry",
         lambda i: f"coordinates outside EPSG:{GEOMETRY_SRID} (lon -180..180, lat -90..90): "
-        f"bounds {xmin[i]:.6g},{ymin[i]:.6g},{xmax[i]:.6g},{ymax[i]:.6g}",
+        f"bounds {xmin[i]:.6g},{ymin[i]:.6g},{xmax[i]:.6g},{ymax[i]:.6g}{hint}",
     )
     present &= ~outside
+    # Only a polygon wider than 180° can have an edge that long: check those few ring by ring.
+    wraps = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(present & (xmax - xmin >= 180)):
+        wraps[i] = _wraps_around(out[i])
+    errors.add(
+        wraps,
+        "geometry",
+        lambda i: "has an edge spanning 180° of longitude or more, so it crosses the antimeridian or circles a pole "
+        "and its shape on the globe is not the one drawn; split it at ±180° (RFC 7946 §3.1.9)",
+    )
+    present &= ~wraps
     out = np.where(present, out, None)
     valid = shapely.is_valid(out) | ~present
     invalid = ~valid
@@ -274,6 +370,11 @@ def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool) -> np.ndarray
             reason_of = dict(zip(np.flatnonzero(invalid), reasons))
             errors.add(invalid, "geometry", lambda i: f"invalid: {reason_of[i]} (use --repair to fix)")
     return out
+
+
+def _wraps_around(geom: shapely.Geometry) -> bool:
+    rings = shapely.get_rings(shapely.get_parts(geom))
+    return any(np.abs(np.diff(shapely.get_coordinates(ring)[:, 0])).max(initial=0) >= 180 for ring in rings)
 
 
 def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry | None:
@@ -297,27 +398,81 @@ def _area(frame: pd.DataFrame, errors: _Errors) -> np.ndarray:
     errors.add(not_number, "area_ha", lambda i: f"{_show(raw.iat[i])} is not a number")
     present = ~np.isnan(numbers)
     with np.errstate(invalid="ignore"):
-        rounded = np.round(numbers, 2)
+        rounded = _decimal_round(numbers, 2)
         bad = present & ~((rounded > 0) & (rounded <= AREA_MAX_HA))
-    errors.add(bad, "area_ha", lambda i: f"{_show(raw.iat[i])} must be > 0 and at most {AREA_MAX_HA:,.2f} (DECIMAL(10,2))")
-    return np.where(present & ~bad, numbers, np.nan)
+    errors.add(
+        bad,
+        "area_ha",
+        lambda i: f"{_show(raw.iat[i])} must be > 0 and at most {AREA_MAX_HA:,.2f} (DECIMAL(10,2))"
+        + (", and it rounds to 0.00" if numbers[i] > 0 and rounded[i] == 0 else ""),
+    )
+    return np.where(present & ~bad, rounded, np.nan)
+
+
+def _decimal_round(numbers: np.ndarray, places: int) -> np.ndarray:
+    """Round as the number is written, half away from zero: 12.345 → 12.35, as DECIMAL(p,2) does.
+
+    ``np.round`` works on the binary double (12.345 is 12.3449999…) and would
+    give 12.34. Values already at the precision (the common case) skip the decimals.
+    """
+    out = np.round(numbers, places)
+    with np.errstate(invalid="ignore"):
+        ragged = np.flatnonzero(np.isfinite(numbers) & (out != numbers))
+    step = Decimal(1).scaleb(-places)
+    for i in ragged:
+        out[i] = float(Decimal(repr(float(numbers[i]))).quantize(step, rounding=ROUND_HALF_UP))
+    return out
+
+
+def _share_given_area(given: np.ndarray, part_area: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Split each feature's given area between its parts in proportion to their size, to the cent.
+
+    The parts' rounded areas add up exactly to the given area (largest remainder),
+    so statistics over a country do not drift by a cent per multipolygon.
+    """
+    area = given.copy()  # already to the cent (see _area)
+    # rows is sorted (parts come in feature order): each feature's parts are one slice.
+    _, starts, counts = np.unique(rows, return_index=True, return_counts=True)
+    for start, count in zip(starts[counts > 1], counts[counts > 1]):
+        at = slice(start, start + count)
+        if np.isnan(given[start]):
+            continue
+        cents = int(round(given[start] * 100))
+        sizes = part_area[at]
+        total = sizes.sum()
+        share = sizes / total if total > 0 else np.full(count, 1 / count)
+        exact = share * cents
+        whole = np.floor(exact).astype(np.int64)
+        leftover = cents - int(whole.sum())
+        whole[np.argsort(-(exact - whole), kind="stable")[:leftover]] += 1
+        area[at] = whole / 100
+    return area
 
 
 def validate(frame: pd.DataFrame, *, file: str, repair: bool = False, features: Iterable[int] | None = None) -> Validated:
     """Check every record; return clean zones (one Polygon each) and the rejects.
 
     ``features`` are the record numbers used in messages (default 0..n-1, the
-    position of the feature in its file).
+    position of the feature in its file). Problems the reader found in a record
+    (``frame.attrs[READ_PROBLEMS]``, see :mod:`forestguard.sources`) are part of
+    its verdict.
     """
     n = len(frame)
+    read_problems = frame.attrs.get(READ_PROBLEMS) or {}
+    crs_assumed = bool(frame.attrs.get(CRS_ASSUMED))
     frame = frame.reset_index(drop=True)
     feature_no = np.arange(n) if features is None else np.asarray(list(features))
     errors = _Errors()
+    explained = np.zeros(n, dtype=bool)
+    for row, problems in read_problems.items():
+        for name, reason, *_ in problems:
+            errors.by_row[int(row)].append((name, reason))
+            explained[int(row)] |= name in ("geometry", "feature")
     geometry_column = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else "geometry"
     raw_geoms = (
         np.asarray(frame[geometry_column].values, dtype=object) if geometry_column in frame else np.full(n, None, dtype=object)
     )
-    geoms = _geometry(raw_geoms, errors, repair=repair)
+    geoms = _geometry(raw_geoms, errors, repair=repair, explained=explained, crs_assumed=crs_assumed)
     columns = {
         "country": _text(frame, "country", errors, required=True),
         "region": _text(frame, "region", errors, required=False),
@@ -328,27 +483,35 @@ def validate(frame: pd.DataFrame, *, file: str, repair: bool = False, features: 
         "verified": _verified(frame, errors),
     }
     given_area = _area(frame, errors)
+    for row, problems in read_problems.items():
+        # A record that is not a Feature (or whose properties are not an object) has no fields to speak of;
+        # a field the reader could not take (a lone surrogate, …) is not also "missing".
+        structural = [(name, reason) for name, reason, *_ in problems if name in ("feature", "properties")]
+        reported = {name for name, *_ in problems}
+        found = errors.by_row[int(row)]
+        errors.by_row[int(row)] = structural or found[: len(problems)] + [e for e in found[len(problems) :] if e[0] not in reported]
 
     good = ~errors.bad_rows(n)
     parts, part_of = polygon_parts(geoms[good])
     rows = np.flatnonzero(good)[part_of]
     part_area = geodesic_area_ha(parts)
-    area = part_area.copy()
     given = given_area[rows]
-    has_given = ~np.isnan(given)
-    if has_given.any():
-        # A given area belongs to the whole feature: share it between its parts by their size.
-        feature_area = pd.Series(part_area).groupby(rows).transform("sum").to_numpy()
-        share = np.divide(part_area, feature_area, out=np.ones_like(part_area), where=feature_area > 0)
-        area[has_given] = given[has_given] * share[has_given]
-    area = np.round(area, 2)
+    area = np.where(np.isnan(given), np.round(part_area, 2), _share_given_area(given, part_area, rows))
     too_small = area <= 0
     too_big = area > AREA_MAX_HA
     area_errors = _Errors()
-    area_errors.add(too_small, "area_ha", lambda j: f"geodesic area {part_area[j]:.6g} ha rounds to 0.00 ha")
-    area_errors.add(too_big, "area_ha", lambda j: f"geodesic area {part_area[j]:,.2f} ha exceeds DECIMAL(10,2)")
+    area_errors.add(
+        too_small,
+        "area_ha",
+        lambda j: f"geodesic area {part_area[j]:.3g} ha rounds to 0.00 ha"
+        if np.isnan(given[j])
+        else f"the part's share of the given area ({given[j]:g} ha) rounds to 0.00 ha",
+    )
+    area_errors.add(too_big, "area_ha", lambda j: f"geodesic area {part_area[j]:,.2f} ha exceeds DECIMAL(10,2) ({AREA_MAX_HA:,.2f})")
     for j, problems in area_errors.by_row.items():
-        errors.by_row[int(rows[j])].extend(problems)
+        first, last = np.searchsorted(rows, rows[j], side="left"), np.searchsorted(rows, rows[j], side="right")
+        label = f" (part {j - first + 1} of {last - first})" if last - first > 1 else ""
+        errors.by_row[int(rows[j])].extend((name, reason + label) for name, reason in problems)
     keep = ~(too_small | too_big)
     # A feature with one failing part is rejected whole: records are all or nothing too.
     failed_features = np.isin(rows, list(errors.by_row))
@@ -356,7 +519,7 @@ def validate(frame: pd.DataFrame, *, file: str, repair: bool = False, features: 
 
     zones = gpd.GeoDataFrame(
         {
-            **{name: (values.to_numpy() if isinstance(values, pd.Series) else values)[rows[keep]] for name, values in columns.items()},
+            **{name: values[rows[keep]] for name, values in columns.items()},
             "area_ha": area[keep],
             "file": file,
             "feature": feature_no[rows[keep]],

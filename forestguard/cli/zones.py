@@ -51,6 +51,8 @@ def ingest_command(files, db, source_name, repair, rejects_file, maps, sets):
             result = ingest(files, db, mapping=mapping, repair=repair, skip_invalid=rejects_file, on_file=on_file)
         except IngestRejected as exc:
             bar.close()
+            for line in exc.column_lines:
+                click.echo(line)
             for line in exc.lines():
                 click.echo(line, err=True)
             sys.exit(1)
@@ -86,7 +88,7 @@ def stats_command(db, by, fmt, **filters):
     keys = parse_by(by)
     from ..cache import default_cache
 
-    with stores.open(db) as store:
+    with stores.open(db, read_only=True) as store:
         result = statistics(store, where, keys, cache=default_cache())
     if fmt == "json":
         click.echo(result.to_json())

@@ -76,13 +76,19 @@ class DuckDBStore(ZoneStore):
         if not path.exists():
             if not create:
                 raise StoreNotFound(f"no store at {path} (create it with 'forestguard ingest' or 'forestguard demo')")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"cannot create {path}: {exc.strerror or exc}") from None
         self.path = path
         self.read_only = read_only
         self._lock = threading.RLock()
+        self._spatial = False
         try:
-            self._con = connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
+            # GEOMETRY, ST_GeomFromWKB and ST_AsWKB are in DuckDB's core: the spatial extension
+            # (a quarter of a second to load) is loaded only when a query needs it (bbox filters).
+            self._con = connect(str(path), read_only=read_only, extensions=())
+        except duckdb.Error as exc:  # not a DuckDB file, a directory, locked by another process…
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
             self._con.execute(DUCKDB_DDL)
@@ -94,6 +100,14 @@ class DuckDBStore(ZoneStore):
             self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0]
         )
 
+    def _filter(self, where: ZoneFilter):
+        if where.bbox is not None and not self._spatial:
+            with self._lock:
+                if not self._spatial:
+                    self._con.execute(f"LOAD '{extension_path('spatial')}'")
+                    self._spatial = True
+        return filter_sql(where, bbox_sql=_BBOX_SQL)
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # A cursor per call lets threads (a Panel server) share one database handle.
         return self._con.cursor()
@@ -102,12 +116,12 @@ class DuckDBStore(ZoneStore):
         return int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
 
     def count(self, where: ZoneFilter = ZoneFilter()) -> int:
-        sql = filter_sql(where, bbox_sql=_BBOX_SQL)
+        sql = self._filter(where)
         return int(self._cursor().execute(f"SELECT count(*) FROM {TABLE} WHERE {sql.clause}", sql.params).fetchone()[0])
 
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
-        sql = filter_sql(where, bbox_sql=_BBOX_SQL)
+        sql = self._filter(where)
         group = ", ".join(keys)
         query = f"""
             SELECT {group + ',' if keys else ''}
@@ -127,7 +141,7 @@ class DuckDBStore(ZoneStore):
         return frame
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
-        sql = filter_sql(where, bbox_sql=_BBOX_SQL)
+        sql = self._filter(where)
         wanted = list(columns) if columns else ["id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry"]
         select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
         query = f"SELECT {select} FROM {TABLE} WHERE {sql.clause} ORDER BY country, year, id"
@@ -135,7 +149,7 @@ class DuckDBStore(ZoneStore):
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
-        return self._cursor().execute(query, params).fetch_arrow_table()
+        return self._cursor().execute(query, params).to_arrow_table()
 
     def insert(self, zones: gpd.GeoDataFrame) -> int:
         if self.read_only:
