@@ -1,0 +1,111 @@
+"""A snapshot as a read-only zone store: in-memory DuckDB over the snapshot's GeoParquet files.
+
+It is the embedded engine pointed at Parquet instead of a database file, so it
+inherits :class:`DuckDBStore`'s SQL (statistics, counts, zone reads); only the
+bounding-box test differs, using the GeoParquet covering column. The same
+engine summing the same exact DECIMAL columns is what makes a snapshot's
+numbers equal the source store's to the cent.
+
+``data_version`` is the source store's data version recorded in the manifest.
+A snapshot holds exactly the zones its source had at that version, so a cached
+statistic keyed on (version, filter) is valid for either; a number of its own
+(e.g. always 0) would collide across snapshots, and the content id is not a
+number that grows.
+
+S3 snapshots are read from a sha256-verified local copy
+(``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>``), not through DuckDB's httpfs:
+httpfs reads only the needed byte ranges, so a first query fetches less, but
+it cannot check a file's hash, so a corrupted object would give wrong numbers
+silently; after the one-off download every query runs at local-disk speed
+(figures in ``bench/bench_snapshot.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+from .. import snapshots, storage
+from ..config import settings
+from ..errors import ReadOnlyStore
+from ..schema import TABLE
+from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
+from .duckdb import DuckDBStore, connect
+
+
+def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
+    """A local folder holding the snapshot's files, ready for DuckDB.
+
+    Local snapshots are used in place after a size check (``snapshot verify``
+    re-hashes on demand). S3 snapshots are copied once into
+    ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and every file's sha256 is
+    checked on each open: a corrupt object is an error, a damaged cached copy
+    is fetched again.
+    """
+    if isinstance(folder, storage.LocalFolder):
+        for entry in manifest.files:
+            path = folder.path / entry.path
+            if not path.is_file():
+                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is incomplete: {entry.path} is missing")
+            if path.stat().st_size != entry.size:
+                problem = snapshots.mismatch(entry, "", path.stat().st_size)
+                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is corrupt: {problem}")
+        return folder.path
+    cache = settings().data_dir / "cache" / "snapshots" / manifest.id
+    cache.mkdir(parents=True, exist_ok=True)
+    for entry in manifest.files:
+        path = cache / entry.path
+        if path.is_file() and not snapshots.mismatch(entry, *storage.sha256_file(path)):
+            continue
+        partial = cache / f".{entry.path}.{uuid.uuid4().hex}.part"
+        try:
+            folder.get_file(entry.path, partial)
+            problem = snapshots.mismatch(entry, *storage.sha256_file(partial))
+            if problem:
+                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id}: object {folder.uri(entry.path)} is corrupt: {problem}")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    storage.LocalFolder(cache).put_bytes(snapshots.MANIFEST, manifest.to_json().encode())
+    return cache
+
+
+def _sql_string(text: str) -> str:
+    """A SQL string literal (DuckDB table functions take file lists only as literals)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+class SnapshotStore(DuckDBStore):
+    """Zones of one snapshot (local folder, manifest path, ``s3://…`` URL or id); read-only."""
+
+    engine = "snapshot"
+    read_only = True
+    #: Box test on the GeoParquet covering column: answered from row-group statistics and plain
+    #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
+    bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
+
+    def __init__(self, url: str) -> None:
+        ZoneStore.__init__(self, url)
+        folder, self.manifest = snapshots.locate(url)
+        self.path = local_files(folder, self.manifest)
+        self._lock = threading.RLock()
+        self._con = connect(None, extensions=())
+        files = ", ".join(_sql_string(str(self.path / f.path)) for f in self.manifest.files)
+        # A view, not a copy: each query scans only the columns and row groups it needs.
+        self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+
+    def _filter(self, where: ZoneFilter) -> SQLFilter:
+        return filter_sql(where, bbox_sql=self.bbox_sql)
+
+    def data_version(self) -> int:
+        return self.manifest.data_version
+
+    def insert(self, zones) -> int:
+        raise ReadOnlyStore(
+            f"snapshot {self.manifest.id} is read-only: ingest into the store it came from, then take a new snapshot"
+        )
+
+    def describe(self) -> dict:
+        return {**super().describe(), "snapshot": self.manifest.id, "created_at": self.manifest.created_at}
