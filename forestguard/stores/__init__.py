@@ -45,7 +45,10 @@ def _open_duckdb(url: str, create: bool, read_only: bool):
 def _open_postgis(url: str, create: bool, read_only: bool):
     from .postgis import PostGISStore
 
-    return PostGISStore(url, create=create, read_only=read_only, read_url=settings().database_read_url)
+    # The replica only serves reads of the primary it replicates, never of another --db.
+    config = settings()
+    read_url = config.database_read_url if url == config.database_url else None
+    return PostGISStore(url, create=create, read_only=read_only, read_url=read_url)
 
 
 def _open_snapshot(url: str, create: bool, read_only: bool):

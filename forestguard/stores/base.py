@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import geopandas as gpd
 import pandas as pd
@@ -137,6 +137,27 @@ class SQLFilter:
 
     clause: str
     params: list[Any] = field(default_factory=list)
+
+
+def aggregate_sql(table: str, keys: Sequence[str], clause: str, sort_key: Callable[[str], str] = str) -> str:
+    """The statistics query both SQL engines run: exact sums per group, nothing rounded.
+
+    ``sort_key`` lets an engine impose byte order on text keys so engines sort alike;
+    without group keys an empty selection gives no row (HAVING), as with keys.
+    """
+    group = ", ".join(keys)
+    order = ", ".join(f"{sort_key(k)} NULLS LAST" for k in keys)
+    return f"""
+        SELECT {group + ',' if keys else ''}
+               count(*) AS zones,
+               sum(area_ha) AS area_ha,
+               sum(confidence) AS confidence_sum,
+               count(confidence) AS confidence_n,
+               count(*) FILTER (WHERE verified) AS verified_zones
+        FROM {table} WHERE {clause}
+        {'GROUP BY ' + group if keys else 'HAVING count(*) > 0'}
+        {'ORDER BY ' + order if keys else ''}
+    """
 
 
 def filter_sql(where: ZoneFilter, placeholder: str = "?", bbox_sql: str | None = None) -> SQLFilter:

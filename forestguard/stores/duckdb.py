@@ -19,7 +19,7 @@ import shapely
 
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..schema import TABLE, SCHEMA_VERSION
-from .base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys, filter_sql
+from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -122,23 +122,9 @@ class DuckDBStore(ZoneStore):
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
         sql = self._filter(where)
-        group = ", ".join(keys)
-        query = f"""
-            SELECT {group + ',' if keys else ''}
-                   count(*) AS zones,
-                   sum(area_ha) AS area_ha,
-                   sum(confidence) AS confidence_sum,
-                   count(confidence) AS confidence_n,
-                   count(*) FILTER (WHERE verified) AS verified_zones
-            FROM {TABLE} WHERE {sql.clause}
-            {'GROUP BY ' + group if keys else ''}
-            {'ORDER BY ' + ', '.join(f'{k} NULLS LAST' for k in keys) if keys else ''}
-        """
+        query = aggregate_sql(TABLE, keys, sql.clause)
         rows = self._cursor().execute(query, sql.params).fetchall()
-        frame = pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
-        if not keys and len(frame) and frame["zones"].iat[0] == 0:
-            frame = frame.iloc[0:0]
-        return frame
+        return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
         sql = self._filter(where)

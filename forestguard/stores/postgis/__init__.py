@@ -1,0 +1,162 @@
+"""The production engine: PostgreSQL 15 + PostGIS 3, the seed ``deforestation_zones`` table.
+
+Writes go to the primary (``DATABASE_URL``) in one transaction each (see :mod:`.load`);
+reads go to the replica when one is given (``DATABASE_READ_URL``), and the data version is
+read from the same place as the data, so a lagging replica can never pair new numbers with
+an old version in a cache key. A store opened to write (``create=True``) reads its own
+writes from the primary.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import geopandas as gpd
+import pandas as pd
+import psycopg
+import pyarrow as pa
+
+from ...config import redact
+from ...errors import ReadOnlyStore, StoreNotFound, UserError
+from ...schema import TABLE
+from ..base import AGGREGATE_COLUMNS, aggregate_sql, SQLFilter, ZoneFilter, ZoneStore, check_group_keys, filter_sql
+from .admin import init
+from .connection import ReadPool, connect, one_line
+from .load import BULK_MIN_ROWS, load_zones
+from .migrations import META_TABLE, has_zone_table, state
+from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, read_csv_copy
+
+__all__ = ["PostGISStore"]
+
+#: Columns of :meth:`PostGISStore.zones_arrow` when none are asked for.
+ZONE_FIELDS = tuple(ARROW_TYPES)
+#: The order of :meth:`PostGISStore.zones_arrow` (the interface's: country, year, id).
+ZONE_ORDER = ("country", "year", "id")
+# Index-assisted (&&, float boxes) then exact (double bounds), so membership is the same as
+# DuckDB's bounding-box test to the last bit.
+_BBOX_SQL = (
+    "geometry && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+    " AND ST_XMax(geometry) >= %s AND ST_YMax(geometry) >= %s AND ST_XMin(geometry) <= %s AND ST_YMin(geometry) <= %s"
+)
+
+
+def where_sql(where: ZoneFilter) -> SQLFilter:
+    """The engine-neutral filter with PostGIS's bounding-box test."""
+    compiled = filter_sql(where.with_(bbox=None), placeholder="%s")
+    if where.bbox is not None:
+        box = [float(v) for v in where.bbox]
+        compiled = SQLFilter(f"({compiled.clause}) AND {_BBOX_SQL}", [*compiled.params, *box, *box])
+    return compiled
+
+
+def _sortable(column: str) -> str:
+    # Byte order, as DuckDB sorts, whatever the database's locale.
+    return f'{column} COLLATE "C"' if column in ("country", "classification") else column
+
+
+class PostGISStore(ZoneStore):
+    """Zones in PostgreSQL + PostGIS (``postgresql://…``; every libpq URL option honoured)."""
+
+    engine = "postgis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = False,
+        read_only: bool = False,
+        read_url: str | None = None,
+        bulk_min_rows: int = BULK_MIN_ROWS,
+    ) -> None:
+        super().__init__(url)
+        self.read_only = read_only
+        self.bulk_min_rows = bulk_min_rows
+        # A writer reads its own writes; a reader may use the replica.
+        self.read_url = read_url if (read_url and not create) else url
+        self.last_write_version: int | None = None
+        if create:
+            if read_only:
+                raise ValueError("a store cannot be both created and read-only")
+            init(url)  # create, or adopt a seed database after checking it, then migrate
+        else:
+            with connect(self.read_url, autocommit=True) as con:
+                self._check_ready(con)
+        self._reads = ReadPool(self.read_url)
+
+    def _check_ready(self, con: psycopg.Connection) -> None:
+        where = redact(self.read_url)
+        migrations = state(con)
+        if not has_zone_table(con):
+            raise StoreNotFound(f"{where} has no {TABLE} table (create it with 'forestguard db init --db URL')")
+        if not migrations.initialised:
+            raise UserError(
+                f"{where} has a {TABLE} table but was never initialised for ForestGuard: run 'forestguard db init' "
+                "(it adds ForestGuard's own tables beside the zone table and leaves the zone table as it is)"
+            )
+        if migrations.pending:
+            labels = ", ".join(m.label for m in migrations.pending)
+            raise UserError(f"{where} needs migrations {labels}: run 'forestguard db upgrade'")
+
+    # -- reading ---------------------------------------------------------------------------
+    def data_version(self) -> int:
+        row = self._reads.run(lambda con: con.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'data_version'").fetchone())
+        return int(row[0])
+
+    def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        compiled = where_sql(where)
+        query = f"SELECT count(*) FROM {TABLE} WHERE {compiled.clause}"
+        return int(self._reads.run(lambda con: con.execute(query, compiled.params).fetchone()[0]))
+
+    def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
+        keys = check_group_keys(by)
+        compiled = where_sql(where)
+        query = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
+        rows = self._reads.run(lambda con: con.execute(query, compiled.params).fetchall())
+        return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        wanted = list(columns) if columns else list(ZONE_FIELDS)
+        unknown = [c for c in wanted if c not in ARROW_TYPES]
+        if unknown:
+            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        compiled = where_sql(where)
+        params = list(compiled.params)
+        if limit is None:
+            # Arrow sorts faster than the server, whose sort of whole rows spills to disk at the
+            # default work_mem; sort keys not asked for ride along and are dropped after.
+            fetched = [*(k for k in ZONE_ORDER if k not in wanted), *wanted]
+            order = ""
+        else:
+            fetched = wanted
+            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s"
+            params.append(int(limit))
+        select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in fetched)
+        query = f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}"
+
+        def export(con: psycopg.Connection) -> pa.Table:
+            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
+                return read_csv_copy(copy, fetched)
+
+        table = self._reads.run(export)
+        if limit is None:
+            table = table.sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
+        return table
+
+    # -- writing ---------------------------------------------------------------------------
+    def insert(self, zones: gpd.GeoDataFrame) -> int:
+        if self.read_only:
+            raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
+        if len(zones) == 0:
+            return 0
+        with connect(self.url) as con:
+            try:
+                self.last_write_version = load_zones(con, zones, bulk_min_rows=self.bulk_min_rows)
+            except psycopg.errors.ReadOnlySqlTransaction:
+                raise ReadOnlyStore(f"{redact(self.url)} is a read-only server (a replica?): write to the primary") from None
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+                raise UserError(f"{redact(self.url)} refused the zones, nothing was loaded: {one_line(exc)}") from None
+        return len(zones)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._reads.close()

@@ -1,0 +1,109 @@
+"""Loading validated zones: one transaction, COPY, the data version bumped inside it.
+
+Small loads COPY straight into the indexed table; concurrent loads run side by side and
+queue only on the data-version row (the trigger of migration 0002) at the very end.
+
+A load at least as large as the table (the first load, a rebuild) is a *bulk* load, done the
+way PostgreSQL's "Populating a Database" advises: the secondary indexes are dropped, the rows
+copied and the indexes re-created from their own definitions (``pg_get_indexdef``), all
+inside the same transaction, so a failure restores the indexes with the rows. It needs an
+ACCESS EXCLUSIVE lock: readers wait for the load (on a hot-standby replica too, which replays
+the lock). If the lock is not granted within :data:`BULK_LOCK_TIMEOUT`, the load quietly
+becomes an ordinary one rather than make every reader queue behind it. Statistics for the
+planner are left to autovacuum, which analyses a table that has just grown this much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import psycopg
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from ...schema import TABLE
+from .migrations import META_TABLE
+from .transfer import binary_copy, copy_in_statement
+
+#: Below this many zones, index maintenance costs less than rebuilding.
+BULK_MIN_ROWS = 100_000
+BULK_LOCK_TIMEOUT = "5s"
+#: Memory for re-creating indexes in a bulk load (per session, released at commit).
+BULK_MAINTENANCE_WORK_MEM = "256MB"
+
+_SECONDARY_INDEXES = """
+SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid), i.indisclustered, t.spcname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+WHERE i.indrelid = %s::regclass AND i.indisvalid
+  AND NOT (i.indisunique OR i.indisprimary OR i.indisexclusion)
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+ORDER BY c.relname
+"""
+
+
+@dataclass(frozen=True)
+class _Index:
+    schema: str
+    name: str
+    definition: str
+    clustered: bool
+    tablespace: str | None
+
+    def drop(self) -> sql.Composed:
+        return sql.SQL("DROP INDEX {}").format(sql.Identifier(self.schema, self.name))
+
+    def create(self) -> list[sql.Composable]:
+        # The definition is the server's own text for this index, re-run as it printed it.
+        statement: sql.Composable = sql.SQL(self.definition)  # type: ignore[arg-type]
+        if self.tablespace:
+            statement = sql.SQL("{} TABLESPACE {}").format(statement, sql.Identifier(self.tablespace))
+        out = [statement]
+        if self.clustered:
+            out.append(sql.SQL("ALTER TABLE {} CLUSTER ON {}").format(sql.Identifier(TABLE), sql.Identifier(self.name)))
+        return out
+
+
+def load_zones(con: psycopg.Connection, zones: gpd.GeoDataFrame, *, bulk_min_rows: int = BULK_MIN_ROWS) -> int:
+    """Append ``zones`` in one transaction on ``con``; return the data version it committed."""
+    with con.transaction():
+        rebuilt = _start_bulk(con, len(zones)) if len(zones) >= bulk_min_rows else []
+        with con.cursor() as cursor:
+            with cursor.copy(copy_in_statement(TABLE), writer=QueuedLibpqWriter(cursor)) as copy:
+                for block in binary_copy(zones):
+                    copy.write(block)
+        if rebuilt:
+            con.execute("SELECT set_config('maintenance_work_mem', %s, true)", [BULK_MAINTENANCE_WORK_MEM])
+            for index in rebuilt:
+                for statement in index.create():
+                    con.execute(statement)
+        version = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'data_version'").fetchone()
+    if version is None:
+        raise RuntimeError(f"{META_TABLE} has no data_version row: run 'forestguard db upgrade'")
+    return int(version[0])
+
+
+def _start_bulk(con: psycopg.Connection, incoming: int) -> list[_Index]:
+    """Drop the secondary indexes when the load is at least as big as the table; return them."""
+    # Counting stops at `incoming`: the question is only whether the table is smaller.
+    existing = con.execute(
+        sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) AS sample").format(sql.Identifier(TABLE)), [incoming]
+    ).fetchone()[0]
+    if existing >= incoming:
+        return []
+    previous = con.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+    try:
+        with con.transaction():  # a savepoint: on timeout only the attempt is undone
+            con.execute("SELECT set_config('lock_timeout', %s, true)", [BULK_LOCK_TIMEOUT])
+            con.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(TABLE)))
+    except psycopg.errors.LockNotAvailable:
+        return []
+    finally:
+        con.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    indexes = [_Index(*row) for row in con.execute(_SECONDARY_INDEXES, [TABLE])]
+    for index in indexes:
+        con.execute(index.drop())
+    return indexes
