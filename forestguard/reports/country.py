@@ -1,0 +1,164 @@
+"""One country over a range of years: the numbers behind ``notebooks/country_report.ipynb``.
+
+Counts, hectares, confidence and verification per year come from
+:func:`forestguard.stats.statistics` (the same numbers ``forestguard stats``
+prints); only the breakdowns the statistics contract has no key for (regions,
+confidence bands) are computed here from the zones' attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..schema import Classification
+from ..stores.base import ZoneFilter, ZoneStore
+from .base import ReportError, SourceInfo, YearRange, match_name, parse_years, source_info
+from .record import Reported, reported
+from .tables import CLASS_COLUMNS, class_pivot, records, share
+
+CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.9, 1.0000001)
+CONFIDENCE_LABELS = ("below 0.5", "0.5–0.7", "0.7–0.9", "0.9 and above")
+UNKNOWN_CONFIDENCE = "not given"
+NO_REGION = "(no region)"
+
+
+@dataclass
+class CountryReport:
+    """The numbers of one country report. Build it with :func:`country_summary`."""
+
+    country: str
+    years: YearRange
+    first: int
+    last: int
+    source: SourceInfo
+    by_class: Reported
+    by_year: Reported
+    total: Reported
+    before: Reported | None
+    yearly: pd.DataFrame
+    regions: pd.DataFrame
+    confidence: pd.DataFrame
+
+    kind = "country_report"
+
+    @property
+    def where(self) -> ZoneFilter:
+        return ZoneFilter(countries=(self.country,), year_from=self.first, year_to=self.last)
+
+    @property
+    def period(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}–{self.last}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.country}, {self.period}"
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"country": self.country, "years": f"{self.first}-{self.last}"}
+
+    def reported(self) -> dict[str, Reported]:
+        named = {"by_year_classification": self.by_class, "by_year": self.by_year, "total": self.total}
+        if self.before is not None:
+            named["previous_year"] = self.before
+        return named
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        return {"yearly": records(self.yearly), "top_regions": records(self.regions), "confidence": records(self.confidence)}
+
+    def key_changes(self) -> list[str]:
+        from .summary import country_key_changes
+
+        return country_key_changes(self)
+
+
+def country_summary(store: ZoneStore, country: str, years: str | int | None = "") -> CountryReport:
+    """Everything a country report shows, or a :class:`ReportError` saying why there is nothing to show."""
+    country = match_name(country, store.countries(), "country")
+    wanted = parse_years(years)
+    available = sorted(int(y) for y in store.aggregate(ZoneFilter(countries=(country,)), ["year"])["year"])
+    covered = [y for y in available if y in wanted]
+    if not covered:
+        raise ReportError(
+            f"no zones for {country} in {wanted.label}; the source has {country} zones in "
+            f"{_years_text(available)}"
+        )
+    first = wanted.first if wanted.first is not None else covered[0]
+    last = wanted.last if wanted.last is not None else covered[-1]
+    where = ZoneFilter(countries=(country,), year_from=first, year_to=last)
+    by_class = reported(store, where, ("country", "year", "classification"))
+    by_year = reported(store, where, ("country", "year"))
+    before = None
+    if first - 1 in available:
+        before = reported(store, where.with_(year_from=first - 1, year_to=first - 1), ("country", "year", "classification"))
+    attributes = store.zones_arrow(where, columns=["region", "classification", "area_ha", "confidence"]).to_pandas()
+    return CountryReport(
+        country=country,
+        years=wanted,
+        first=first,
+        last=last,
+        source=source_info(store),
+        by_class=by_class,
+        by_year=by_year,
+        total=reported(store, where, ("country",)),
+        before=before,
+        yearly=yearly_table(by_year, by_class, range(first, last + 1)),
+        regions=region_table(attributes),
+        confidence=confidence_table(attributes),
+    )
+
+
+def _years_text(years: list[int]) -> str:
+    if not years:
+        return "no year at all"
+    return str(years[0]) if len(years) == 1 else f"{years[0]}–{years[-1]}"
+
+
+def yearly_table(by_year: Reported, by_class: Reported, years: range) -> pd.DataFrame:
+    """One row per year of the range (years without zones as zeros): totals and hectares per class."""
+    totals = by_year.result.frame().set_index("year")[["zones", "area_ha", "verified_zones", "mean_confidence"]]
+    classes = class_pivot(by_class.result.frame(), "year")
+    table = totals.join(classes, how="outer").reindex(list(years))
+    counts = ["zones", "verified_zones", *CLASS_COLUMNS.values(), "area_ha"]
+    table[counts] = table[counts].fillna(0)
+    table[["zones", "verified_zones"]] = table[["zones", "verified_zones"]].astype(int)
+    table["illegal_share"] = share(table["illegal_ha"], table["area_ha"])
+    table["verified_share"] = share(table["verified_zones"], table["zones"])
+    return table.rename_axis("year").reset_index()
+
+
+def region_table(attributes: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """Regions by cleared area (largest first): zones, hectares, illegal hectares and share of the total."""
+    frame = attributes.assign(
+        region=attributes["region"].fillna(NO_REGION),
+        area_ha=attributes["area_ha"].astype(float),
+        illegal_ha=np.where(attributes["classification"] == Classification.ILLEGAL.stored, attributes["area_ha"].astype(float), 0.0),
+    )
+    table = frame.groupby("region").agg(zones=("area_ha", "size"), area_ha=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
+    table["share"] = share(table["area_ha"], table["area_ha"].sum())
+    table["illegal_share"] = share(table["illegal_ha"], table["area_ha"])
+    table = table.sort_values(["area_ha", "zones"], ascending=False).head(top)
+    return table.round({"area_ha": 2, "illegal_ha": 2}).reset_index()
+
+
+def confidence_table(attributes: pd.DataFrame) -> pd.DataFrame:
+    """Zones per confidence band and class: how much of the picture rests on weak detections."""
+    confidence = pd.to_numeric(attributes["confidence"], errors="coerce").astype(float)
+    band = pd.cut(confidence, CONFIDENCE_BANDS, right=False, labels=CONFIDENCE_LABELS).astype(object)
+    frame = pd.DataFrame(
+        {
+            "band": band.where(confidence.notna(), UNKNOWN_CONFIDENCE),
+            "classification": attributes["classification"].map(
+                lambda v: (Classification.from_stored(v).value if isinstance(v, str) else "unclassified")
+            ),
+        }
+    )
+    table = frame.value_counts().unstack(fill_value=0)
+    table = table.reindex(index=[*CONFIDENCE_LABELS, UNKNOWN_CONFIDENCE], columns=["legal", "illegal", "unclassified"], fill_value=0)
+    table["zones"] = table.sum(axis=1)
+    return table.rename_axis(index="band", columns=None).reset_index()
+
