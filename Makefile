@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: demo test bench venv system-deps clean help
 
 help:
-	@echo "make demo    set up, generate $(DEMO_ZONES) demo zones into $(DB), print yearly statistics"
+	@echo "make demo    set up, generate $(DEMO_ZONES) demo zones into $(DB), print yearly statistics, run a report, serve the dashboard"
 	@echo "make test    set up (Python env + PostgreSQL/PostGIS, redis-server, Chromium) and run the tests"
 	@echo "make bench   run the benchmarks in bench/ (ours vs a peer, same data, same run)"
 
@@ -26,8 +26,18 @@ $(INSTALLED): pyproject.toml
 $(DB): | $(INSTALLED)
 	$(BIN)/forestguard demo --db $(DB) --zones $(DEMO_ZONES)
 
+REPORTS ?= data/reports/demo
+SERVE  ?= 1
+PORT   ?= 8501
+
 demo: $(INSTALLED) $(DB)
 	$(BIN)/forestguard stats --db $(DB) --by year
+	$(BIN)/forestguard report run notebooks/country_report.ipynb -p country=Brazil -p years=2019-2024 --source $(DB) --out $(REPORTS)
+	@echo "country report: $$(ls $(REPORTS)/*.html | head -1)"
+ifeq ($(SERVE),1)
+	@echo "dashboard: http://localhost:$(PORT)/zones  (Ctrl-C stops it; make demo SERVE=0 skips serving)"
+	$(BIN)/forestguard serve --db $(DB) --port $(PORT)
+endif
 
 system-deps:
 	bash scripts/system-deps.sh

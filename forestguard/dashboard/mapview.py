@@ -1,0 +1,111 @@
+"""The dashboard's map pieces: outlines, the rendered view and what lies under a click.
+
+Kept apart from the Viewer so they can be tested and reused without a session.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import shapely
+
+from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade
+from ..render.holoviews import outline_paths
+from ..server import metrics
+from . import shared
+
+#: Below this pixel size (metres) a click lists the zones themselves, not just totals.
+DETAIL_PIXEL_M = 300.0
+#: A click looks this many pixels around the cursor (dynspread draws small zones up to 2 px wider).
+CLICK_RADIUS_PX = 2
+ZONE_COLUMNS = ["id", "country", "region", "year", "classification", "area_ha", "source", "confidence", "verified"]
+
+
+@lru_cache(maxsize=1)
+def outlines() -> hv.Path:
+    """Country borders as one static vector layer, sent to the browser once per session."""
+    return hv.Path(outline_paths(), kdims=["x", "y"]).opts(color="#8C8C8C", line_width=0.6, tools=[])
+
+
+def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> hv.RGB:
+    """The zones of a view as an RGB element: image shared in-process, aggregate through the cache."""
+    bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
+
+    def draw() -> np.ndarray:
+        with metrics.render_timer("map"):
+            return np.asarray(shade(cached_aggregate(layer, x_range, y_range, width, height, cache=cache)))
+
+    key = (layer.key, *(round(float(v), 3) for v in bounds), int(width), int(height))
+    image = shared.VIEWS.get(key, draw)
+    return hv.RGB(image, bounds=bounds, kdims=["x", "y"])
+
+
+@dataclass
+class ClickInfo:
+    """Zones and hectares under a click, by classification, and the zones when zoomed in far."""
+
+    zones: dict[str, int] = field(default_factory=dict)
+    hectares: dict[str, float] = field(default_factory=dict)
+    detail: pd.DataFrame | None = None
+
+    @property
+    def total_zones(self) -> int:
+        return sum(self.zones.values())
+
+    def to_html(self) -> str:
+        """A small table; every text from the data is escaped."""
+        if not self.total_zones:
+            return "<p class='fg-click'>No zones here.</p>"
+        rows = "".join(
+            f"<tr><td><span class='fg-swatch fg-{c}'></span>{html.escape(LABELS[c])}</td>"
+            f"<td>{self.zones.get(c, 0):,}</td><td>{self.hectares.get(c, 0.0):,.2f}</td></tr>"
+            for c in CATEGORIES
+            if self.zones.get(c)
+        )
+        return (
+            "<table class='fg-click'><thead><tr><th>Here</th><th>Zones</th><th>Hectares</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+
+
+def click_info(layer: ZoneLayer, x: float, y: float, pixel: float, max_detail: int = 20) -> ClickInfo:
+    """What the map shows around (x, y): zones whose centroid is within a few pixels, or whose polygon contains the point."""
+    z = layer.zones
+    radius = pixel * (CLICK_RADIUS_PX + 0.5)
+    near = (np.abs(z["x"].to_numpy() - x) <= radius) & (np.abs(z["y"].to_numpy() - y) <= radius)
+    candidates = np.flatnonzero(~near & layer.in_box((x, y, x, y)))
+    if len(candidates):
+        shapes = layer.geometry.shapely(z["geom_row"].to_numpy()[candidates])
+        near[candidates[shapely.contains_xy(shapes, x, y)]] = True
+    hits = z[near]
+    grouped = hits.groupby("classification", observed=False)["area_ha"].agg(["size", "sum"])
+    info = ClickInfo(
+        zones={str(c): int(n) for c, n in grouped["size"].items() if n},
+        hectares={str(c): float(v) for c, v in grouped["sum"].items() if v},
+    )
+    if pixel <= DETAIL_PIXEL_M and 0 < len(hits) <= max_detail:
+        info.detail = hits[ZONE_COLUMNS].sort_values("area_ha", ascending=False).reset_index(drop=True)
+    return info
+
+
+def top_regions(layer: ZoneLayer, n: int = 10) -> pd.DataFrame:
+    """The regions with the most cleared hectares in the selection (from the in-memory layer)."""
+    z = layer.zones
+    if not len(z):
+        return pd.DataFrame(columns=["country", "region", "zones", "hectares", "illegal %"])
+    illegal = z["area_ha"].where(z["classification"] == "illegal", 0.0)
+    frame = (
+        z.assign(illegal_ha=illegal)
+        .groupby(["country", "region"], observed=True, dropna=False)
+        .agg(zones=("area_ha", "size"), hectares=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
+        .nlargest(n, "hectares")
+        .reset_index()
+    )
+    frame["illegal %"] = (100 * frame.pop("illegal_ha") / frame["hectares"]).round(1)
+    frame["hectares"] = frame["hectares"].round(2)
+    return frame

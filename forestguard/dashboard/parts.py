@@ -1,0 +1,148 @@
+"""Presentational pieces of the dashboard: cards, bars, legend, basemap and the template."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import holoviews as hv
+from bokeh.models import NumeralTickFormatter
+import pandas as pd
+import panel as pn
+
+from ..config import settings
+from ..render import CATEGORIES, COLOR_KEY, LABELS
+from ..stats import Statistics
+
+if TYPE_CHECKING:
+    from .viewer import ZonesDashboard
+
+TITLE = "ForestGuard"
+SUBTITLE = "Deforestation zones"
+HEADER_COLOR = "#1B4332"
+MAP_HEIGHT = 560
+
+STYLESHEET = """
+.fg-cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; }
+.fg-card { background: #fff; border: 1px solid #e3e6e8; border-radius: 8px; padding: 10px 14px; }
+.fg-card .fg-label { color: #5f6b73; font-size: 0.85em; text-transform: uppercase; letter-spacing: .04em; }
+.fg-card .fg-value { font-size: 1.6em; font-weight: 600; color: #1b2a33; font-variant-numeric: tabular-nums; }
+.fg-card .fg-unit { font-size: .6em; color: #5f6b73; margin-left: 4px; }
+.fg-card .fg-note { font-size: .85em; color: #5f6b73; }
+.fg-card.fg-legal { border-top: 4px solid %(legal)s; } .fg-card.fg-illegal { border-top: 4px solid %(illegal)s; }
+.fg-card.fg-total { border-top: 4px solid %(header)s; }
+.fg-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
+.fg-legal .fg-swatch, .fg-swatch.fg-legal { background: %(legal)s; } .fg-swatch.fg-illegal { background: %(illegal)s; }
+.fg-swatch.fg-none { background: %(none)s; }
+.fg-legend div { margin: 2px 0; } .fg-hint { color: #5f6b73; }
+table { border-collapse: collapse; width: 100%%; font-size: .92em; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eceff1; }
+""" % {"legal": COLOR_KEY["legal"], "illegal": COLOR_KEY["illegal"], "none": COLOR_KEY["none"], "header": HEADER_COLOR}
+
+
+def _card(key: str, label: str, value: str, unit: str = "", kind: str = "total", note: str = "") -> str:
+    unit_html = f"<span class='fg-unit'>{html.escape(unit)}</span>" if unit else ""
+    note_html = f"<div class='fg-note'>{html.escape(note)}</div>" if note else ""
+    return (
+        f"<div class='fg-card fg-{kind}' data-testid='{key}'><div class='fg-label'>{html.escape(label)}</div>"
+        f"<div class='fg-value'><span class='fg-number'>{value}</span>{unit_html}</div>{note_html}</div>"
+    )
+
+
+def cards_html(total: Statistics, by_class: Statistics) -> str:
+    """Zones and hectares (total, legal, illegal) exactly as the statistics contract gives them."""
+    everything = total.rows[0] if total.rows else {"zones": 0, "area_ha": 0.0}
+    classes = {row["classification"]: row for row in by_class.rows}
+    empty = {"zones": 0, "area_ha": 0.0}
+    legal, illegal = classes.get("legal", empty), classes.get("illegal", empty)
+    cards = [
+        _card("zones-total", "Zones", f"{everything['zones']:,}"),
+        _card("hectares-total", "Hectares", f"{everything['area_ha']:,.2f}", "ha"),
+        _card("hectares-legal", "Legal", f"{legal['area_ha']:,.2f}", "ha", "legal", f"{legal['zones']:,} zones"),
+        _card("hectares-illegal", "Illegal", f"{illegal['area_ha']:,.2f}", "ha", "illegal", f"{illegal['zones']:,} zones"),
+    ]
+    return f"<div class='fg-cards'>{''.join(cards)}</div>"
+
+
+def escaped_options(values: list[str]) -> dict[str, str]:
+    """MultiChoice options whose labels are HTML-escaped.
+
+    Bokeh's MultiChoice (Choices.js) inserts option labels as HTML: a source
+    named ``<img src=x onerror=…>`` would run in every visitor's browser.
+    Escaped labels display the name as text; the values stay the raw names.
+    """
+    return {html.escape(value, quote=False): value for value in values}
+
+
+def safe_multichoice(owner: "ZonesDashboard", name: str, label: str, placeholder: str) -> pn.widgets.MultiChoice:
+    """A MultiChoice for a ListSelector of names from the data, kept in sync both ways, labels escaped."""
+    widget = pn.widgets.MultiChoice(
+        name=label, options=escaped_options(owner.param[name].objects), value=list(getattr(owner, name)),
+        placeholder=placeholder, sizing_mode="stretch_width",
+    )
+    widget.link(owner, value=name, bidirectional=True)
+    return widget
+
+
+def legend_html() -> str:
+    items = "".join(f"<div><span class='fg-swatch fg-{c}'></span>{html.escape(LABELS[c])}</div>" for c in CATEGORIES)
+    return f"<div class='fg-legend'><b>Classification</b>{items}<div class='fg-hint'>Opacity: hectares cleared per pixel.</div></div>"
+
+
+def yearly_bars(stats: Statistics) -> hv.Bars:
+    """Hectares per year, stacked by classification."""
+    frame = stats.frame()
+    if frame.empty:
+        frame = pd.DataFrame({"year": [], "classification": [], "area_ha": []})
+    frame = frame.assign(year=frame["year"].astype(str), classification=frame["classification"].fillna("none").map(LABELS))
+    colors = {LABELS[c]: COLOR_KEY[c] for c in CATEGORIES}
+    return hv.Bars(frame, kdims=["year", "classification"], vdims=[("area_ha", "Hectares"), ("zones", "Zones")]).opts(
+        stacked=True,
+        cmap=colors,
+        responsive=True,
+        height=300,
+        tools=["hover"],
+        legend_position="top_left",
+        yformatter=NumeralTickFormatter(format="0,0"),
+        xlabel="Year",
+        ylabel="Hectares",
+        title="Cleared hectares per year",
+    )
+
+
+def basemap() -> hv.Tiles | None:
+    """Tiles only when FORESTGUARD_TILE_URL is configured: by default nothing is fetched from outside."""
+    url = settings().tile_url
+    return hv.Tiles(url).opts(alpha=0.8) if url else None
+
+
+def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
+    """The page: filters, legend and downloads on the side; numbers, map and charts in the main area."""
+    sidebar = [
+        pn.pane.Markdown("### Filters"),
+        dashboard.widgets(),
+        pn.pane.HTML(legend_html(), stylesheets=[STYLESHEET], sizing_mode="stretch_width"),
+        pn.pane.Markdown("### Downloads"),
+        dashboard.downloads,
+    ]
+    main = [
+        pn.Column(dashboard.cards, sizing_mode="stretch_width"),
+        pn.Row(
+            pn.Column(dashboard.map_panel(), sizing_mode="stretch_width", height=MAP_HEIGHT),
+            pn.Column(pn.pane.Markdown("#### Under the cursor"), pn.bind(dashboard.click_panel, x=dashboard.tap.param.x, y=dashboard.tap.param.y), width=320),
+            sizing_mode="stretch_width",
+        ),
+        pn.Row(
+            pn.Column(dashboard.yearly_bars(), sizing_mode="stretch_width"),
+            pn.Column(pn.pane.Markdown("#### Top regions"), dashboard.regions_table, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        ),
+    ]
+    # Bootstrap rather than FAST: FAST's design links Google Fonts, and the page must not leave our server.
+    return pn.template.BootstrapTemplate(
+        title=f"{TITLE} · {SUBTITLE}",
+        sidebar=sidebar,
+        main=main,
+        header_background=HEADER_COLOR,
+        sidebar_width=320,
+    )

@@ -1,0 +1,282 @@
+"""The zones dashboard: a Panel Viewer whose parameters are the filters.
+
+Every part (map, numbers, yearly bars, top regions, downloads) depends on the
+same parameters, so one filter change updates them together. Heavy data is
+process-wide (the shared :func:`~forestguard.render.zone_layer`, the cache);
+a session holds only its filters and the in-memory selection of the layer.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import holoviews as hv
+import panel as pn
+import param
+
+from ..cache import default_cache
+from ..render import ZoneLayer, pixel_size, view_ranges, zone_layer
+from ..schema import Classification
+from ..stats import Statistics, statistics
+from ..stores.base import ZoneFilter, ZoneStore
+from ..server import runtime
+from . import mapview, parts, shared
+
+log = logging.getLogger(__name__)
+
+FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence")
+#: Parameter → URL query name: the view a link opens.
+URL_PARAMETERS = {
+    "countries": "country",
+    "years": "years",
+    "classification": "classification",
+    "sources": "source",
+    "verified_only": "verified_only",
+    "min_confidence": "min_confidence",
+    "x_range": "x",
+    "y_range": "y",
+}
+DATA_VERSION_POLL_MS = 30_000
+
+
+class ZonesDashboard(pn.viewable.Viewer):
+    """Deforestation zones: map, numbers and charts for the chosen filters."""
+
+    countries = param.ListSelector(default=[], objects=[], doc="Countries to show; none selected shows all.")
+    years = param.Range(default=None, doc="First and last year shown.")
+    classification = param.Selector(default="all", objects=["all", "legal", "illegal"])
+    sources = param.ListSelector(default=[], objects=[], doc="Sources to show; none selected shows all.")
+    verified_only = param.Boolean(default=False, doc="Only zones verified in the field.")
+    min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
+    x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
+    y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
+
+    def __init__(self, store: ZoneStore | None = None, cache: Any = None, **params: Any) -> None:
+        self._store = store or runtime.shared_store()
+        self._cache = default_cache() if cache is None else cache
+        self._base = zone_layer(self._store)
+        self._view = None
+        super().__init__(**params)
+        self._set_choices(self._base)
+        self._user = pn.state.user if pn.state.curdoc is not None else None
+        self._restore_state()
+        self._map: hv.DynamicMap | None = None  # built with the page, after the numbers: their watchers run first
+        self.param.watch(self._save_state, list(FILTERS))
+        if pn.state.curdoc is not None:
+            pn.state.add_periodic_callback(self._refresh, period=DATA_VERSION_POLL_MS)
+
+    # -- filters ---------------------------------------------------------------------------
+    def _set_choices(self, layer: ZoneLayer) -> None:
+        z = layer.zones
+        self.param.countries.objects = sorted(map(str, z["country"].cat.categories))
+        self.param.sources.objects = sorted(map(str, z["source"].cat.categories))
+        for name, widget in getattr(self, "_choice_widgets", {}).items():
+            widget.options = parts.escaped_options(self.param[name].objects)
+        first, last = (int(z["year"].min()), int(z["year"].max())) if len(z) else (2000, 2000)
+        self.param.years.bounds = (first, last)
+        if self.years is None:
+            self.years = (first, last)
+
+    @property
+    def where(self) -> ZoneFilter:
+        """The filters as the ZoneFilter every statistic and map of this view uses."""
+        first, last = self.param.years.bounds or (None, None)
+        year_from, year_to = self.years or (None, None)
+        return ZoneFilter(
+            countries=tuple(self.countries),
+            year_from=None if year_from is None or year_from <= first else int(year_from),
+            year_to=None if year_to is None or year_to >= last else int(year_to),
+            classifications=() if self.classification == "all" else (Classification(self.classification),),
+            sources=tuple(self.sources),
+            verified_only=bool(self.verified_only),
+            min_confidence=float(self.min_confidence) if self.min_confidence else None,
+        )
+
+    def selection(self) -> ZoneLayer:
+        """The zones the filters select, from the shared layer, shared with every session using the same filters."""
+        base, where = self._base, self.where
+        return shared.SELECTIONS.get((base.key, where.key()), lambda: base.select(where))
+
+    def stats(self, by: tuple[str, ...]) -> Statistics:
+        return statistics(self._store, self.where, by, cache=self._cache)
+
+    # -- state: URL and session ----------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FILTERS}
+
+    def _restore_state(self) -> None:
+        """A shared link wins; without one, a signed-in user gets back their last filters."""
+        location = pn.state.location
+        if location is not None:
+            if not location.search and self._user:
+                saved = _session_get(self._cache, self._user)
+                if saved:
+                    self._apply(saved)
+            location.sync(self, URL_PARAMETERS)
+
+    def _apply(self, state: dict[str, Any]) -> None:
+        values = {}
+        for name, value in state.items():
+            if name not in FILTERS:
+                continue
+            if name in ("countries", "sources"):
+                value = [v for v in value or [] if v in self.param[name].objects]
+            elif name == "years" and value is not None:
+                value = tuple(int(v) for v in value)
+            values[name] = value
+        try:
+            self.param.update(**values)
+        except (ValueError, TypeError) as exc:  # state from an older version of the dashboard
+            log.info("ignoring saved dashboard state: %s", exc)
+
+    def _save_state(self, *events: Any) -> None:
+        if self._user:
+            _session_set(self._cache, self._user, self._state())
+
+    def _refresh(self) -> None:
+        """Pick up a new data version (an ingest): new shared layer, new choices, redraw."""
+        layer = zone_layer(self._store)
+        if layer is not self._base:
+            self._base = layer
+            self._set_choices(layer)
+            self.param.trigger(*FILTERS)
+
+    # -- map -------------------------------------------------------------------------------------
+    def _build_map(self) -> hv.DynamicMap:
+        self._ranges = hv.streams.RangeXY()
+        self._size = hv.streams.PlotSize()
+        filters = hv.streams.Params(parameterized=self, parameters=list(FILTERS))
+        zones = hv.DynamicMap(self._render, streams=[self._ranges, self._size, filters])
+        self.tap = hv.streams.Tap(source=zones, x=None, y=None)
+        self._ranges.param.watch(self._keep_extent, ["x_range", "y_range"])
+        return zones
+
+    def _render(self, x_range=None, y_range=None, width=None, height=None, **_: Any) -> hv.RGB:
+        width, height = int(width or 1000), int(height or 560)
+        if x_range is None or y_range is None:
+            if self.x_range and self.y_range:
+                x_range, y_range = tuple(self.x_range), tuple(self.y_range)
+            else:
+                x_range, y_range = view_ranges(self._base, None, width, height)
+        self._view = (x_range, y_range, width, height)
+        return mapview.render_view(self.selection(), x_range, y_range, width, height, cache=self._cache)
+
+    def _keep_extent(self, *events: Any) -> None:
+        """The map extent goes to the URL with the filters, so a link opens the same view."""
+        x_range, y_range = self._ranges.x_range, self._ranges.y_range
+        if x_range and y_range:
+            self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
+
+    def map_panel(self) -> pn.viewable.Viewable:
+        if self._map is None:
+            self._map = self._build_map()
+        tiles = parts.basemap()
+        plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
+        plot = plot.opts(
+            hv.opts.RGB(xaxis=None, yaxis=None, tools=["tap"], default_tools=["pan", "wheel_zoom", "reset", "save"]),
+            hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
+        )
+        return pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])
+
+    def click_panel(self, x: float | None = None, y: float | None = None) -> pn.viewable.Viewable:
+        """Zones and hectares where the map was clicked (bound to the map's Tap stream)."""
+        if x is None or y is None or self._view is None:
+            return pn.pane.HTML("<p class='fg-hint'>Click the map to see the zones and hectares under the cursor.</p>", sizing_mode="stretch_width")
+        info = mapview.click_info(self.selection(), x, y, pixel_size(*self._view))
+        items = [pn.pane.HTML(info.to_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])]
+        if info.detail is not None:
+            items.append(pn.pane.DataFrame(info.detail, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format))
+        return pn.Column(*items, sizing_mode="stretch_width")
+
+    # -- numbers and charts --------------------------------------------------------------------
+    @param.depends(*FILTERS)
+    def cards(self) -> pn.viewable.Viewable:
+        total = self.stats(())
+        by_class = self.stats(("classification",))
+        return pn.pane.HTML(parts.cards_html(total, by_class), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])
+
+    def yearly_bars(self) -> pn.viewable.Viewable:
+        """One plot for the session, its bars replaced in place when filters change (no new Bokeh figure)."""
+        bars = hv.DynamicMap(lambda **_: parts.yearly_bars(self.stats(("year", "classification"))),
+                             streams=[hv.streams.Params(parameterized=self, parameters=list(FILTERS))])
+        return pn.pane.HoloViews(bars.opts(framewise=True), sizing_mode="stretch_width", height=320)
+
+    @param.depends(*FILTERS)
+    def regions_table(self) -> pn.viewable.Viewable:
+        layer = self.selection()
+        table = shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
+        return pn.pane.DataFrame(table, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format, stylesheets=[parts.STYLESHEET])
+
+    # -- downloads -------------------------------------------------------------------------------
+    def _stats_csv(self) -> io.StringIO:
+        return io.StringIO(self.stats(("country", "year", "classification")).to_csv())
+
+    def _zones_file(self, kind: str) -> io.IOBase:
+        limit = runtime.options().download_limit
+        count = len(self.selection())
+        if count > limit:  # the buttons are disabled then; this guards a stale page
+            raise ValueError(f"{count:,} zones selected; downloads are limited to {limit:,}")
+        zones = self._store.zones(self.where)
+        for column in ("area_ha", "confidence"):  # exact decimals in the store; JSON and Parquet readers expect numbers
+            if column in zones:
+                zones[column] = zones[column].astype("float64")
+        if kind == "geojson":
+            return io.StringIO(zones.to_json(drop_id=True))
+        buffer = io.BytesIO()
+        zones.to_parquet(buffer, compression="zstd")
+        buffer.seek(0)
+        return buffer
+
+    @param.depends(*FILTERS)
+    def downloads(self) -> pn.viewable.Viewable:
+        limit = runtime.options().download_limit
+        count = len(self.selection())
+        too_many = count > limit
+        buttons = [
+            pn.widgets.FileDownload(callback=self._stats_csv, filename="forestguard-statistics.csv", label="Statistics (CSV)", color="primary", sizing_mode="stretch_width"),
+            pn.widgets.FileDownload(callback=lambda: self._zones_file("geojson"), filename="forestguard-zones.geojson", label="Zones (GeoJSON)", disabled=too_many, sizing_mode="stretch_width"),
+            pn.widgets.FileDownload(callback=lambda: self._zones_file("parquet"), filename="forestguard-zones.parquet", label="Zones (GeoParquet)", disabled=too_many, sizing_mode="stretch_width"),
+        ]
+        if too_many:
+            message = f"{count:,} zones are selected. Zone downloads are limited to {limit:,}: narrow the filters (countries, years, classification) to download them."
+            buttons.append(pn.pane.Alert(message, alert_type="warning", sizing_mode="stretch_width"))
+        return pn.Column(*buttons, sizing_mode="stretch_width")
+
+    # -- layout ----------------------------------------------------------------------------------
+    def widgets(self) -> pn.Column:
+        first, last = self.param.years.bounds
+        self._choice_widgets = {
+            "countries": parts.safe_multichoice(self, "countries", "Countries", "All countries"),
+            "sources": parts.safe_multichoice(self, "sources", "Sources", "All sources"),
+        }
+        return pn.Column(
+            self._choice_widgets["countries"],
+            pn.widgets.IntRangeSlider.from_param(self.param.years, name="Years", start=first, end=max(last, first + 1), step=1, sizing_mode="stretch_width"),
+            pn.widgets.RadioButtonGroup.from_param(self.param.classification, name="Classification", options={"All": "all", "Legal": "legal", "Illegal": "illegal"}, sizing_mode="stretch_width"),
+            self._choice_widgets["sources"],
+            pn.widgets.Switch.from_param(self.param.verified_only, name="Verified only"),
+            pn.widgets.FloatSlider.from_param(self.param.min_confidence, name="Minimum confidence", sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+    def __panel__(self) -> pn.template.BaseTemplate:
+        return parts.template(self)
+
+
+def _session_get(cache: Any, user: str) -> dict[str, Any] | None:
+    try:
+        return cache.session_get(user)
+    except Exception:  # the cache never breaks a dashboard
+        return None
+
+
+def _session_set(cache: Any, user: str, state: dict[str, Any]) -> None:
+    try:
+        cache.session_set(user, {k: list(v) if isinstance(v, tuple) else v for k, v in state.items()})
+    except Exception:
+        pass
+
+
+__all__ = ["FILTERS", "URL_PARAMETERS", "ZonesDashboard"]

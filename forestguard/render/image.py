@@ -1,0 +1,169 @@
+"""Images of a :class:`ZoneLayer`: shading, country outlines, legend, whole maps.
+
+Everything is drawn here, offline: the outlines are the Natural Earth countries
+shipped in the package, drawn with PIL under the datashaded zones, so a map
+needs neither tiles nor network.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import datashader.transfer_functions as tf
+import geopandas as gpd
+import numpy as np
+import shapely
+import xarray as xr
+from PIL import Image, ImageDraw, ImageFont
+
+from ..geodata import countries
+from .layer import CATEGORIES, ZoneLayer, mercator_box, to_mercator
+from .raster import Measure, Range, aggregate
+
+#: Colour of each classification: Okabe–Ito bluish green / vermillion / grey, distinct for colour-blind readers.
+COLOR_KEY: dict[str, str] = {"legal": "#009E73", "illegal": "#D55E00", "none": "#8C8C8C"}
+#: Legend text of each classification.
+LABELS: dict[str, str] = {"legal": "Legal", "illegal": "Illegal", "none": "Unclassified"}
+LAND_COLOR = "#EFECE6"
+BORDER_COLOR = "#A3A3A3"
+BACKGROUND = "#FFFFFF"
+
+#: Smallest map side in metres: a single zone still gets some context around it.
+_MIN_EXTENT_M = 2_000.0
+
+
+def _rgb(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def shade_image(agg: xr.DataArray, spread: int = 2, min_alpha: int = 90) -> tf.Image:
+    """The aggregate as a datashader RGBA image: colour by class mix, opacity by amount.
+
+    What ``tf.shade(agg, color_key=COLOR_KEY, how="eq_hist")`` does for a
+    categorical aggregate, in a few vectorised numpy steps on the non-empty
+    pixels only (5–10× faster on a 1200×800 map, where most pixels are sea):
+    colour = the classes' colours weighted by their share of the pixel,
+    opacity = the pixel total's rank among non-empty pixels (histogram
+    equalisation). ``dynspread`` then grows isolated pixels (up to ``spread``
+    px) so single small clearings stay visible at world scale.
+    """
+    categories = [str(c) for c in agg.coords["classification"].values]
+    values = np.asarray(agg.values, dtype=np.float64)
+    height, width = values.shape[:2]
+    total = values.sum(axis=-1)
+    filled = total > 0
+    rgba = np.zeros((height, width, 4), dtype=np.uint8)
+    if filled.any():
+        colours = np.array([_rgb(COLOR_KEY.get(c, COLOR_KEY["none"])) for c in categories], dtype=np.float64)
+        amounts = total[filled]
+        rgba[filled, :3] = np.rint(values[filled] @ colours / amounts[:, None]).astype(np.uint8)
+        ranks = np.searchsorted(np.sort(amounts), amounts, side="right") / len(amounts)
+        rgba[filled, 3] = np.rint(min_alpha + (255 - min_alpha) * ranks).astype(np.uint8)
+    image = tf.Image(rgba.view(np.uint32)[..., 0], coords={"y": agg.coords["y"], "x": agg.coords["x"]}, dims=["y", "x"])
+    return tf.dynspread(image, threshold=0.5, max_px=spread) if spread else image
+
+
+def shade(agg: xr.DataArray, spread: int = 2) -> Image.Image:
+    """The aggregate as a transparent PIL image (see :func:`shade_image`)."""
+    return shade_image(agg, spread).to_pil()
+
+
+def view_ranges(layer: ZoneLayer, bounds: tuple[float, float, float, float] | None, width: int, height: int) -> tuple[Range, Range]:
+    """Web Mercator x/y ranges showing ``bounds`` (lon/lat; None: the layer's zones, padded) with square pixels."""
+    if bounds is None:
+        xmin, ymin, xmax, ymax = layer.bounds
+        pad_x, pad_y = (xmax - xmin) * 0.05, (ymax - ymin) * 0.05
+        xmin, ymin, xmax, ymax = xmin - pad_x, ymin - pad_y, xmax + pad_x, ymax + pad_y
+    else:
+        xmin, ymin, xmax, ymax = mercator_box(bounds)
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    span_x, span_y = max(xmax - xmin, _MIN_EXTENT_M), max(ymax - ymin, _MIN_EXTENT_M)
+    scale = max(span_x / width, span_y / height)  # metres per pixel, the same on both axes
+    half_w, half_h = scale * width / 2, scale * height / 2
+    return (cx - half_w, cx + half_w), (cy - half_h, cy + half_h)
+
+
+@lru_cache(maxsize=1)
+def world_mercator() -> gpd.GeoDataFrame:
+    """Natural Earth countries in Web Mercator (polar latitudes clipped), projected once."""
+    parts = countries().explode(index_parts=False)  # one polygon per row (the data has a collection)
+    parts = parts[parts.geom_type == "Polygon"]
+
+    def project(coords: np.ndarray) -> np.ndarray:
+        return np.column_stack(to_mercator(coords[:, 0], coords[:, 1]))
+
+    geometry = shapely.transform(parts.geometry.values, project)
+    return gpd.GeoDataFrame({"name": parts["name"].to_numpy()}, geometry=geometry, crs=3857)
+
+
+@lru_cache(maxsize=1)
+def _outline_rings() -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Country shells, all rings (for borders) and each ring's bounds, in Web Mercator."""
+    polygons = world_mercator().geometry.values
+    shells = [shapely.get_coordinates(shapely.get_exterior_ring(p)) for p in polygons]
+    rings = [shapely.get_coordinates(r) for r in shapely.get_rings(polygons)]
+    bounds = np.array([(r[:, 0].min(), r[:, 1].min(), r[:, 0].max(), r[:, 1].max()) for r in rings])
+    return shells, rings, bounds
+
+
+def basemap(x_range: Range, y_range: Range, width: int, height: int, background: str | None = BACKGROUND) -> Image.Image:
+    """Land and country borders for a view, drawn with PIL (no compiled kernels: instant in a fresh process)."""
+    image = Image.new("RGBA", (width, height), background or (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    sx, sy = width / (x_range[1] - x_range[0]), height / (y_range[1] - y_range[0])
+
+    def to_pixels(ring: np.ndarray) -> list[tuple[float, float]]:
+        return list(zip((ring[:, 0] - x_range[0]) * sx, (y_range[1] - ring[:, 1]) * sy))
+
+    shells, rings, bounds = _outline_rings()
+    visible = (bounds[:, 2] >= x_range[0]) & (bounds[:, 0] <= x_range[1]) & (bounds[:, 3] >= y_range[0]) & (bounds[:, 1] <= y_range[1])
+    for shell in shells:
+        if len(shell) >= 3:
+            draw.polygon(to_pixels(shell), fill=LAND_COLOR)
+    for ring in (r for r, show in zip(rings, visible) if show):
+        draw.line(to_pixels(ring), fill=BORDER_COLOR, width=1)
+    return image
+
+
+def draw_legend(image: Image.Image, categories: tuple[str, ...] = CATEGORIES) -> Image.Image:
+    """A small key in the lower-left corner (drawn in place; returns the image)."""
+    draw = ImageDraw.Draw(image)
+    size = max(11, image.height // 55)
+    font = ImageFont.load_default(size=size)
+    pad, swatch = size // 2, size
+    line_h = size + pad
+    box_w = swatch + pad * 3 + max(int(draw.textlength(LABELS[c], font=font)) for c in categories)
+    top = image.height - pad - line_h * len(categories) - pad
+    draw.rectangle([pad, top, pad + box_w, image.height - pad], fill=(255, 255, 255, 220), outline=BORDER_COLOR)
+    for i, category in enumerate(categories):
+        y = top + pad + i * line_h
+        draw.rectangle([pad * 2, y, pad * 2 + swatch, y + swatch], fill=COLOR_KEY[category])
+        draw.text((pad * 3 + swatch, y), LABELS[category], fill="#333333", font=font)
+    return image
+
+
+def map_image(
+    layer: ZoneLayer,
+    bounds: tuple[float, float, float, float] | None = None,
+    width: int = 1200,
+    height: int = 800,
+    outlines: bool = True,
+    *,
+    legend: bool = True,
+    measure: Measure = "area_ha",
+    background: str | None = BACKGROUND,
+) -> Image.Image:
+    """A finished map of the layer: zones over land and borders, with a legend.
+
+    ``bounds`` is a lon/lat box (xmin, ymin, xmax, ymax); None fits the zones.
+    ``background=None`` keeps the image transparent (for overlays).
+    """
+    x_range, y_range = view_ranges(layer, bounds, width, height)
+    zones = shade(aggregate(layer, x_range, y_range, width, height, measure=measure))
+    if outlines:
+        image = Image.alpha_composite(basemap(x_range, y_range, width, height, background), zones)
+    elif background:
+        image = Image.alpha_composite(Image.new("RGBA", (width, height), background), zones)
+    else:
+        image = zones
+    return draw_legend(image) if legend else image

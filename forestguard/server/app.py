@@ -1,0 +1,181 @@
+"""Assemble and run the server: the dashboard at /, our routes, metrics, logs, Sentry.
+
+Built on Panel's ``get_server`` (the machinery behind ``panel serve``), so the
+usual options keep their meaning: --num-procs forks workers after the data is
+warmed in the parent, --basic-auth/--oauth-provider put Panel's login in
+front of the dashboard and /api/stats, --allow-websocket-origin, --index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import redact, settings
+from ..errors import StoreNotFound, UserError
+from . import runtime
+
+log = logging.getLogger("forestguard.server")
+
+
+@dataclass
+class ServeOptions:
+    """The ``forestguard serve`` command line, once parsed."""
+
+    db: str | None = None
+    port: int = 8501
+    address: str | None = None
+    num_procs: int = 1
+    num_threads: int | None = 4
+    allow_websocket_origin: list[str] = field(default_factory=list)
+    basic_auth: str | None = None
+    oauth_provider: str | None = None
+    oauth_key: str | None = None
+    oauth_secret: str | None = None
+    oauth_redirect_uri: str | None = None
+    oauth_encryption_key: str | None = None
+    cookie_secret: str | None = None
+    warm: bool = False
+    index: str | None = None
+    apps: list[str] = field(default_factory=list)
+    download_limit: int = runtime.DEFAULT_DOWNLOAD_LIMIT
+
+
+def dashboard_app() -> Any:
+    """One session of the zones dashboard (called by Bokeh for every new session)."""
+    from ..dashboard import ZonesDashboard
+
+    return ZonesDashboard().__panel__()
+
+
+def _init_sentry() -> None:
+    dsn = settings().sentry_dsn
+    if not dsn:
+        return
+    import sentry_sdk
+    from sentry_sdk.integrations.tornado import TornadoIntegration
+
+    sentry_sdk.init(dsn=dsn, traces_sample_rate=0.1, integrations=[TornadoIntegration()], send_default_pii=False)
+
+
+def _check_store(url: str) -> None:
+    """Fail fast on a store that does not exist; a database that is merely down is left to /readyz."""
+    try:
+        runtime.shared_store().ping()
+    except StoreNotFound:
+        raise
+    except UserError as exc:
+        log.warning("store %s not reachable yet (%s); /readyz reports 503 until it is", redact(url), exc)
+    except Exception as exc:
+        log.warning("store %s not reachable yet (%s: %s); /readyz reports 503 until it is", redact(url), type(exc).__name__, exc)
+
+
+def warm_up() -> None:
+    """Load the shared zone layer and compile the rendering kernels before the first visitor (and before forking)."""
+    from ..render import aggregate, shade, view_ranges, zone_layer
+
+    layer = zone_layer(runtime.shared_store())
+    x_range, y_range = view_ranges(layer, None, 400, 300)
+    shade(aggregate(layer, x_range, y_range, 400, 300))
+    if len(layer):  # a zoomed view compiles the polygon path too
+        z = layer.zones.iloc[len(layer) // 2]
+        span = max(float(z["size"]) * 20, 5_000.0)
+        aggregate(layer, (z["x"] - span, z["x"] + span), (z["y"] - span, z["y"] + span), 400, 300)
+    from . import metrics
+
+    metrics.LAYER_ZONES.set(len(layer))
+    log.info("warm: %s zones ready (data version %s, %.0f MB)", f"{len(layer):,}", layer.data_version, layer.nbytes / 1e6)
+
+
+def _session_hooks() -> None:
+    import panel as pn
+
+    from . import metrics
+
+    def created(session_context: Any) -> None:
+        metrics.SESSIONS_CREATED.inc()
+        metrics.SESSIONS_ACTIVE.inc()
+
+    def destroyed(session_context: Any) -> None:
+        metrics.SESSIONS_ACTIVE.dec()
+
+    pn.state.on_session_created(created)
+    pn.state.on_session_destroyed(destroyed)
+
+
+def serve(options: ServeOptions) -> None:
+    """Run the dashboard server until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+    if options.num_procs != 1:
+        from . import enable_multiprocess_metrics
+
+        enable_multiprocess_metrics()  # before prometheus_client is imported anywhere
+    runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit))
+    url = runtime.options().resolved_store_url
+    _check_store(url)
+
+    import panel as pn
+    from panel.io.server import get_server
+
+    from .access import configure_access_log, log_request
+    from .routes import ROUTES
+
+    logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_access_log(settings().log_level)
+    _init_sentry()
+    if options.num_procs != 1:
+        os.register_at_fork(after_in_child=_init_sentry)  # Sentry's sender thread does not survive a fork
+    if options.warm:
+        warm_up()
+    _session_hooks()
+    if options.num_threads:
+        pn.config.nthreads = options.num_threads
+
+    apps: dict[str, Any] = {"/": dashboard_app}
+    for path in options.apps:
+        apps["/" + Path(path).stem] = path
+    kwargs: dict[str, Any] = {}
+    if options.index:
+        kwargs["index"] = options.index
+    server = get_server(
+        apps,
+        port=options.port,
+        address=options.address,
+        websocket_origin=options.allow_websocket_origin or None,
+        show=False,
+        start=False,
+        title="ForestGuard",
+        location=True,
+        basic_auth=options.basic_auth,
+        oauth_provider=options.oauth_provider,
+        oauth_key=options.oauth_key,
+        oauth_secret=options.oauth_secret,
+        oauth_redirect_uri=options.oauth_redirect_uri,
+        oauth_encryption_key=options.oauth_encryption_key,
+        cookie_secret=options.cookie_secret,
+        num_procs=options.num_procs,
+        extra_patterns=list(ROUTES),
+        warm=options.warm and options.num_procs == 1,
+        **kwargs,
+    )
+    server._tornado.settings["log_function"] = log_request  # every request: JSON line + metrics
+    host = options.address or "localhost"
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats)", file=sys.stderr, flush=True)
+
+    def stop(*_: Any) -> None:
+        server.io_loop.add_callback_from_signal(server.io_loop.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.start()
+    try:
+        server.io_loop.start()
+    finally:
+        from . import metrics
+
+        metrics.mark_process_dead(os.getpid())

@@ -1,0 +1,88 @@
+"""The dashboard's pieces without a browser: filters → ZoneFilter, click info, tables, downloads, session state."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+
+import geopandas as gpd
+import pytest
+
+from forestguard import stores
+from forestguard.cache import MemoryCache
+from forestguard.cache.keys import KeySpace
+from forestguard.dashboard import ZonesDashboard
+from forestguard.dashboard.mapview import click_info, top_regions
+from forestguard.dashboard.parts import escaped_options
+from forestguard.schema import Classification
+from forestguard.server import runtime
+from forestguard.stats import statistics
+from forestguard.stores.base import ZoneFilter
+
+pytestmark = pytest.mark.duckdb
+
+
+@pytest.fixture
+def dashboard(demo_duckdb):
+    store = stores.open(demo_duckdb, read_only=True)
+    yield ZonesDashboard(store=store, cache=MemoryCache(KeySpace("test-dashboard")))
+    store.close()
+
+
+def test_filters_become_the_zone_filter_of_the_cli(dashboard):
+    first, last = dashboard.param.years.bounds
+    dashboard.param.update(countries=["Brazil"], years=(first + 1, last), classification="illegal", verified_only=True, min_confidence=0.5)
+    assert dashboard.where == ZoneFilter(countries=("Brazil",), year_from=first + 1, classifications=(Classification.ILLEGAL,),
+                                         verified_only=True, min_confidence=0.5)
+    assert len(dashboard.selection()) == dashboard._store.count(dashboard.where) > 0
+
+
+def test_downloads_follow_the_filters_and_the_limit(dashboard, monkeypatch):
+    dashboard.countries = ["Peru"]
+    expected = statistics(dashboard._store, dashboard.where, ("country", "year", "classification")).to_csv()
+    assert dashboard._stats_csv().getvalue() == expected
+    zones = json.loads(dashboard._zones_file("geojson").getvalue())
+    assert len(zones["features"]) == dashboard._store.count(dashboard.where) and {f["properties"]["country"] for f in zones["features"]} == {"Peru"}
+    parquet = gpd.read_parquet(io.BytesIO(dashboard._zones_file("parquet").getvalue()))
+    assert len(parquet) == len(zones["features"])
+    monkeypatch.setattr(runtime.options(), "download_limit", 5)
+    with pytest.raises(ValueError, match="limited to 5"):
+        dashboard._zones_file("geojson")
+    panel = dashboard.downloads()
+    assert "narrow the filters" in panel[-1].object and panel[1].disabled and panel[2].disabled
+
+
+def test_click_info_counts_what_is_under_the_cursor(dashboard):
+    layer = dashboard.selection()
+    zone = layer.zones.iloc[len(layer) // 2]
+    wide = click_info(layer, zone["x"], zone["y"], pixel=5_000.0)
+    assert wide.total_zones >= 1 and wide.detail is None
+    close = click_info(layer, zone["x"], zone["y"], pixel=10.0)
+    assert close.detail is not None and zone["id"] in close.detail["id"].tolist()
+    assert sum(close.hectares.values()) == pytest.approx(close.detail["area_ha"].sum())
+    assert click_info(layer, 0.0, -1.0e7, pixel=10.0).total_zones == 0  # the Southern Ocean
+
+
+def test_top_regions_sum_like_the_zones(dashboard):
+    table = top_regions(dashboard.selection(), n=3)
+    zones = dashboard.selection().zones
+    first = table.iloc[0]
+    subset = zones[(zones["country"] == first["country"]) & (zones["region"] == first["region"])]
+    assert first["zones"] == len(subset) and first["hectares"] == pytest.approx(subset["area_ha"].sum(), abs=0.01)
+    assert list(table["hectares"]) == sorted(table["hectares"], reverse=True)
+
+
+def test_choice_labels_are_escaped_values_are_not():
+    options = escaped_options(["Brazil", "<img src=x onerror=alert(2)>"])
+    assert options == {"Brazil": "Brazil", html.escape("<img src=x onerror=alert(2)>", quote=False): "<img src=x onerror=alert(2)>"}
+
+
+def test_session_state_is_kept_for_a_signed_in_user(dashboard):
+    dashboard._user = "ana"
+    dashboard.param.update(countries=["Bolivia"], classification="legal")
+    saved = dashboard._cache.session_get("ana")
+    assert saved["countries"] == ["Bolivia"] and saved["classification"] == "legal"
+    fresh = ZonesDashboard(store=dashboard._store, cache=dashboard._cache)
+    fresh._apply(saved)
+    assert fresh.where == dashboard.where

@@ -1,0 +1,186 @@
+"""Render: our hybrid aggregate against datashader on GeoPandas, exact totals, shared layers, images."""
+
+from __future__ import annotations
+
+import datashader as ds
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from forestguard import stores
+from forestguard.render import (
+    CATEGORIES,
+    COLOR_KEY,
+    ZoneGeometry,
+    aggregate,
+    build_layer,
+    cached_aggregate,
+    hv_map,
+    map_image,
+    mercator_box,
+    to_mercator,
+    totals,
+    view_ranges,
+    zone_layer,
+)
+from forestguard.render.raster import POLYGON_MIN_PIXELS, pixel_size
+from forestguard.schema import Classification
+from forestguard.stores.base import ZoneFilter
+
+pytestmark = pytest.mark.duckdb
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory, demo_small) -> str:
+    url = str(tmp_path_factory.mktemp("render") / "zones.duckdb")
+    with stores.open(url, create=True) as store:
+        store.insert(demo_small)
+    return url
+
+
+@pytest.fixture(scope="module")
+def layer(store_url):
+    with stores.open(store_url, read_only=True) as store:
+        return build_layer(store)
+
+
+@pytest.fixture(scope="module")
+def peer_frame(demo_small) -> gpd.GeoDataFrame:
+    """The same zones the plain way: GeoPandas, projected with pyproj, classes as a categorical."""
+    frame = demo_small.to_crs(3857)
+    frame["classification"] = pd.Categorical(classes_of(frame), categories=CATEGORIES)
+    frame["area_ha"] = frame["area_ha"].astype(float)
+    return frame
+
+
+def classes_of(frame: pd.DataFrame) -> pd.Series:
+    """Classification as English names, "none" when missing (whatever spelling the frame holds)."""
+    return frame["classification"].map(lambda v: Classification.parse(v).value if isinstance(v, str) else "none")
+
+
+def peer_aggregate(frame: gpd.GeoDataFrame, x_range, y_range, width, height):
+    canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
+    return canvas.polygons(frame, geometry="geometry", agg=ds.by("classification", ds.count()))
+
+
+def non_empty(agg) -> np.ndarray:
+    return np.nan_to_num(agg.sum("classification").values) > 0
+
+
+def test_full_extent_totals_equal_the_zones_sums(layer, demo_small):
+    x_range, y_range = view_ranges(layer, None, 600, 400)
+    hectares = totals(aggregate(layer, x_range, y_range, 600, 400))
+    counts = totals(aggregate(layer, x_range, y_range, 600, 400, measure="zones"))
+    classes = classes_of(demo_small)
+    expected_ha = demo_small["area_ha"].astype(float).groupby(classes).sum()
+    expected_n = classes.value_counts()
+    for category in CATEGORIES:
+        assert hectares[category] == pytest.approx(expected_ha.get(category, 0.0), rel=1e-9)
+        assert counts[category] == pytest.approx(expected_n.get(category, 0), abs=1e-6)
+
+
+def test_full_extent_matches_datashader_on_geopandas(layer, peer_frame):
+    x_range, y_range = view_ranges(layer, None, 600, 400)
+    ours = non_empty(aggregate(layer, x_range, y_range, 600, 400))
+    peer = non_empty(peer_aggregate(peer_frame, x_range, y_range, 600, 400))
+    assert peer.sum() > 1000
+    assert abs(int(ours.sum()) - int(peer.sum())) / peer.sum() < 0.05
+    assert (ours & peer).sum() / peer.sum() > 0.9
+
+
+def test_zoomed_view_rasterizes_big_zones_as_polygons_like_the_peer(layer, peer_frame):
+    """Around the biggest zone, zoomed so it spans many pixels: drawn as a polygon, same pixels as datashader's."""
+    big = layer.zones.iloc[-1]
+    span = float(big["size"]) * 2
+    x_range, y_range = (big["x"] - span, big["x"] + span), (big["y"] - span, big["y"] + span)
+    agg = aggregate(layer, x_range, y_range, 300, 300)
+    assert agg.attrs["polygons"] >= 1 and float(big["size"]) > pixel_size(x_range, y_range, 300, 300) * POLYGON_MIN_PIXELS
+    ours, peer = non_empty(agg), non_empty(peer_aggregate(peer_frame, x_range, y_range, 300, 300))
+    assert peer.sum() > 100
+    assert abs(int(ours.sum()) - int(peer.sum())) / peer.sum() < 0.05
+    # The zone is wholly inside the view: its hectares are all there, spread over its pixels.
+    category = str(big["classification"])
+    inside = layer.zones[layer.in_box((x_range[0], y_range[0], x_range[1], y_range[1]))]
+    fully = inside[(inside.xmin >= x_range[0]) & (inside.xmax <= x_range[1]) & (inside.ymin >= y_range[0]) & (inside.ymax <= y_range[1])]
+    expected = fully[fully.classification == category]["area_ha"].sum()
+    assert totals(agg)[category] == pytest.approx(expected, rel=0.05)
+
+
+def test_geometry_measures_agree_with_shapely():
+    square_with_hole = shapely.Polygon([(10, 0), (14, 0), (14, 4), (10, 4)], holes=[[(11, 1), (11, 2), (12, 2), (12, 1)]])
+    clockwise = shapely.Polygon([(-60, -10), (-60, -9), (-59, -9.5)])
+    pair = shapely.MultiPolygon([shapely.box(100, 1, 101, 2), shapely.box(102, 1, 104, 3)])
+    geometry = ZoneGeometry.from_wkb(shapely.to_wkb(np.array([square_with_hole, clockwise, pair])))
+    measures = geometry.measures()
+    projected = shapely.transform(np.array([square_with_hole, clockwise, pair]), lambda c: np.column_stack(to_mercator(c[:, 0], c[:, 1])))
+    np.testing.assert_allclose(measures["mercator_area"], shapely.area(projected), rtol=1e-9)
+    np.testing.assert_allclose(measures["x"], shapely.get_x(shapely.centroid(projected)), rtol=1e-9)
+    np.testing.assert_allclose(measures["y"], shapely.get_y(shapely.centroid(projected)), rtol=1e-9)
+    np.testing.assert_allclose(np.column_stack([measures[k] for k in ("xmin", "ymin", "xmax", "ymax")]), shapely.bounds(projected))
+    back = geometry.shapely(np.array([2, 0]), lonlat=True)
+    assert shapely.equals_exact(back[0], pair, tolerance=1e-9) and shapely.area(back[1]) == pytest.approx(square_with_hole.area)
+
+
+def test_select_in_memory_equals_the_store_filter(store_url, layer):
+    where = ZoneFilter(countries=("Brazil", "Peru"), year_from=2018, year_to=2022, classifications=(Classification.ILLEGAL,),
+                       min_confidence=0.7, bbox=(-75.0, -15.0, -50.0, 0.0))
+    with stores.open(store_url, read_only=True) as store:
+        expected = store.zones_arrow(where, columns=["id"]).column("id").to_pylist()
+    selected = layer.select(where)
+    assert len(expected) > 50
+    assert sorted(selected.zones["id"].tolist()) == sorted(expected)
+    assert selected.key != layer.key and selected.geometry is layer.geometry
+
+
+def test_zone_layer_is_shared_until_the_data_version_moves(demo_duckdb, demo_small):
+    with stores.open(demo_duckdb) as store:
+        first = zone_layer(store)
+        assert zone_layer(store) is first
+        store.insert(demo_small.iloc[:10])
+        second = zone_layer(store)
+    assert second is not first and len(second) == len(first) + 10 and second.data_version == first.data_version + 1
+
+
+def test_cached_aggregate_is_served_from_the_cache(layer):
+    from forestguard.cache import MemoryCache
+    from forestguard.cache.keys import KeySpace
+
+    cache = MemoryCache(KeySpace("test-render"))
+    x_range, y_range = view_ranges(layer, None, 200, 100)
+    first = cached_aggregate(layer, x_range, y_range, 200, 100, cache=cache)
+    again = cached_aggregate(layer, x_range, y_range, 200, 100, cache=cache)
+    np.testing.assert_array_equal(first.values, again.values)
+    assert cache.counters()["hits_by_kind"]["agg"] == 1
+
+
+def test_map_image_shows_zones_in_their_colours(layer):
+    image = map_image(layer, bounds=(-75.0, -35.0, -33.0, 6.0), width=480, height=360)
+    assert image.size == (480, 360)
+    pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+    for category in ("legal", "illegal"):
+        colour = np.array([int(COLOR_KEY[category][i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels - colour).sum(axis=1) < 60).sum() > 20, category
+    assert (pixels == 255).all(axis=1).sum() > 1000  # ocean stays white: outlines and zones do not fill it
+
+
+def test_map_of_an_empty_layer_is_a_plain_world(layer):
+    empty = layer.select(ZoneFilter(countries=("Nowhere",)))
+    image = map_image(empty, width=300, height=200, legend=False)
+    pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    assert len(empty) == 0 and len(np.unique(pixels, axis=0)) < 40
+
+
+def test_hv_map_exports_to_static_html(layer, tmp_path):
+    import holoviews as hv
+
+    element = hv_map(layer, width=400, height=300, bounds=(-75.0, -35.0, -33.0, 6.0))
+    path = tmp_path / "map.html"
+    hv.save(element, path, backend="bokeh", resources="inline")
+    text = path.read_text()
+    assert "Deforestation zones" in text and "Illegal" in text
+    rgb = next(el for el in element if isinstance(el, hv.RGB))
+    assert rgb.dimension_values("R", flat=False).shape == (300, 400)
+    x0, y0, x1, y1 = mercator_box((-75.0, -35.0, -33.0, 6.0))
+    assert rgb.bounds.lbrt()[0] <= x0 and rgb.bounds.lbrt()[2] >= x1
