@@ -35,8 +35,8 @@ demo: $(INSTALLED) $(DB)
 	$(BIN)/forestguard report run notebooks/country_report.ipynb -p country=Brazil -p years=2019-2024 --source $(DB) --out $(REPORTS)
 	@echo "country report: $$(ls $(REPORTS)/*.html | head -1)"
 ifeq ($(SERVE),1)
-	@echo "dashboard: http://localhost:$(PORT)/zones  (Ctrl-C stops it; make demo SERVE=0 skips serving)"
-	$(BIN)/forestguard serve --db $(DB) --port $(PORT)
+	@echo "serving the dashboard on port $(PORT) (Ctrl-C stops it; make demo SERVE=0 skips serving)"
+	$(BIN)/forestguard serve --db $(DB) --port $(PORT) --warm
 endif
 
 system-deps:

@@ -4,6 +4,6 @@ Served by ``forestguard serve`` (at /); also ``panel serve dashboards/zones.py
 --plugins forestguard.server.routes`` in development.
 """
 
-from forestguard.dashboard import ZonesDashboard
+from forestguard.dashboard import dashboard_page
 
-ZonesDashboard().servable(title="ForestGuard")
+dashboard_page().servable(title="ForestGuard")

@@ -48,9 +48,9 @@ class ServeOptions:
 
 def dashboard_app() -> Any:
     """One session of the zones dashboard (called by Bokeh for every new session)."""
-    from ..dashboard import ZonesDashboard
+    from ..dashboard import dashboard_page
 
-    return ZonesDashboard().__panel__()
+    return dashboard_page()
 
 
 def _init_sentry() -> None:
@@ -63,12 +63,19 @@ def _init_sentry() -> None:
     sentry_sdk.init(dsn=dsn, traces_sample_rate=0.1, integrations=[TornadoIntegration()], send_default_pii=False)
 
 
-def _check_store(url: str) -> None:
-    """Fail fast on a store that does not exist; a database that is merely down is left to /readyz."""
+def _check_store(url: str, explicit: bool) -> None:
+    """Fail fast on a store the user named that does not exist; anything else is left to /readyz.
+
+    With no --db and no DATABASE_URL the embedded default may simply not exist yet (a fresh
+    container before its first ingest): the server still starts, so liveness holds, and
+    /readyz answers 503 with the reason until a store appears.
+    """
     try:
         runtime.shared_store().ping()
-    except StoreNotFound:
-        raise
+    except StoreNotFound as exc:
+        if explicit:
+            raise
+        log.warning("%s; /readyz reports 503 until it exists", exc)
     except UserError as exc:
         log.warning("store %s not reachable yet (%s); /readyz reports 503 until it is", redact(url), exc)
     except Exception as exc:
@@ -116,7 +123,7 @@ def serve(options: ServeOptions) -> None:
         enable_multiprocess_metrics()  # before prometheus_client is imported anywhere
     runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit))
     url = runtime.options().resolved_store_url
-    _check_store(url)
+    _check_store(url, explicit=bool(options.db or settings().database_url))
 
     import panel as pn
     from panel.io.server import get_server

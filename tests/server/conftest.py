@@ -27,7 +27,7 @@ class Served:
 
     process: subprocess.Popen
     port: int
-    db: str
+    db: str | None
     log: Path
     env: dict[str, str] = field(default_factory=dict)
 
@@ -70,12 +70,12 @@ def server_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(tmp: Path, db: str, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Served:
+def start_server(tmp: Path, db: str | None, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Served:
     port = free_port()
     log = tmp / f"serve-{port}.log"
     env = env or server_env(tmp)
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "forestguard", "serve", "--db", db, "--port", str(port), "--address", "127.0.0.1", *args],
+        process = subprocess.Popen([sys.executable, "-m", "forestguard", "serve", *(["--db", db] if db else []), "--port", str(port), "--address", "127.0.0.1", *args],
                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     served = Served(process, port, db, log, env)
 

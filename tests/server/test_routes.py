@@ -132,6 +132,18 @@ def test_unknown_store_fails_fast_with_one_line(tmp_path):
     assert done.returncode == 1 and done.stderr.strip().startswith("error: no store at") and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_default_store_not_yet_created_is_live_but_not_ready(tmp_path):
+    """A fresh container (no --db, no DATABASE_URL, empty data folder) must pass the ALB probe."""
+    served = start_server(tmp_path, None)
+    try:
+        status, body = served.json("/readyz")
+        assert served.get("/healthz")[0] == 200
+        assert status == 503 and "no store at" in body["checks"]["store"]["error"]
+        assert "Traceback" not in served.logs()
+    finally:
+        stop_server(served)
+
+
 def test_several_workers_share_metrics(tmp_path, served_store):
     served = start_server(tmp_path, served_store, "--num-procs", "2")
     try:
