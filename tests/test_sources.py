@@ -170,16 +170,7 @@ def test_path_errors(tmp_path: Path) -> None:
         read_zones_file(tmp_path / ("x" * 5000 + ".geojson"))
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(tmp_path: Path) -> None:
-    path = tmp_path / "secret.geojson"
-    path.write_bytes(dumps(collection(feature())))
-    path.chmod(0)
-    try:
-        with pytest.raises(InputError, match="permission denied"):
-            read_zones_file(path)
-    finally:
-        path.chmod(0o644)
+# An unreadable file is tested through the CLI (tests/cli/test_cli_zones.py), as a non-root user.
 
 
 # -- ColumnMapping ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .options import db_option, filter_options, parse_by, zone_filter
 
 
 @click.command("ingest")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=str))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, readable=False, path_type=str))
 @db_option
 @click.option("--source", "source_name", default=None, metavar="NAME", help="Source recorded for every zone (same as --set source=NAME).")
 @click.option("--repair", is_flag=True, help="Repair invalid geometries with make_valid, keeping the polygonal parts.")

@@ -152,9 +152,18 @@ HAZARDS: list[Hazard] = [
 ]
 
 
-def subprocess_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m forestguard ARGS`` in a fresh interpreter, as a user runs it."""
+def subprocess_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, honour_file_modes: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``python -m forestguard ARGS`` in a fresh interpreter, as a user runs it.
+
+    ``honour_file_modes`` makes root obey file permissions like any user, by dropping the
+    capabilities that let it read any file (util-linux ``setpriv``), so permission errors are testable.
+    """
     environment = {**os.environ, **(env or {})}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environment.get("PYTHONPATH")]))
     environment.pop("FORESTGUARD_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "forestguard", *args], capture_output=True, text=True, cwd=cwd, env=environment, timeout=120)
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if honour_file_modes and os.geteuid() == 0 else []
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "forestguard", *args], capture_output=True, text=True, cwd=cwd, env=environment, timeout=120
+    )
