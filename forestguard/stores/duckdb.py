@@ -82,6 +82,7 @@ class DuckDBStore(ZoneStore):
                 raise UserError(f"cannot create {path}: {exc.strerror or exc}") from None
         self.path = path
         self.read_only = read_only
+        self._read_only_version: int | None = None
         self._lock = threading.RLock()
         self._spatial = False
         try:
@@ -113,7 +114,14 @@ class DuckDBStore(ZoneStore):
         return self._con.cursor()
 
     def data_version(self) -> int:
-        return int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
+        # A read-only handle holds DuckDB's shared file lock, so no process can write while it is
+        # open: its version is read once. This takes a query off every cached request.
+        if self.read_only and self._read_only_version is not None:
+            return self._read_only_version
+        version = int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
+        if self.read_only:
+            self._read_only_version = version
+        return version
 
     def count(self, where: ZoneFilter = ZoneFilter()) -> int:
         sql = self._filter(where)
