@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from common import demo_store
+from common import demo_store, arguments as common_arguments
 
 from forestguard import stores
 from forestguard.cache import KeySpace, MemoryCache, codecs, store_scope
@@ -53,14 +53,10 @@ VIEWS: list[Callable[[str, int], Request]] = [
 DEFAULT_VIEW: Request = (ZoneFilter(year_from=int(YEARS[-1]), year_to=int(YEARS[-1])), ("country", "classification"))
 
 
-def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zones", type=int, default=1_000_000, help="demo zones to run on (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=42)
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=1000, help="timed requests per latency figure")
     parser.add_argument("--mix", type=int, default=5000, help="requests in the replayed dashboard mix")
     parser.add_argument("--ingests", type=int, default=3, help="ingests spread over the mix")
-    return parser.parse_args()
 
 
 @contextmanager
@@ -219,7 +215,7 @@ def replay(url: str, redis_url: str, mix: list[Request], ingests: int, seed: int
 
 
 def main() -> None:
-    args = arguments()
+    args = common_arguments(__doc__, extra=_options)
     url = demo_store(args.zones, args.seed)
     rng = np.random.default_rng(args.seed)
     requests = latency_requests(args.requests, rng)

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from common import CACHE, demo_store, report, timed
+from common import CACHE, demo_store, report, timed, arguments as common_arguments
 
 from forestguard import stores
 from forestguard.ingest import prepare
@@ -39,13 +39,8 @@ from forestguard.stores.postgis.admin import init
 from forestguard.stores.postgis.connection import conninfo
 
 
-def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zones", type=int, default=1_000_000, help="demo zones to run on (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of warm statistics")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-url", default=None, help="existing PostGIS server (a role that may CREATE DATABASE)")
-    return parser.parse_args()
 
 
 def raw_geopackage(zones: int, seed: int) -> Path:
@@ -103,7 +98,7 @@ def ogr2ogr(url: str, gpkg: Path) -> float:
 
 
 def main() -> None:
-    args = arguments()
+    args = common_arguments(__doc__, extra=_options)
     gpkg = raw_geopackage(args.zones, args.seed)
     duck_url = demo_store(args.zones, args.seed)
     with postgres(args.admin_url) as admin_url:

@@ -18,20 +18,16 @@ import time
 from pathlib import Path
 
 import nbformat
-from common import CACHE, ROOT, demo_store, report
+from common import CACHE, ROOT, demo_store, report, arguments as common_arguments
 
 NOTEBOOK = ROOT.parent / "notebooks" / "country_report.ipynb"
 TARGET_S = 10.0
 
 
-def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zones", type=int, default=1_000_000, help="demo zones to run on (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=42)
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--country", default="Brazil", help="country of the single report (default %(default)s)")
     parser.add_argument("--years", default="2019-2024")
     parser.add_argument("--items", type=int, default=20, help="reports in the pipeline (default %(default)s)")
-    return parser.parse_args()
 
 
 def single_report(source: str, country: str, years: str, out: Path) -> None:
@@ -83,7 +79,7 @@ def pipeline_speedup(source: str, items: int, work: Path) -> None:
 
 
 def main() -> None:
-    args = arguments()
+    args = common_arguments(__doc__, extra=_options)
     source = demo_store(args.zones, args.seed)
     print(f"== reports on {args.zones:,} demo zones ({source})")
     CACHE.mkdir(exist_ok=True)

@@ -22,20 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, demo_store, report, timed
+from common import ROOT, demo_store, report, timed, arguments as common_arguments
 
 from forestguard import snapshots, stores
 from forestguard.stats import statistics
 from forestguard.stores.duckdb import connect
 
 
-def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zones", type=int, default=1_000_000, help="demo zones to run on (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of warm statistics")
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 comparison (needs moto_server)")
-    return parser.parse_args()
 
 
 def _fresh(parent: Path, name: str) -> Path:
@@ -119,7 +114,7 @@ def _literal(text: str) -> str:
 
 
 def main() -> None:
-    args = arguments()
+    args = common_arguments(__doc__, extra=_options)
     url = demo_store(args.zones, args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-snapshot-") as tmp:
         work = Path(tmp)

@@ -18,11 +18,16 @@ CACHE = ROOT / ".cache"
 sys.path.insert(0, str(ROOT.parent))
 
 
-def arguments(description: str, zones: int = 1_000_000) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+def arguments(
+    description: str, zones: int = 1_000_000, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """--zones/--seed/--repeat, which every benchmark takes, plus its own options from ``extra``."""
+    parser = argparse.ArgumentParser(description=(description or "").strip().splitlines()[0] if description else None)
     parser.add_argument("--zones", type=int, default=zones, help="demo zones to run on (default %(default)s)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of warm paths")
+    if extra:
+        extra(parser)
     return parser.parse_args()
 
 

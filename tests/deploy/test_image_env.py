@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy.test_templates import dockerfile_instructions
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,21 +36,6 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 INSTALL_TIMEOUT_S = 1800
 STARTUP_DEADLINE_S = 180
 IGNORED_IN_CONTEXT = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    logical, current = [], ""
-    for line in DOCKERFILE.read_text().splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        part = stripped.rstrip("\\").strip()
-        current = f"{current} {part}" if current else part
-        if not stripped.endswith("\\"):
-            logical.append(current)
-            current = ""
-    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1] if " " in text else "") for text in logical]
 
 
 def image_extras() -> str:
