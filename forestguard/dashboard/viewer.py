@@ -62,8 +62,10 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._set_choices(self._base)
         self._user = pn.state.user if pn.state.curdoc is not None else None
         self._restore_state()
+        self._map_pane: pn.pane.HoloViews | None = None
         self._map: hv.DynamicMap | None = None  # built with the page, after the numbers: their watchers run first
         self.param.watch(self._save_state, list(FILTERS))
+        self.param.watch(self._zoom_to_countries, ["countries"])  # after the URL: a shared extent is kept
         if pn.state.curdoc is not None:
             pn.state.add_periodic_callback(self._refresh, period=DATA_VERSION_POLL_MS)
 
@@ -169,16 +171,37 @@ class ZonesDashboard(pn.viewable.Viewer):
         if x_range and y_range:
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
 
+    def _zoom_to_countries(self, event: param.parameterized.Event) -> None:
+        """A new choice of countries zooms the map to their zones, padded; no choice: to all zones."""
+        if event.old == event.new:  # a refresh re-triggering the filters keeps the user's view
+            return
+        layer = self._base.select(ZoneFilter(countries=tuple(self.countries))) if self.countries else self._base
+        width, height = self._view[2:] if self._view else (1000, 560)
+        x_range, y_range = view_ranges(layer, None, width, height)
+        if self._map is None:  # no map yet: the extent the map will open with
+            self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
+            return
+        pn.state.execute(lambda: self._set_axes(x_range, y_range))  # with the document lock (callbacks may run on threads)
+        self._ranges.event(x_range=x_range, y_range=y_range)  # redraw there; _keep_extent puts it in the URL
+
+    def _set_axes(self, x_range, y_range) -> None:
+        """The browser's axes follow: the Bokeh ranges of this session's map are set on the server."""
+        for plot, _ in getattr(self._map_pane, "_plots", {}).values():
+            plot.handles["x_range"].update(start=x_range[0], end=x_range[1])
+            plot.handles["y_range"].update(start=y_range[0], end=y_range[1])
+
     def map_panel(self) -> pn.viewable.Viewable:
         if self._map is None:
             self._map = self._build_map()
         tiles = parts.basemap()
         plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
         plot = plot.opts(
+            hv.opts.Path(apply_ranges=False),  # the world's borders do not set the extent: a linked view opens as shared
             hv.opts.RGB(xaxis=None, yaxis=None, tools=["tap"], default_tools=["pan", "wheel_zoom", "reset", "save"]),
             hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
         )
-        return pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])
+        self._map_pane = pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])
+        return self._map_pane
 
     def click_panel(self, x: float | None = None, y: float | None = None) -> pn.viewable.Viewable:
         """Zones and hectares where the map was clicked (bound to the map's Tap stream)."""
