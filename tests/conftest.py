@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from forestguard import stores
 from forestguard.demo import DemoSpec, demo_zones
+from tests.fixtures.services import make_store
 
 pytest_plugins = [
     "tests.fixtures.postgis",
@@ -39,7 +39,4 @@ def duckdb_url(tmp_path: Path) -> str:
 @pytest.fixture
 def demo_duckdb(tmp_path: Path, demo_small) -> str:
     """A DuckDB store holding the small demo set; returns its URL."""
-    url = str(tmp_path / "demo.duckdb")
-    with stores.open(url, create=True) as store:
-        store.insert(demo_small)
-    return url
+    return make_store(tmp_path / "demo.duckdb", demo_small)

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.test_templates import dockerfile_instructions
+from tests.fixtures.services import stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -150,12 +151,7 @@ def served(image_env):
             time.sleep(0.5)
         yield {"url": base_url, "port": port, "python": python}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
+        stop_process(process, timeout=20)
 
 
 def test_fresh_venv_serves_healthz(served):

@@ -21,6 +21,7 @@ from forestguard.reports.html import export_html, external_resources
 from forestguard.reports.runner import ReportResult, coerce_parameters, report_name, run_report
 from forestguard.stats import statistics
 from forestguard.stores.base import ZoneFilter
+from tests.fixtures.services import make_store
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 COUNTRY_REPORT = NOTEBOOKS / "country_report.ipynb"
@@ -30,10 +31,7 @@ ISOLATED = ("DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL", "S3_BUCKET", "SENT
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory: pytest.TempPathFactory, demo_small) -> str:
-    url = str(tmp_path_factory.mktemp("store") / "demo.duckdb")
-    with stores.open(url, create=True) as store:
-        store.insert(demo_small)
-    return url
+    return make_store(tmp_path_factory.mktemp("store") / "demo.duckdb", demo_small)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from forestguard import stores
-from tests.fixtures.services import free_port, wait_until
+from tests.fixtures.services import free_port, make_store, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,13 +101,6 @@ def stop_server(served: Served) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(served.process.pid, signal.SIGKILL)
             served.process.wait(timeout=5)
-
-
-def make_store(path: Path, zones) -> str:
-    url = str(path)
-    with stores.open(url, create=True) as store:
-        store.insert(zones)
-    return url
 
 
 @pytest.fixture(scope="module")
