@@ -1,10 +1,11 @@
 """PostGIS: ingest of the demo zones against ogr2ogr, statistics against DuckDB and a snapshot.
 
-Ingest. Both read the same GeoPackage of raw demo records into the same PostgreSQL server.
-Peer: ``ogr2ogr -f PostgreSQL`` with ``PG_USE_COPY=YES`` into a new table (its GiST index
-included, no validation). Ours: ``forestguard ingest``'s path — read, validate (geometry
-checks, repair rules, geodesic area), binary COPY into the seed table in one transaction,
-all five indexes, ANALYZE. Target: ours no slower than ogr2ogr.
+Ingest. Both read the same GeoPackage of raw demo records into the same PostgreSQL server,
+each timed as a whole command. Peer: ``ogr2ogr -f PostgreSQL`` with ``PG_USE_COPY=YES`` into
+a new table (its GiST index included, no validation). Ours: ``forestguard ingest`` — read,
+validate (geometry checks, repair rules, geodesic area) in batches while the server stores
+the previous batch, binary COPY into the seed table in one transaction, all secondary
+indexes rebuilt. Target: ours no slower than ogr2ogr.
 
 Statistics (country × year × classification, the default ``stats``), warm, median of
 ``--repeat``: PostGIS (the zones just ingested) against DuckDB (the same zones) and, when
@@ -33,10 +34,13 @@ from typing import Iterator
 from common import CACHE, demo_store, report, timed, arguments as common_arguments
 
 from forestguard import stores
-from forestguard.ingest import prepare
 from forestguard.stats import statistics
 from forestguard.stores.postgis.admin import init
 from forestguard.stores.postgis.connection import conninfo
+
+
+#: Alternating ingest runs per side.
+INGEST_RUNS = 2
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -97,32 +101,48 @@ def ogr2ogr(url: str, gpkg: Path) -> float:
     return time.perf_counter() - started
 
 
+def _peer_ingest(admin_url: str, gpkg: Path) -> float:
+    url = new_database(admin_url)
+    _sql(url, "CREATE EXTENSION IF NOT EXISTS postgis")
+    _sql(admin_url, "CHECKPOINT")  # each side starts with no WAL of the other's to flush
+    return ogr2ogr(url, gpkg)
+
+
+def _our_ingest(admin_url: str, gpkg: Path, zones: int) -> tuple[float, str]:
+    url = new_database(admin_url)
+    init(url)
+    _sql(admin_url, "CHECKPOINT")
+    # The whole command, Python start included, as ogr2ogr is timed.
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "forestguard", "ingest", str(gpkg), "--db", url], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    with stores.open(url) as store:
+        assert store.count() == zones, "the demo records must all be valid and all loaded"
+    return elapsed, url
+
+
 def main() -> None:
     args = common_arguments(__doc__, extra=_options)
     gpkg = raw_geopackage(args.zones, args.seed)
     duck_url = demo_store(args.zones, args.seed)
     with postgres(args.admin_url) as admin_url:
-        peer_url = new_database(admin_url)
-        _sql(peer_url, "CREATE EXTENSION IF NOT EXISTS postgis")
-        peer = ogr2ogr(peer_url, gpkg)
-
-        ours_url = new_database(admin_url)
-        init(ours_url)
-        started = time.perf_counter()
-        zones, result = prepare([gpkg])
-        prepared = time.perf_counter() - started
-        with stores.open(ours_url, create=True) as store:
-            started = time.perf_counter()
-            store.insert(zones)
-            loaded = time.perf_counter() - started
-        ours = prepared + loaded
-        assert not result.rejected and len(zones) == args.zones, "the demo records must all be valid"
+        # Alternating runs, each side into a database of its own, best of each: the machine's
+        # noise (a checkpoint, the other tenant of a shared core) falls on both alike.
+        peer_times, our_times = [], []
+        for run in range(INGEST_RUNS):
+            for side in ("peer", "ours") if run % 2 == 0 else ("ours", "peer"):  # who goes first alternates too
+                if side == "peer":
+                    peer_times.append(_peer_ingest(admin_url, gpkg))
+                else:
+                    elapsed, ours_url = _our_ingest(admin_url, gpkg, args.zones)  # statistics use the last load
+                    our_times.append(elapsed)
+        peer, ours = min(peer_times), min(our_times)
 
         print(f"\n{args.zones:,} raw demo zones from {gpkg.name} into PostgreSQL (same server, same run)")
-        print(f"  ours: read + validate + geodesic area {prepared:,.2f} s, binary COPY + 5 indexes {loaded:,.2f} s")
+        print("  ours: `forestguard ingest` — read, validate, geodesic area, binary COPY (overlapped), 5 indexes")
+        print(f"  runs (s): ours {', '.join(f'{t:.2f}' for t in our_times)}; ogr2ogr {', '.join(f'{t:.2f}' for t in peer_times)}; best of each below")
         report("ingest into PostGIS (validated, area, indexes)", ours, peer, "ogr2ogr PG_USE_COPY (no validation)")
         print(f"target: ours no slower than ogr2ogr: {'met' if ours <= peer else 'NOT met'}")
-        del zones
         _sql(ours_url, "VACUUM (ANALYZE) deforestation_zones")
 
         with stores.open(ours_url) as pg, stores.open(duck_url, read_only=True) as duck:

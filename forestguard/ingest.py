@@ -1,18 +1,23 @@
 """Ingest: read → map columns → validate → load, all or nothing.
 
-Every file of an invocation is read and validated before the store is touched;
-the load is one transaction. With ``skip_invalid`` the good records load and
-the bad ones go to a rejects file with their reasons.
+Every file of an invocation is read before the store is touched, and the load is
+one transaction. The embedded engine is written only once every record has passed;
+PostGIS stores each batch of validated records while the next is checked (the
+server's work overlaps ours), and a reject found later rolls the transaction back,
+so nothing is half-written either way. With ``skip_invalid`` the good records load
+and the bad ones go to a rejects file with their reasons.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import queue
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import geopandas as gpd
 import pandas as pd
@@ -20,10 +25,13 @@ import pandas as pd
 from . import stores
 from .config import settings
 from .errors import UserError
-from .sources import ColumnMapping, read_zones_file
+from .sources import READ_PROBLEMS, ColumnMapping, read_zones_file
 from .validation import Reject, validate
 
 MAX_SHOWN_REJECTS = 20
+#: Records validated at a time: big enough for vectorised checks, small enough to overlap the load.
+BATCH_ROWS = 100_000
+T = TypeVar("T")
 
 
 class IngestRejected(UserError):
@@ -60,21 +68,52 @@ def prepare(
     on_file: Callable[[str, int], None] | None = None,
 ) -> tuple[gpd.GeoDataFrame, IngestResult]:
     """Read and validate every file; return the clean zones and what was found."""
-    result = IngestResult()
-    frames = []
     _check_distinct(paths)
+    result = IngestResult()
+    frames = list(validated_batches(read_files(paths, mapping, result), result, repair=repair, on_file=on_file))
+    if not frames:
+        return gpd.GeoDataFrame(), result
+    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326), result
+
+
+def read_files(paths: Sequence[str | Path], mapping: ColumnMapping, result: IngestResult) -> list[tuple[str, pd.DataFrame]]:
+    """Read every file and map its columns: a file that cannot be read fails the run before any write."""
+    files = []
     for path in paths:
-        raw = read_zones_file(path)
-        mapped, line = mapping.apply(raw, str(path))
+        mapped, line = mapping.apply(read_zones_file(path), str(path))
         result.column_lines.append(line)
         result.read += len(mapped)
-        checked = validate(mapped, file=str(path), repair=repair)
-        frames.append(checked.zones)
-        result.rejected.extend(checked.rejects)
+        files.append((str(path), mapped))
+    return files
+
+
+def validated_batches(
+    files: list[tuple[str, pd.DataFrame]],
+    result: IngestResult,
+    *,
+    repair: bool = False,
+    stop_at_reject: bool = False,
+    on_file: Callable[[str, int], None] | None = None,
+    batch_rows: int | None = None,
+) -> Iterator[gpd.GeoDataFrame]:
+    """Validate ``batch_rows`` records at a time, adding rejects to ``result``; yield the clean zones.
+
+    With ``stop_at_reject`` nothing more is yielded once a record fails, but every
+    record is still checked so that the error lists all of them.
+    """
+    step = batch_rows or BATCH_ROWS
+    for path, frame in files:
+        problems = frame.attrs.get(READ_PROBLEMS) or {}
+        for start in range(0, len(frame), step):
+            stop = min(start + step, len(frame))
+            chunk = frame.iloc[start:stop]
+            chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
+            checked = validate(chunk, file=path, repair=repair, features=range(start, stop))
+            result.rejected.extend(checked.rejects)
+            if len(checked.zones) and not (stop_at_reject and result.rejected):
+                yield checked.zones
         if on_file:
-            on_file(str(path), len(mapped))
-    zones = pd.concat(frames, ignore_index=True) if frames else gpd.GeoDataFrame()
-    return gpd.GeoDataFrame(zones, geometry="geometry", crs=4326) if len(frames) else zones, result
+            on_file(path, len(frame))
 
 
 def ingest(
@@ -87,23 +126,81 @@ def ingest(
     on_file: Callable[[str, int], None] | None = None,
 ) -> IngestResult:
     """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record."""
-    stores.engine_of(db or settings().store_url)  # a store URL nobody can open fails before the reading
+    url = db or settings().store_url
+    stores.engine_of(url)  # a store URL nobody can open fails before the reading
     _check_distinct(paths)
     if skip_invalid is not None and _same_file(skip_invalid, paths):
         raise UserError(f"{skip_invalid}: the rejects file would overwrite an input file")
-    zones, result = prepare(paths, mapping=mapping, repair=repair, on_file=on_file)
-    if result.rejected and skip_invalid is None:
-        raise IngestRejected(result.rejected, result.column_lines)
-    if skip_invalid is not None:
-        # Written even when empty, so an old rejects file never outlives the run that would replace it.
-        write_rejects(result.rejected, Path(skip_invalid))
-    if len(zones) == 0:
+    result = IngestResult()
+    files = read_files(paths, mapping, result)
+    batches = validated_batches(files, result, repair=repair, stop_at_reject=skip_invalid is None, on_file=on_file)
+
+    def checked(batches: Iterable[gpd.GeoDataFrame]) -> Iterator[gpd.GeoDataFrame]:
+        yield from batches
+        # Every record has been seen: refuse now, and the load (if one started) rolls back.
+        if result.rejected and skip_invalid is None:
+            raise IngestRejected(result.rejected, result.column_lines)
+        if skip_invalid is not None:
+            # Written even when empty, so an old rejects file never outlives the run that would replace it.
+            write_rejects(result.rejected, Path(skip_invalid))
+
+    if result.read and stores.loads_while_validating(url):
+        # The server stores one batch while the next is checked in a thread; the load is
+        # still one transaction, so a rejected record rolls back what was sent.
+        with stores.open(url, create=True) as store:
+            result.loaded = store.insert_batches(read_ahead(checked(batches)), rows=result.read)
+            result.data_version = store.data_version()
+            result.engine = store.engine
         return result
-    with stores.open(db, create=True) as store:
+    frames = list(checked(batches))
+    if not frames:
+        return result
+    zones = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326)
+    with stores.open(url, create=True) as store:
         result.loaded = store.insert(zones)
         result.data_version = store.data_version()
         result.engine = store.engine
     return result
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Yield ``items`` while a thread already makes the next ``depth`` of them.
+
+    Worth it when making an item (shapely, numpy, Arrow) and using it (a COPY to a server)
+    both spend their time outside the GIL. The producer's exceptions reach the consumer.
+    """
+    done = object()
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stopping.is_set():
+                    return
+                handoff.put((item, None))
+            handoff.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            handoff.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="forestguard-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stopping.set()
+        while worker.is_alive():  # unblock a producer waiting to hand over, so it sees `stopping`
+            try:
+                handoff.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def _check_distinct(paths: Sequence[str | Path]) -> None:

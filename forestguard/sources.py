@@ -183,7 +183,8 @@ def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
                     frame = gpd.read_parquet(path)
                 else:
                     _check_one_layer(path)
-                    frame = gpd.read_file(path, engine="pyogrio", on_invalid="ignore")
+                    # GDAL's Arrow stream builds the columns in C: 2-3× faster than feature by feature.
+                    frame = gpd.read_file(path, engine="pyogrio", on_invalid="ignore", use_arrow=True)
     except InputError:
         raise
     except PermissionError:

@@ -283,26 +283,27 @@ def _classification(frame: pd.DataFrame, errors: _Errors) -> np.ndarray:
         return np.full(n, None, dtype=object)
     raw = frame["classification"]
     missing = _is_missing(raw)
-    values = raw.astype(object).tolist()
-    # Few distinct spellings: parse each once.
-    lookup: dict[str, str | None] = {}
-    stored = np.full(n, None, dtype=object)
-    bad = np.zeros(n, dtype=bool)
-    for i, value in enumerate(values):
-        if missing[i]:
-            continue
-        if not isinstance(value, str):
-            bad[i] = True
-            continue
-        if value not in lookup:
-            try:
-                lookup[value] = Classification.parse(value).stored
-            except ValueError:
-                lookup[value] = None
-        stored[i] = lookup[value]
-        bad[i] = stored[i] is None
-    errors.add(bad, "classification", lambda i: f"{_show(values[i])} is not legal or illegal (légale/illégale)")
+    values = raw.astype(object)
+    # Few distinct spellings: parse each once, then spread the answers by code.
+    try:
+        codes, spellings = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # a JSON list or object is unhashable; no such value is a classification
+        codes, spellings = pd.factorize(values.map(lambda v: v if isinstance(v, str) else None), use_na_sentinel=True)
+    parsed = np.array([*map(_parse_classification, spellings), None], dtype=object)  # code -1 → the None
+    stored = parsed[codes]
+    stored[missing] = None
+    bad = ~missing & pd.isna(stored)
+    errors.add(bad, "classification", lambda i: f"{_show(values.iat[i])} is not legal or illegal (légale/illégale)")
     return stored
+
+
+def _parse_classification(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return Classification.parse(value).stored
+    except ValueError:
+        return None
 
 
 def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool, explained: np.ndarray | None = None, crs_assumed: bool = False) -> np.ndarray:
@@ -323,15 +324,16 @@ def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool, explained: np
     errors.add(wrong, "geometry", lambda i: f"is a {geoms[i].geom_type}; only Polygon and MultiPolygon are accepted")
     present &= ~wrong
     out = np.where(present, geoms, None)
-    out = shapely.force_2d(out)
+    if shapely.has_z(out).any():  # force_2d rebuilds every geometry; most files are 2D already
+        out = shapely.force_2d(out)
     xmin, ymin, xmax, ymax = shapely.bounds(out).T
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(xmin) & np.isfinite(ymin) & np.isfinite(xmax) & np.isfinite(ymax)
         not_finite = present & ~finite
         # NaN coordinates do not show in bounds: check every coordinate.
-        coords = shapely.get_coordinates(out, include_z=False, return_index=True)
-        bad_coords = ~np.isfinite(coords[0]).all(axis=1)
-        not_finite[np.unique(coords[1][bad_coords])] = True
+        if not np.isfinite(shapely.get_coordinates(out)).all():  # rare: only then find whose they are
+            coords, owner = shapely.get_coordinates(out, return_index=True)
+            not_finite[np.unique(owner[~np.isfinite(coords).all(axis=1)])] = True
         not_finite &= present
         errors.add(not_finite, "geometry", lambda i: "has coordinates that are not finite numbers")
         present &= ~not_finite

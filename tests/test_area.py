@@ -7,7 +7,7 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import MultiPolygon, Polygon
 
-from forestguard.area import geodesic_area_ha, polygon_parts
+from forestguard.area import SMALL_RING_DEGREES, geodesic_area_ha, polygon_parts
 
 GEOD = Geod(ellps="WGS84")
 
@@ -72,3 +72,54 @@ def test_polygon_parts_explodes_multipolygons_and_keeps_plain_polygons() -> None
     assert [g.geom_type for g in parts] == ["Polygon"] * 3
     parts, index = polygon_parts(np.array([p, p], dtype=object))
     assert list(index) == [0, 1] and parts[0].equals(p)
+
+
+def star(lon: float, lat: float, span: float, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """An irregular 12-vertex ring about ``span`` degrees across (in both lon and lat)."""
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 12))
+    radius = span / 2 * rng.uniform(0.5, 1.0, 12)
+    return list(zip(lon + radius * np.cos(angles), lat + radius * np.sin(angles)))
+
+
+def test_small_rings_match_geographiclib_everywhere() -> None:
+    # Small rings take the vectorised authalic-sphere path; the bound is far below the 0.01 ha stored.
+    rng = np.random.default_rng(3)
+    rings = [
+        star(rng.uniform(-179, 179), rng.uniform(-89.5, 89.5), rng.uniform(0.0005, SMALL_RING_DEGREES), rng)
+        for _ in range(400)
+    ]
+    got = geodesic_area_ha(np.array([Polygon(r) for r in rings], dtype=object))
+    expected = np.array([ring_ha(r) for r in rings])
+    assert np.abs(got - expected).max() < 5e-5
+    assert np.abs(got - expected).max() / expected.min() < 1e-3
+
+
+@pytest.mark.parametrize("lat", [-3.0, 62.0])
+def test_small_holes_and_multiparts_take_the_vector_path_too(lat: float) -> None:
+    exterior = box(20.0, lat, 0.015, 0.01)
+    hole = box(20.004, lat + 0.002, 0.004, 0.004)
+    other = box(30.0, lat, 0.005, 0.005)
+    polygon = Polygon(exterior, [hole[::-1]])
+    geoms = np.array([polygon, MultiPolygon([polygon, Polygon(other)]), Polygon(hole)], dtype=object)
+    got = geodesic_area_ha(geoms)
+    assert got[0] == pytest.approx(ring_ha(exterior) - ring_ha(hole), abs=1e-5)
+    assert got[1] == pytest.approx(ring_ha(exterior) - ring_ha(hole) + ring_ha(other), abs=1e-5)
+    assert got[2] == pytest.approx(ring_ha(hole), abs=1e-5)
+
+
+def test_small_ring_across_the_antimeridian() -> None:
+    ring = [(179.995, -17.0), (-179.995, -17.0), (-179.995, -16.99), (179.995, -16.99)]
+    got = geodesic_area_ha(np.array([Polygon(ring)], dtype=object))[0]
+    assert got == pytest.approx(ring_ha(ring), rel=1e-6) and 100 < got < 2000
+
+
+def test_many_rings_are_measured_in_several_passes(monkeypatch) -> None:
+    import forestguard.area as area
+
+    rng = np.random.default_rng(5)
+    rings = [star(rng.uniform(-60, 60), rng.uniform(-60, 60), 0.01, rng) for _ in range(50)] + [box(0, 0, 1, 1)]
+    geoms = np.array([Polygon(r) for r in rings], dtype=object)
+    whole = geodesic_area_ha(geoms)
+    monkeypatch.setattr(area, "COORDINATES_PER_PASS", 40)
+    assert np.array_equal(geodesic_area_ha(geoms), whole)
+    assert whole[-1] == pytest.approx(ring_ha(rings[-1]), rel=1e-9)

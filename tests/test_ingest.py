@@ -167,3 +167,55 @@ def test_at_most_twenty_reject_lines_then_a_count() -> None:
     assert lines[:20] == [f"f: feature {i}: year: is required" for i in range(20)]
     assert "5 more" in lines[20] and "25 in all" in lines[20]
     assert lines[21].startswith("nothing was loaded") and len(lines) == 22
+
+
+# -- read_ahead -----------------------------------------------------------------------------
+
+
+def test_read_ahead_keeps_order_and_runs_the_producer_in_another_thread() -> None:
+    import threading
+
+    from forestguard.ingest import read_ahead
+
+    made_in = []
+
+    def items():
+        for i in range(5):
+            made_in.append(threading.current_thread().name)
+            yield i
+
+    assert list(read_ahead(items())) == [0, 1, 2, 3, 4]
+    assert set(made_in) == {"forestguard-read-ahead"}
+
+
+def test_read_ahead_hands_the_producers_error_to_the_consumer() -> None:
+    from forestguard.ingest import read_ahead
+
+    def items():
+        yield 1
+        raise KeyError("bad record")
+
+    got = []
+    with pytest.raises(KeyError, match="bad record"):
+        for item in read_ahead(items()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_read_ahead_stops_the_producer_when_the_consumer_stops() -> None:
+    import threading
+
+    from forestguard.ingest import read_ahead
+
+    made = []
+
+    def items():
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    stream = read_ahead(items(), depth=1)
+    assert next(stream) == 0
+    stream.close()  # the consumer gives up (e.g. the server refused the COPY)
+    assert len(made) < 10
+    assert not any(t.name == "forestguard-read-ahead" for t in threading.enumerate())

@@ -15,7 +15,7 @@ from ..config import settings
 from ..errors import UserError
 from .base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore
 
-__all__ = ["open", "engine_of", "ZoneStore", "ZoneFilter", "AGGREGATE_COLUMNS"]
+__all__ = ["open", "engine_of", "loads_while_validating", "ZoneStore", "ZoneFilter", "AGGREGATE_COLUMNS"]
 
 
 def engine_of(url: str) -> str:
@@ -34,6 +34,16 @@ def engine_of(url: str) -> str:
     raise UserError(
         f"cannot tell which store {url!r} is: use a path ending in .duckdb, postgresql://…, or snapshot:PATH"
     )
+
+
+def loads_while_validating(url: str) -> bool:
+    """Whether ingest may start the load before every record is checked.
+
+    Only a server can do its share (parsing, storing) while we validate, and only a
+    transaction it rolls back makes that safe; an embedded file would be created or
+    locked by a load that ends up refused.
+    """
+    return engine_of(url) == "postgis"
 
 
 def _open_duckdb(url: str, create: bool, read_only: bool):

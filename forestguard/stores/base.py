@@ -110,6 +110,17 @@ class ZoneStore(abc.ABC):
     def insert(self, zones: gpd.GeoDataFrame) -> int:
         """Append validated zones in one transaction and bump the data version; return the count."""
 
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+        """Like :meth:`insert` for zones that arrive in batches (about ``rows`` in all).
+
+        One transaction still: an exception from ``batches`` loads nothing. Engines that
+        can store a batch while the next is made override this.
+        """
+        frames = [batch for batch in batches if len(batch)]
+        if not frames:
+            return 0
+        return self.insert(gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326))
+
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing
         pass

@@ -263,3 +263,80 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(postgis_admin_url, zo
             assert (writer.count(), writer.data_version()) == (160, 3), "a writer reads its own writes"
     finally:
         drop_database(postgis_admin_url, replica)
+
+
+# -- loading while validating -------------------------------------------------------------
+
+COPY_PROGRESS = "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy WHERE datname = current_database()"
+
+
+class LateFailure(Exception):
+    pass
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["incremental", "bulk"])
+def test_batches_the_server_already_stored_roll_back_when_a_later_one_fails(zones_db, demo_small, bulk):
+    with PostGISStore(zones_db, create=True) as store:
+        store.insert(demo_small.head(20))
+    before = fingerprint(zones_db)
+
+    def batches():
+        yield demo_small.iloc[20:220]
+        yield demo_small.iloc[220:420]
+        # The server is storing what was sent while the producer still works: a real stream.
+        wait_until(lambda: scalar(zones_db, COPY_PROGRESS) >= 200, timeout=30)
+        raise LateFailure("the third batch had a bad record")
+
+    with PostGISStore(zones_db, bulk_min_rows=100 if bulk else 10**9) as store:
+        with pytest.raises(LateFailure):
+            store.insert_batches(batches(), rows=600)
+    assert fingerprint(zones_db) == before, "rows, indexes and data version must be untouched"
+
+
+def test_batches_with_no_zones_write_nothing_not_even_a_version(zones_db, demo_small):
+    with PostGISStore(zones_db, create=True) as store:
+        store.insert(demo_small.head(5))
+        before = fingerprint(zones_db)
+        assert store.insert_batches(iter([demo_small.iloc[0:0], demo_small.iloc[0:0]]), rows=10) == 0
+    assert fingerprint(zones_db) == before
+
+
+def raw_records(demo_small: gpd.GeoDataFrame, n: int, bad_at: list[int]) -> gpd.GeoDataFrame:
+    """``n`` demo records as a source file would hold them, bow-ties (self-intersecting) at ``bad_at``."""
+    raw = demo_small.head(n)[["country", "region", "classification", "year", "source", "confidence", "verified", "geometry"]].copy()
+    bowtie = shapely.Polygon([(-60, -5), (-59.99, -4.99), (-59.99, -5), (-60, -4.99), (-60, -5)])
+    for i in bad_at:
+        raw.iloc[i, raw.columns.get_loc("geometry")] = bowtie
+    return raw.reset_index(drop=True)
+
+
+def test_ingest_validates_in_batches_and_a_reject_in_the_last_loads_nothing(zones_db, demo_small, tmp_path, monkeypatch):
+    import forestguard.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 100)
+    with PostGISStore(zones_db, create=True) as store:
+        store.insert(demo_small.head(10))
+    before = fingerprint(zones_db)
+    path = tmp_path / "late.gpkg"
+    raw_records(demo_small, 450, bad_at=[42, 449]).to_file(path, layer="zones")
+    with pytest.raises(IngestRejected) as caught:
+        ingest([path], db=zones_db)
+    assert [r.feature for r in caught.value.rejects] == [42, 449]  # numbered across batches
+    assert all("Self-intersection" in r.reason for r in caught.value.rejects)
+    assert fingerprint(zones_db) == before
+
+
+def test_ingest_in_batches_with_skip_invalid_loads_the_rest(zones_db, demo_small, tmp_path, monkeypatch):
+    import forestguard.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 100)
+    path = tmp_path / "some-bad.gpkg"
+    raw_records(demo_small, 450, bad_at=[150, 420]).to_file(path, layer="zones")
+    result = ingest([path], db=zones_db, skip_invalid=tmp_path / "rejects.csv")
+    assert result.loaded == 448 and result.engine == "postgis"
+    assert scalar(zones_db, "SELECT count(*) FROM deforestation_zones") == 448
+    rejects = pd.read_csv(tmp_path / "rejects.csv")
+    assert rejects["feature"].tolist() == [150, 420]
+    expected = demo_small.head(450).drop(index=[150, 420])
+    got = scalar(zones_db, "SELECT sum(area_ha) FROM deforestation_zones")
+    assert got == sum(Decimal(f"{a:.2f}") for a in expected["area_ha"])

@@ -9,7 +9,7 @@ writes from the primary.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import geopandas as gpd
 import pandas as pd
@@ -22,7 +22,7 @@ from ...schema import TABLE
 from ..base import AGGREGATE_COLUMNS, aggregate_sql, SQLFilter, ZoneFilter, ZoneStore, check_group_keys, filter_sql
 from .admin import init
 from .connection import ReadPool, connect, one_line
-from .load import BULK_MIN_ROWS, load_zones
+from .load import BULK_MIN_ROWS, load_batches
 from .migrations import META_TABLE, has_zone_table, state
 from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, read_csv_copy
 
@@ -146,17 +146,36 @@ class PostGISStore(ZoneStore):
     def insert(self, zones: gpd.GeoDataFrame) -> int:
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
-        if len(zones) == 0:
-            return 0
+        return self.insert_batches([zones], len(zones)) if len(zones) else 0
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+        if self.read_only:
+            raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
+        counted = _Counted(batches)
         with connect(self.url) as con:
             try:
-                self.last_write_version = load_zones(con, zones, bulk_min_rows=self.bulk_min_rows)
+                version = load_batches(con, counted, rows, bulk_min_rows=self.bulk_min_rows)
             except psycopg.errors.ReadOnlySqlTransaction:
                 raise ReadOnlyStore(f"{redact(self.url)} is a read-only server (a replica?): write to the primary") from None
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 raise UserError(f"{redact(self.url)} refused the zones, nothing was loaded: {one_line(exc)}") from None
-        return len(zones)
+        if version is not None:
+            self.last_write_version = version
+        return counted.rows
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         self._reads.close()
+
+
+class _Counted:
+    """Batches passed through, their rows counted."""
+
+    def __init__(self, batches: Iterable[gpd.GeoDataFrame]) -> None:
+        self.batches = batches
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[gpd.GeoDataFrame]:
+        for batch in self.batches:
+            self.rows += len(batch)
+            yield batch

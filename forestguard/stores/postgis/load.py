@@ -15,7 +15,9 @@ planner are left to autovacuum, which analyses a table that has just grown this 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Iterable
 
 import geopandas as gpd
 import psycopg
@@ -69,11 +71,29 @@ class _Index:
 
 def load_zones(con: psycopg.Connection, zones: gpd.GeoDataFrame, *, bulk_min_rows: int = BULK_MIN_ROWS) -> int:
     """Append ``zones`` in one transaction on ``con``; return the data version it committed."""
+    version = load_batches(con, [zones], len(zones), bulk_min_rows=bulk_min_rows)
+    if version is None:
+        raise ValueError("no zones to load")
+    return version
+
+
+def load_batches(
+    con: psycopg.Connection, batches: Iterable[gpd.GeoDataFrame], rows: int, *, bulk_min_rows: int = BULK_MIN_ROWS
+) -> int | None:
+    """Append zones arriving in ``batches`` (about ``rows``) in one transaction on ``con``.
+
+    Returns the data version committed, or None when the batches held no zone (nothing is
+    written then, not even a version bump). An exception from ``batches`` rolls back.
+    """
+    pending = (batch for batch in batches if len(batch))
+    first = next(pending, None)  # a load of nothing must not start a COPY, whose trigger bumps the version
+    if first is None:
+        return None
     with con.transaction():
-        rebuilt = _start_bulk(con, len(zones)) if len(zones) >= bulk_min_rows else []
+        rebuilt = _start_bulk(con, rows) if rows >= bulk_min_rows else []
         with con.cursor() as cursor:
             with cursor.copy(copy_in_statement(TABLE), writer=QueuedLibpqWriter(cursor)) as copy:
-                for block in binary_copy(zones):
+                for block in binary_copy(itertools.chain([first], pending)):
                     copy.write(block)
         if rebuilt:
             con.execute("SELECT set_config('maintenance_work_mem', %s, true)", [BULK_MAINTENANCE_WORK_MEM])

@@ -47,11 +47,12 @@ def copy_in_statement(table: str) -> str:
     return f"COPY {table} ({', '.join(ZONE_COLUMNS)}) FROM STDIN (FORMAT binary)"
 
 
-def binary_copy(zones: gpd.GeoDataFrame, rows_per_block: int = ROWS_PER_BLOCK) -> Iterator[bytes | memoryview]:
-    """The whole COPY stream for ``zones`` (schema columns as validation leaves them)."""
+def binary_copy(batches: Iterable[gpd.GeoDataFrame], rows_per_block: int = ROWS_PER_BLOCK) -> Iterator[bytes | memoryview]:
+    """The whole COPY stream for zones arriving in ``batches`` (schema columns as validation leaves them)."""
     yield SIGNATURE
-    for start, stop in _blocks(np.asarray(zones.geometry.values), rows_per_block):
-        yield _block(zones.iloc[start:stop])
+    for zones in batches:
+        for start, stop in _blocks(np.asarray(zones.geometry.values), rows_per_block):
+            yield _block(zones.iloc[start:stop])
     yield TRAILER
 
 
