@@ -60,13 +60,46 @@ def mercator_box(bbox: tuple[float, float, float, float]) -> tuple[float, float,
     return float(x[0]), float(y[0]), float(x[1]), float(y[1])
 
 
+def _shoelace(xy: np.ndarray, ring_offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per edge: its ends relative to the ring's first vertex and their cross product (0 between rings).
+
+    Relative coordinates, because large Mercator values would otherwise cancel badly.
+    """
+    first = np.repeat(ring_offsets[:-1], np.diff(ring_offsets))
+    rel = xy - xy[first]
+    x0, y0, x1, y1 = rel[:-1, 0], rel[:-1, 1], rel[1:, 0], rel[1:, 1]
+    cross = x0 * y1 - x1 * y0
+    cross[ring_offsets[1:-1] - 1] = 0.0  # the step from one ring's end to the next ring's start
+    return x0, y0, x1, y1, cross
+
+
+def _oriented(xy: np.ndarray, ring_offsets: np.ndarray, polygon_offsets: np.ndarray) -> np.ndarray:
+    """Shells counter-clockwise, holes clockwise: the winding fill of :func:`raster.polygon_fill` counts on it.
+
+    Rings the other way round are reversed in place in the flat buffer, with numpy.
+    """
+    if len(ring_offsets) < 2:
+        return xy
+    signed = np.add.reduceat(np.append(_shoelace(xy, ring_offsets)[-1], 0.0), ring_offsets[:-1])
+    shell = np.zeros(len(signed), dtype=bool)
+    shell[polygon_offsets[:-1]] = True
+    flip = np.flatnonzero(np.where(shell, signed < 0, signed > 0))
+    if len(flip) == 0:
+        return xy
+    starts, stops = ring_offsets[flip], ring_offsets[flip + 1]
+    lengths = stops - starts
+    position = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    order = np.arange(len(xy))
+    order[np.repeat(starts, lengths) + position] = np.repeat(stops - 1, lengths) - position
+    return xy[order]
+
+
 @dataclass(frozen=True, eq=False)
 class ZoneGeometry:
     """Polygons in Web Mercator as flat buffers (coordinates + offsets), like GeoArrow.
 
-    Kept flat rather than as shapely objects: a third of the memory, and a
-    subset becomes a spatialpandas array for datashader without any per-zone
-    Python work.
+    Kept flat rather than as shapely objects: a third of the memory, and the
+    edges of any subset come out for the raster fill without per-zone Python work.
     """
 
     coords: np.ndarray  # (points, 2) float64
@@ -76,8 +109,7 @@ class ZoneGeometry:
 
     @classmethod
     def from_wkb(cls, wkb: np.ndarray) -> "ZoneGeometry":
-        geoms = shapely.from_wkb(wkb)
-        kind, coords, offsets = shapely.to_ragged_array(geoms)
+        kind, coords, offsets = shapely.to_ragged_array(shapely.from_wkb(wkb))
         if kind == shapely.GeometryType.POLYGON:
             ring_offsets, polygon_offsets = offsets
             part_offsets = np.arange(len(polygon_offsets), dtype=np.int64)
@@ -86,7 +118,9 @@ class ZoneGeometry:
         else:
             raise ValueError(f"zones must be polygons, got {kind.name.lower()} geometries")
         x, y = to_mercator(coords[:, 0], coords[:, 1])
-        return cls(np.column_stack([x, y]), ring_offsets.astype(np.int64), polygon_offsets.astype(np.int64), part_offsets.astype(np.int64))
+        ring_offsets, polygon_offsets = ring_offsets.astype(np.int64), polygon_offsets.astype(np.int64)
+        coords = _oriented(np.column_stack([x, y]), ring_offsets, polygon_offsets)
+        return cls(coords, ring_offsets, polygon_offsets, part_offsets.astype(np.int64))
 
     def __len__(self) -> int:
         return len(self.part_offsets) - 1
@@ -104,12 +138,7 @@ class ZoneGeometry:
         """
         xy = self.coords
         ring_start = self.ring_offsets[:-1]
-        ring_len = np.diff(self.ring_offsets)
-        first = np.repeat(ring_start, ring_len)
-        rel = xy - xy[first]
-        x0, y0, x1, y1 = rel[:-1, 0], rel[:-1, 1], rel[1:, 0], rel[1:, 1]
-        cross = x0 * y1 - x1 * y0
-        cross[self.ring_offsets[1:-1] - 1] = 0.0  # the step from one ring's end to the next ring's start
+        x0, y0, x1, y1, cross = _shoelace(xy, self.ring_offsets)
         cx = (x0 + x1) * cross
         cy = (y0 + y1) * cross
 
@@ -149,16 +178,13 @@ class ZoneGeometry:
         ring_offsets, points = gather(self.ring_offsets, self.ring_offsets[rings], self.ring_offsets[rings + 1])
         return self.coords[points], ring_offsets, polygon_offsets, part_offsets
 
-    def spatialpandas(self, rows: np.ndarray):
-        """The zones ``rows`` as a spatialpandas MultiPolygonArray (for ``Canvas.polygons``)."""
-        from spatialpandas.geometry import MultiPolygonArray
-
+    def edges(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every ring edge of the zones ``rows``: start points, end points, and which of ``rows`` it belongs to."""
         coords, ring_offsets, polygon_offsets, part_offsets = self._take_buffers(rows)
-        values = pa.array(coords.ravel(), pa.float64())
-        rings = pa.ListArray.from_arrays(pa.array(ring_offsets * 2, pa.int32()), values)
-        polygons = pa.ListArray.from_arrays(pa.array(polygon_offsets, pa.int32()), rings)
-        zones = pa.ListArray.from_arrays(pa.array(part_offsets, pa.int32()), polygons)
-        return MultiPolygonArray(zones).oriented()
+        ring_of_point = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
+        same_ring = ring_of_point[1:] == ring_of_point[:-1]  # not the jump from one ring to the next
+        zone_of_ring = np.repeat(np.repeat(np.arange(len(rows)), np.diff(part_offsets)), np.diff(polygon_offsets))
+        return coords[:-1][same_ring], coords[1:][same_ring], zone_of_ring[ring_of_point[1:][same_ring]]
 
     def shapely(self, rows: np.ndarray, lonlat: bool = False) -> np.ndarray:
         """The zones ``rows`` as shapely geometries (Mercator, or lon/lat when asked)."""
