@@ -126,7 +126,7 @@ def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
         dashboard.downloads,
     ]
     main = [
-        pn.Column(dashboard.cards, sizing_mode="stretch_width"),
+        pn.Column(dashboard.cards(), sizing_mode="stretch_width"),
         pn.Row(
             pn.Column(dashboard.map_panel(), sizing_mode="stretch_width", height=MAP_HEIGHT),
             pn.Column(pn.pane.Markdown("#### Under the cursor"), pn.bind(dashboard.click_panel, x=dashboard.tap.param.x, y=dashboard.tap.param.y), width=320),

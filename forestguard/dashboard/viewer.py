@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import io
 import logging
+from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import holoviews as hv
 import panel as pn
 import param
+from panel.io.document import immediate_dispatch
+from panel.io.state import set_curdoc
 
 from ..cache import default_cache
 from ..render import ZoneLayer, pixel_size, view_ranges, zone_layer
@@ -52,6 +56,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
+    redraw = param.Event(precedence=-1, doc="Fired once the numbers for new filters are out: the map, charts and tables follow.")
 
     def __init__(self, store: ZoneStore | None = None, cache: Any = None, **params: Any) -> None:
         self._store = store or runtime.shared_store()
@@ -63,9 +68,12 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._user = pn.state.user if pn.state.curdoc is not None else None
         self._restore_state()
         self._map_pane: pn.pane.HoloViews | None = None
-        self._map: hv.DynamicMap | None = None  # built with the page, after the numbers: their watchers run first
+        self._map: hv.DynamicMap | None = None
+        self._follow_pending = False
+        self._zoom_pending = False
+        self._cards: pn.pane.HTML | None = None
         self.param.watch(self._save_state, list(FILTERS))
-        self.param.watch(self._zoom_to_countries, ["countries"])  # after the URL: a shared extent is kept
+        self.param.watch(self._filters_changed, list(FILTERS))  # after the URL: a shared extent is kept
         if pn.state.curdoc is not None:
             pn.state.add_periodic_callback(self._refresh, period=DATA_VERSION_POLL_MS)
 
@@ -145,12 +153,43 @@ class ZonesDashboard(pn.viewable.Viewer):
             self._set_choices(layer)
             self.param.trigger(*FILTERS)
 
+    # -- updates: the numbers first, then the rest ------------------------------------------
+    def _filters_changed(self, *events: param.parameterized.Event) -> None:
+        """The cards follow the filters at once; the map, bars, regions and downloads in the next tick.
+
+        The numbers are what a filter change is for and cost a cached lookup; sent in a patch
+        of their own they show without waiting for the image, the charts and the tables
+        (hundreds of Bokeh model updates), which follow in a callback of their own.
+        """
+        self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events)
+        doc = pn.state.curdoc
+        if self._cards is not None:
+            html = self.cards_html()
+            with immediate_dispatch(doc) if doc is not None else nullcontext():  # on the wire now, not with the rest
+                self._cards.object = html
+        if doc is None or self._map is None:  # no page yet (or none at all): nothing to split
+            self._follow()
+        elif not self._follow_pending:
+            self._follow_pending = True
+            doc.add_next_tick_callback(partial(self._follow_in, doc))
+
+    def _follow_in(self, doc: Any) -> None:
+        with set_curdoc(doc), doc.models.freeze():  # one recompute of the model graph, not one per change
+            self._follow()
+
+    def _follow(self) -> None:
+        self._follow_pending = False
+        if self._zoom_pending:  # a refresh re-triggering the same filters keeps the user's view
+            self._zoom_pending = False
+            self._zoom_to_countries()
+        self.param.trigger("redraw")
+
     # -- map -------------------------------------------------------------------------------------
     def _build_map(self) -> hv.DynamicMap:
         self._ranges = hv.streams.RangeXY()
         self._size = hv.streams.PlotSize()
-        filters = hv.streams.Params(parameterized=self, parameters=list(FILTERS))
-        zones = hv.DynamicMap(self._render, streams=[self._ranges, self._size, filters])
+        redraw = hv.streams.Params(parameterized=self, parameters=["redraw"])
+        zones = hv.DynamicMap(self._render, streams=[self._ranges, self._size, redraw])
         self.tap = hv.streams.Tap(source=zones, x=None, y=None)
         self._ranges.param.watch(self._keep_extent, ["x_range", "y_range"])
         return zones
@@ -171,18 +210,17 @@ class ZonesDashboard(pn.viewable.Viewer):
         if x_range and y_range:
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
 
-    def _zoom_to_countries(self, event: param.parameterized.Event) -> None:
-        """A new choice of countries zooms the map to their zones, padded; no choice: to all zones."""
-        if event.old == event.new:  # a refresh re-triggering the filters keeps the user's view
-            return
+    def _zoom_to_countries(self) -> None:
+        """The map goes to the chosen countries' zones, padded; no choice: to all zones."""
         layer = self._base.select(ZoneFilter(countries=tuple(self.countries))) if self.countries else self._base
         width, height = self._view[2:] if self._view else (1000, 560)
         x_range, y_range = view_ranges(layer, None, width, height)
         if self._map is None:  # no map yet: the extent the map will open with
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
             return
-        pn.state.execute(lambda: self._set_axes(x_range, y_range))  # with the document lock (callbacks may run on threads)
-        self._ranges.event(x_range=x_range, y_range=y_range)  # redraw there; _keep_extent puts it in the URL
+        self._set_axes(x_range, y_range)  # the browser's axes follow
+        self._ranges.update(x_range=x_range, y_range=y_range)  # no event: the redraw that follows draws there
+        self._keep_extent()
 
     def _set_axes(self, x_range, y_range) -> None:
         """The browser's axes follow: the Bokeh ranges of this session's map are set on the server."""
@@ -214,19 +252,22 @@ class ZonesDashboard(pn.viewable.Viewer):
         return pn.Column(*items, sizing_mode="stretch_width")
 
     # -- numbers and charts --------------------------------------------------------------------
-    @param.depends(*FILTERS)
-    def cards(self) -> pn.viewable.Viewable:
-        total = self.stats(())
-        by_class = self.stats(("classification",))
-        return pn.pane.HTML(parts.cards_html(total, by_class), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])
+    def cards_html(self) -> str:
+        return parts.cards_html(self.stats(()), self.stats(("classification",)))
+
+    def cards(self) -> pn.pane.HTML:
+        """The numbers: one pane for the session, its HTML replaced when the filters change."""
+        if self._cards is None:
+            self._cards = pn.pane.HTML(self.cards_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])
+        return self._cards
 
     def yearly_bars(self) -> pn.viewable.Viewable:
         """One plot for the session, its bars replaced in place when filters change (no new Bokeh figure)."""
         bars = hv.DynamicMap(lambda **_: parts.yearly_bars(self.stats(("year", "classification"))),
-                             streams=[hv.streams.Params(parameterized=self, parameters=list(FILTERS))])
+                             streams=[hv.streams.Params(parameterized=self, parameters=["redraw"])])
         return pn.pane.HoloViews(bars.opts(framewise=True), sizing_mode="stretch_width", height=320)
 
-    @param.depends(*FILTERS)
+    @param.depends("redraw")
     def regions_table(self) -> pn.viewable.Viewable:
         layer = self.selection()
         table = shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
@@ -252,7 +293,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         buffer.seek(0)
         return buffer
 
-    @param.depends(*FILTERS)
+    @param.depends("redraw")
     def downloads(self) -> pn.viewable.Viewable:
         limit = runtime.options().download_limit
         count = len(self.selection())

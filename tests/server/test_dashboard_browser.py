@@ -77,6 +77,17 @@ def cli_numbers(served: Served, *countries: str) -> dict[str, str]:
     }
 
 
+def url_query(page) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+
+
+def top_region(served: Served, country: str) -> str:
+    """The country's region with the most hectares, from the store itself."""
+    with stores.open(served.db, read_only=True) as store:
+        zones = store.zones_arrow(ZoneFilter(countries=(country,)), columns=["region", "area_ha"]).to_pandas()
+    return str(zones.groupby("region")["area_ha"].sum().idxmax())
+
+
 def expect_numbers(page, numbers: dict[str, str]) -> None:
     from playwright.sync_api import expect
 
@@ -122,12 +133,18 @@ def test_map_is_drawn_and_nothing_leaves_the_server(page, dashboard):
 
 
 def test_country_filter_shows_the_cli_numbers_and_goes_to_the_url(page, dashboard):
+    from playwright.sync_api import expect
+
     open_dashboard(page, dashboard)
     expect_numbers(page, cli_numbers(dashboard))
+    extent_before = url_query(page).get("x")
     choose_country(page, "Indonesia")
     indonesia = cli_numbers(dashboard, "Indonesia")
     expect_numbers(page, indonesia)
     wait_until(lambda: "Indonesia" in urllib.parse.unquote(page.url), timeout=15, what="the filter in the URL")
+    # The numbers go out first; the map (zoomed to Indonesia) and the tables follow in the next tick.
+    wait_until(lambda: url_query(page).get("x") not in (None, extent_before), timeout=30, what="the map zoomed to the country")
+    expect(page.get_by_role("cell", name=top_region(dashboard, "Indonesia"), exact=True).first).to_be_visible(timeout=30_000)
     shared = page.context.new_page()  # the link opens the same view
     open_dashboard(shared, dashboard, "?" + urllib.parse.urlsplit(page.url).query)
     expect_numbers(shared, indonesia)
