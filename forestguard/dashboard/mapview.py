@@ -18,11 +18,14 @@ from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade
 from ..render.holoviews import outline_paths
 from ..server import metrics
 from . import shared
+from .image import SharedRGB, packed_rgba
 
 #: Below this pixel size (metres) a click lists the zones themselves, not just totals.
 DETAIL_PIXEL_M = 300.0
 #: A click looks this many pixels around the cursor (dynspread draws small zones up to 2 px wider).
 CLICK_RADIUS_PX = 2
+#: The map image's plot options (no axes: the outlines place it; click for what is under the cursor).
+IMAGE_OPTIONS = {"xaxis": None, "yaxis": None, "tools": ["tap"], "default_tools": ["pan", "wheel_zoom", "reset", "save"]}
 ZONE_COLUMNS = ["id", "country", "region", "year", "classification", "area_ha", "source", "confidence", "verified"]
 
 
@@ -32,17 +35,19 @@ def outlines() -> hv.Path:
     return hv.Path(outline_paths(), kdims=["x", "y"]).opts(color="#8C8C8C", line_width=0.6, tools=[])
 
 
-def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> hv.RGB:
-    """The zones of a view as an RGB element: image shared in-process, aggregate through the cache."""
+def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> SharedRGB:
+    """The zones of a view as an RGB element: image shared in-process (down to Bokeh's array), aggregate through the cache."""
     bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
 
-    def draw() -> np.ndarray:
+    def draw() -> tuple[np.ndarray, np.ndarray]:
         with metrics.render_timer("map"):
-            return np.asarray(shade(cached_aggregate(layer, x_range, y_range, width, height, cache=cache)))
+            rgba = np.asarray(shade(cached_aggregate(layer, x_range, y_range, width, height, cache=cache)))
+        return rgba, packed_rgba(rgba)
 
     key = (layer.key, *(round(float(v), 3) for v in bounds), int(width), int(height))
-    image = shared.VIEWS.get(key, draw)
-    return hv.RGB(image, bounds=bounds, kdims=["x", "y"])
+    image, packed = shared.VIEWS.get(key, draw)
+    # Options on the element: ``hv.opts.RGB`` names the type, and this is a subclass of it.
+    return SharedRGB(image, bounds=bounds, kdims=["x", "y"], packed=packed).opts(**IMAGE_OPTIONS, backend="bokeh")
 
 
 @dataclass

@@ -27,6 +27,7 @@ from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
 from ..server import runtime
 from . import mapview, parts, shared
+from .image import SharedRGB
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._ranges.param.watch(self._keep_extent, ["x_range", "y_range"])
         return zones
 
-    def _render(self, x_range=None, y_range=None, width=None, height=None, **_: Any) -> hv.RGB:
+    def _render(self, x_range=None, y_range=None, width=None, height=None, **_: Any) -> SharedRGB:
         width, height = int(width or 1000), int(height or 560)
         if x_range is None or y_range is None:
             if self.x_range and self.y_range:
@@ -235,7 +236,6 @@ class ZonesDashboard(pn.viewable.Viewer):
         plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
         plot = plot.opts(
             hv.opts.Path(apply_ranges=False),  # the world's borders do not set the extent: a linked view opens as shared
-            hv.opts.RGB(xaxis=None, yaxis=None, tools=["tap"], default_tools=["pan", "wheel_zoom", "reset", "save"]),
             hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
         )
         self._map_pane = pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])

@@ -86,3 +86,21 @@ def test_session_state_is_kept_for_a_signed_in_user(dashboard):
     fresh = ZonesDashboard(store=dashboard._store, cache=dashboard._cache)
     fresh._apply(saved)
     assert fresh.where == dashboard.where
+
+
+def test_map_image_is_bokehs_rgba_shared_by_every_session():
+    import holoviews as hv
+    import numpy as np
+
+    from forestguard.dashboard.image import SharedRGB, packed_rgba
+
+    hv.extension("bokeh")
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(5, 7, 4), dtype=np.uint8)
+    element = SharedRGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"], packed=packed_rgba(rgba))
+    renderer = hv.renderer("bokeh")
+    plain = renderer.get_plot(hv.RGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"])).handles["source"].data["image"][0]
+    sessions = [renderer.get_plot(element.clone()).handles["source"].data["image"][0] for _ in range(3)]
+    np.testing.assert_array_equal(sessions[0], plain)  # what HoloViews' own RGB plot sends, pixel for pixel
+    assert all(image is element.packed for image in sessions)  # one array, not a copy per session
+    assert not element.packed.flags.writeable
