@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +56,9 @@ ROW_GROUP_ROWS = 122_880
 FILE_ROWS = 1_000_000
 BATCH_ROWS = FILE_ROWS
 SORTED_BY = ("country", "year", "id")
+#: Local staging folders are named so; left behind by a killed create, they go after a day.
+STAGING_PREFIX = ".tmp-snapshot-"
+STALE_STAGING_S = 24 * 3600.0
 SOURCE_COLUMNS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
 
 _BBOX_TYPE = pa.struct([(name, pa.float64()) for name in ("xmin", "ymin", "xmax", "ymax")])
@@ -343,8 +347,9 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
     remote = storage.is_s3(location)
     if not remote:
         Path(location).mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(Path(location))
     # Local: stage beside the destination so the final rename is atomic; S3: any local scratch.
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-snapshot-", dir=None if remote else location))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=None if remote else location))
     try:
         version = store.data_version()
         parts = _write_parts(store, staging, on_rows)
@@ -377,6 +382,21 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
         return replace(manifest, location=target.url)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(location: Path, older_than_s: float = STALE_STAGING_S) -> None:
+    """Staging folders of creates that were killed: never a snapshot (no rename), only disk used.
+
+    Age, not absence of a process, tells them apart from a concurrent create's: that one is
+    writing into its folder now.
+    """
+    cutoff = time.time() - older_than_s
+    for staging in location.glob(f"{STAGING_PREFIX}*"):
+        try:
+            if staging.is_dir() and staging.stat().st_mtime < cutoff:
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _fsync_tree(folder: Path) -> None:

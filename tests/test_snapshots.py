@@ -156,6 +156,25 @@ def test_a_crash_leaves_nothing_that_looks_complete(demo_duckdb: str, tmp_path: 
     assert exit_info.value.code == 1
 
 
+def test_a_later_create_removes_staging_left_by_a_killed_one(demo_duckdb: str, tmp_path: Path) -> None:
+    import os
+    import time
+
+    where = tmp_path / "snaps"
+    where.mkdir()
+    stale, fresh = where / ".tmp-snapshot-killed", where / ".tmp-snapshot-running"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_bytes(b"half written")
+    day_old = time.time() - snapshots.STALE_STAGING_S - 60
+    os.utime(stale, (day_old, day_old))
+    with stores.open(demo_duckdb) as store:
+        manifest = snapshots.create(store, where)
+    assert not stale.exists()
+    assert fresh.exists()  # perhaps a concurrent create: too young to touch
+    assert sorted(p.name for p in where.iterdir()) == sorted([fresh.name, manifest.id])
+
+
 def test_verify_detects_a_flipped_byte(demo_duckdb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with stores.open(demo_duckdb) as store:
         manifest = snapshots.create(store, tmp_path)

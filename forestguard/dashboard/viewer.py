@@ -67,12 +67,14 @@ class ZonesDashboard(pn.viewable.Viewer):
         super().__init__(**params)
         self._set_choices(self._base)
         self._user = pn.state.user if pn.state.curdoc is not None else None
-        self._restore_state()
         self._map_pane: pn.pane.HoloViews | None = None
         self._map: hv.DynamicMap | None = None
         self._follow_pending = False
         self._zoom_pending = False
         self._cards: pn.pane.HTML | None = None
+        self._restore_state()
+        if self.countries and not (self.x_range and self.y_range):
+            self._zoom_to_countries()  # a link that names countries but no extent opens on them
         self.param.watch(self._save_state, list(FILTERS))
         self.param.watch(self._filters_changed, list(FILTERS))  # after the URL: a shared extent is kept
         if pn.state.curdoc is not None:

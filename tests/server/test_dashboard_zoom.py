@@ -62,3 +62,8 @@ def test_a_shared_extent_is_kept_until_the_user_changes_countries(store):
     assert (dashboard.x_range, dashboard.y_range) == shared
     dashboard.countries = ["Brazil", "Peru"]
     assert_fits((dashboard.x_range, dashboard.y_range), mercator_bounds(store, ZoneFilter(countries=("Brazil", "Peru"))))
+
+
+def test_a_link_with_countries_but_no_extent_opens_on_them(store):
+    dashboard = ZonesDashboard(store=store, cache=MemoryCache(KeySpace("test-zoom")), countries=["Peru"])
+    assert_fits((dashboard.x_range, dashboard.y_range), mercator_bounds(store, ZoneFilter(countries=("Peru",))))
