@@ -1,4 +1,4 @@
-"""Maps of deforestation zones: datashader aggregates, images and HoloViews elements.
+"""Maps of deforestation zones: aggregates (numpy, datashader's conventions), images and HoloViews elements.
 
 The API reports, notebooks and the dashboard share::
 
