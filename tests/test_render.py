@@ -235,3 +235,24 @@ def test_polygon_fill_is_pixel_for_pixel_datashaders_polygons():
     assert ((got > 0) != (expected > 0)).sum() <= 5
     assert (~np.isclose(got, expected, rtol=1e-9, atol=0)).sum() <= 5
     assert got.sum() == pytest.approx(expected.sum(), rel=1e-4)
+
+
+@pytest.mark.parametrize("max_px", [1, 2, 3])
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.9])
+def test_dynspread_is_datashaders_bit_for_bit(max_px: int, threshold: float):
+    import datashader.transfer_functions as tf
+
+    from forestguard.render.spread import dynspread
+
+    rng = np.random.default_rng(max_px * 10 + int(threshold * 10))
+    for _ in range(15):
+        height, width = rng.integers(20, 120, 2)
+        rgba = np.zeros((height, width, 4), dtype=np.uint8)
+        n = int(rng.integers(1, height * width // int(rng.integers(2, 40))))  # sparse to crowded
+        ys, xs = rng.integers(0, height, n), rng.integers(0, width, n)
+        rgba[ys, xs, :3] = rng.integers(0, 256, (n, 3))
+        rgba[ys, xs, 3] = rng.integers(1, 256, n)  # translucent too: overlaps go through 'over'
+        packed = rgba.view(np.uint32)[..., 0].copy()
+        image = tf.Image(packed.copy(), coords={"y": np.arange(height), "x": np.arange(width)}, dims=["y", "x"])
+        expected = tf.dynspread(image, threshold=threshold, max_px=max_px).data
+        np.testing.assert_array_equal(dynspread(packed, threshold=threshold, max_px=max_px), expected)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..schema import Classification
 from ..stores.base import ZoneFilter, ZoneStore
@@ -95,7 +96,10 @@ def country_summary(store: ZoneStore, country: str, years: str | int | None = ""
     before = None
     if first - 1 in available:
         before = reported(store, where.with_(year_from=first - 1, year_to=first - 1), ("country", "year", "classification"))
-    attributes = store.zones_arrow(where, columns=["region", "classification", "area_ha", "confidence"]).to_pandas()
+    attributes = store.zones_arrow(where, columns=["region", "classification", "area_ha", "confidence"])
+    # Exact decimals become floats in Arrow (the tables below sum and band them as floats anyway):
+    # pandas would make one Decimal object per zone and convert each in Python.
+    attributes = attributes.cast(pa.schema([f.with_type(pa.float64()) if pa.types.is_decimal(f.type) else f for f in attributes.schema])).to_pandas()
     return CountryReport(
         country=country,
         years=wanted,
@@ -149,12 +153,13 @@ def confidence_table(attributes: pd.DataFrame) -> pd.DataFrame:
     """Zones per confidence band and class: how much of the picture rests on weak detections."""
     confidence = pd.to_numeric(attributes["confidence"], errors="coerce").astype(float)
     band = pd.cut(confidence, CONFIDENCE_BANDS, right=False, labels=CONFIDENCE_LABELS).astype(object)
+    stored = attributes["classification"]
+    # A handful of stored spellings: look each up once, not once per zone.
+    names = {v: Classification.from_stored(v).value for v in stored.dropna().unique() if isinstance(v, str)}
     frame = pd.DataFrame(
         {
             "band": band.where(confidence.notna(), UNKNOWN_CONFIDENCE),
-            "classification": attributes["classification"].map(
-                lambda v: (Classification.from_stored(v).value if isinstance(v, str) else "unclassified")
-            ),
+            "classification": stored.map(names).fillna("unclassified"),
         }
     )
     table = frame.value_counts().unstack(fill_value=0)

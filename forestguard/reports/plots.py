@@ -194,7 +194,7 @@ def zone_map_image(store: ZoneStore, report: "CountryReport | YearlyOverview", *
     """The same map as a PNG, for print and for e-mail clients without JavaScript."""
     picture = map_image(zone_layer(store, where=report.where), bounds=None, width=width, height=height)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
+    picture.save(buffer, format="PNG")  # optimize=True took 0.5 s for a file 0.3 % smaller
     return _png(buffer.getvalue(), f"Map of deforestation zones, {report.label}: legal, illegal and unclassified clearings")
 
 
