@@ -127,7 +127,7 @@ class ZonesDashboard(pn.viewable.Viewer):
                 saved = _session_get(self._cache, self._user)
                 if saved:
                     self._apply(saved)
-            location.sync(self, URL_PARAMETERS)
+            location.sync(self, URL_PARAMETERS, on_error=self._apply_typed_link)
 
     def _apply(self, state: dict[str, Any]) -> None:
         values = {}
@@ -143,6 +143,15 @@ class ZonesDashboard(pn.viewable.Viewer):
             self.param.update(**values)
         except (ValueError, TypeError) as exc:  # state from an older version of the dashboard
             log.info("ignoring saved dashboard state: %s", exc)
+
+    def _apply_typed_link(self, values: dict[str, Any]) -> None:
+        """A hand-typed link (``?country=Brazil``) names one value where the page writes a JSON list."""
+        self._apply({k: [v] if k in ("countries", "sources") and isinstance(v, str) else v for k, v in values.items()})
+        extent = {k: values[k] for k in ("x_range", "y_range") if isinstance(values.get(k), (list, tuple)) and len(values[k]) == 2}
+        try:
+            self.param.update(**{k: tuple(float(v) for v in value) for k, value in extent.items()})
+        except (ValueError, TypeError) as exc:
+            log.info("ignoring the link's map extent: %s", exc)
 
     def _save_state(self, *events: Any) -> None:
         if self._user:

@@ -150,6 +150,12 @@ def test_country_filter_shows_the_cli_numbers_and_goes_to_the_url(page, dashboar
     expect_numbers(shared, indonesia)
 
 
+def test_a_hand_typed_link_with_one_country_opens_on_it(page, dashboard):
+    # The page writes country=["Peru"]; a person types country=Peru.
+    open_dashboard(page, dashboard, "?country=Peru")
+    expect_numbers(page, cli_numbers(dashboard, "Peru"))
+
+
 def test_hostile_names_are_shown_as_text(page, dashboard):
     query = "?" + urllib.parse.urlencode({"country": json.dumps(["Testland"])})
     open_dashboard(page, dashboard, query)
