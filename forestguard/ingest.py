@@ -147,17 +147,13 @@ def ingest(
     if result.read and stores.loads_while_validating(url):
         # The server stores one batch while the next is checked in a thread; the load is
         # still one transaction, so a rejected record rolls back what was sent.
-        with stores.open(url, create=True) as store:
-            result.loaded = store.insert_batches(read_ahead(checked(batches)), rows=result.read)
-            result.data_version = store.data_version()
-            result.engine = store.engine
-        return result
-    frames = list(checked(batches))
-    if not frames:
-        return result
-    zones = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326)
+        batches = read_ahead(checked(batches))
+    else:
+        batches = list(checked(batches))  # every record checked before the store is opened (or created)
+        if not batches:
+            return result
     with stores.open(url, create=True) as store:
-        result.loaded = store.insert(zones)
+        result.loaded = store.insert_batches(batches, rows=result.read)
         result.data_version = store.data_version()
         result.engine = store.engine
     return result

@@ -41,8 +41,9 @@ def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cac
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
         with metrics.render_timer("map"):
-            rgba = np.asarray(shade(cached_aggregate(layer, x_range, y_range, width, height, cache=cache)))
-        return rgba, packed_rgba(rgba)
+            packed = packed_rgba(np.asarray(shade(cached_aggregate(layer, x_range, y_range, width, height, cache=cache))))
+        # The element's RGBA is a view of the packed array (top row first again): one buffer per view.
+        return packed[::-1].view(np.uint8).reshape(*packed.shape, 4), packed
 
     key = (layer.key, *(round(float(v), 3) for v in bounds), int(width), int(height))
     image, packed = shared.VIEWS.get(key, draw)

@@ -127,31 +127,25 @@ class ZonesDashboard(pn.viewable.Viewer):
                 saved = _session_get(self._cache, self._user)
                 if saved:
                     self._apply(saved)
-            location.sync(self, URL_PARAMETERS, on_error=self._apply_typed_link)
+            location.sync(self, URL_PARAMETERS, on_error=self._apply)
 
     def _apply(self, state: dict[str, Any]) -> None:
+        """Filters (and a map extent) from saved session state or from a link Panel could not apply."""
         values = {}
         for name, value in state.items():
-            if name not in FILTERS:
+            if name not in FILTERS and name not in ("x_range", "y_range"):
                 continue
             if name in ("countries", "sources"):
+                if isinstance(value, str):  # a hand-typed link (?country=Brazil) names one where the page writes a list
+                    value = [value]
                 value = [v for v in value or [] if v in self.param[name].objects]
-            elif name == "years" and value is not None:
-                value = tuple(int(v) for v in value)
+            elif name in ("years", "x_range", "y_range") and value is not None:
+                value = tuple((int if name == "years" else float)(v) for v in value)
             values[name] = value
         try:
             self.param.update(**values)
-        except (ValueError, TypeError) as exc:  # state from an older version of the dashboard
+        except (ValueError, TypeError) as exc:  # state from an older version of the dashboard, a mangled link
             log.info("ignoring saved dashboard state: %s", exc)
-
-    def _apply_typed_link(self, values: dict[str, Any]) -> None:
-        """A hand-typed link (``?country=Brazil``) names one value where the page writes a JSON list."""
-        self._apply({k: [v] if k in ("countries", "sources") and isinstance(v, str) else v for k, v in values.items()})
-        extent = {k: values[k] for k in ("x_range", "y_range") if isinstance(values.get(k), (list, tuple)) and len(values[k]) == 2}
-        try:
-            self.param.update(**{k: tuple(float(v) for v in value) for k, value in extent.items()})
-        except (ValueError, TypeError) as exc:
-            log.info("ignoring the link's map extent: %s", exc)
 
     def _save_state(self, *events: Any) -> None:
         if self._user:

@@ -69,14 +69,6 @@ class _Index:
         return out
 
 
-def load_zones(con: psycopg.Connection, zones: gpd.GeoDataFrame, *, bulk_min_rows: int = BULK_MIN_ROWS) -> int:
-    """Append ``zones`` in one transaction on ``con``; return the data version it committed."""
-    version = load_batches(con, [zones], len(zones), bulk_min_rows=bulk_min_rows)
-    if version is None:
-        raise ValueError("no zones to load")
-    return version
-
-
 def load_batches(
     con: psycopg.Connection, batches: Iterable[gpd.GeoDataFrame], rows: int, *, bulk_min_rows: int = BULK_MIN_ROWS
 ) -> int | None:
