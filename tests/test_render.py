@@ -6,6 +6,7 @@ import datashader as ds
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import shapely
 
@@ -121,6 +122,28 @@ def test_geometry_measures_agree_with_shapely():
     np.testing.assert_allclose(np.column_stack([measures[k] for k in ("xmin", "ymin", "xmax", "ymax")]), shapely.bounds(projected))
     back = geometry.shapely(np.array([2, 0]), lonlat=True)
     assert shapely.equals_exact(back[0], pair, tolerance=1e-9) and shapely.area(back[1]) == pytest.approx(square_with_hole.area)
+
+
+def test_geometry_from_wkb_matches_shapely_ragged_arrays():
+    # Any mix of polygons, holes and multipolygons, in either byte order, as Arrow or as bytes.
+    rng = np.random.default_rng(3)
+    geoms = []
+    for i in range(300):
+        x, y = rng.uniform(-170, 160), rng.uniform(-60, 60)
+        parts = [shapely.Polygon(shapely.box(x + 3 * k, y, x + 3 * k + 2, y + 2).exterior.coords,
+                                 holes=[shapely.box(x + 3 * k + 0.5, y + 0.5, x + 3 * k + 1, y + 1).exterior.coords] * (i % 3 == 0))
+                 for k in range(1 + i % 4)]
+        geoms.append(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
+    geoms = np.array(geoms, dtype=object)
+    expected = ZoneGeometry.from_wkb(shapely.to_wkb(geoms))
+    big_endian = ZoneGeometry.from_wkb(pa.chunked_array([pa.array(shapely.to_wkb(geoms, byte_order=0), type=pa.binary())]))
+    for got in (expected, big_endian):
+        np.testing.assert_array_equal(got.part_offsets, np.concatenate([[0], np.cumsum(shapely.get_num_geometries(geoms))]))
+        round_trip = got.shapely(np.arange(len(geoms)), lonlat=True)
+        originals = shapely.multipolygons(shapely.get_parts(geoms), indices=np.repeat(np.arange(len(geoms)), shapely.get_num_geometries(geoms)))
+        assert shapely.equals_exact(shapely.normalize(round_trip), shapely.normalize(originals), tolerance=1e-9).all()
+    with pytest.raises(ValueError, match="2-D polygons or multipolygons"):
+        ZoneGeometry.from_wkb(shapely.to_wkb(np.array([shapely.LineString([(0, 0), (1, 1)])])))
 
 
 def test_geometry_is_oriented_for_the_winding_fill():

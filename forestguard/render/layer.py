@@ -108,19 +108,39 @@ class ZoneGeometry:
     part_offsets: np.ndarray  # zone z is polygons[part_offsets[z]:…]
 
     @classmethod
-    def from_wkb(cls, wkb: np.ndarray) -> "ZoneGeometry":
-        kind, coords, offsets = shapely.to_ragged_array(shapely.from_wkb(wkb))
-        if kind == shapely.GeometryType.POLYGON:
-            ring_offsets, polygon_offsets = offsets
-            part_offsets = np.arange(len(polygon_offsets), dtype=np.int64)
-        elif kind == shapely.GeometryType.MULTIPOLYGON:
-            ring_offsets, polygon_offsets, part_offsets = offsets
-        else:
-            raise ValueError(f"zones must be polygons, got {kind.name.lower()} geometries")
-        x, y = to_mercator(coords[:, 0], coords[:, 1])
-        ring_offsets, polygon_offsets = ring_offsets.astype(np.int64), polygon_offsets.astype(np.int64)
+    def from_wkb(cls, wkb: pa.Array | pa.ChunkedArray | np.ndarray) -> "ZoneGeometry":
+        """Polygons or multipolygons from WKB (an Arrow binary column as the stores return it, or bytes).
+
+        GeoArrow's C reader parses the WKB straight into flat buffers: ~6× faster
+        than shapely objects then ``to_ragged_array``, and no Python object per zone.
+        """
+        import geoarrow.pyarrow as ga
+
+        if isinstance(wkb, np.ndarray):
+            wkb = pa.array(wkb, type=pa.binary())
+        if isinstance(wkb, pa.ChunkedArray):
+            wkb = wkb.combine_chunks()
+        if isinstance(wkb.type, pa.ExtensionType):
+            wkb = wkb.storage
+        wkb = ga.wkb().wrap_array(wkb)
+        # as_geoarrow would coerce anything (a line becomes a ring, Z is dropped): check first, 30 ms per 175k zones.
+        kinds = {(k["geometry_type"], k["dimensions"]) for k in ga.unique_geometry_types(wkb).to_pylist()}
+        allowed = {(kind.value, ga.Dimensions.XY.value) for kind in (ga.GeometryType.POLYGON, ga.GeometryType.MULTIPOLYGON)}
+        if not kinds <= allowed:
+            raise ValueError("zones must be 2-D polygons or multipolygons")
+        native = ga.as_geoarrow(wkb, ga.multipolygon().with_coord_type(ga.CoordType.INTERLEAVED))
+        # Nested lists: zone → polygons → rings → vertices → [x, y]; each level's offsets index the next.
+        zones = native.storage
+        polygons, rings, vertices = zones.values, zones.values.values, zones.values.values.values
+        xy = vertices.values.to_numpy().reshape(-1, 2)
+        x, y = to_mercator(xy[:, 0], xy[:, 1])
+        part_offsets = zones.offsets.to_numpy().astype(np.int64)
+        polygon_offsets = polygons.offsets.to_numpy().astype(np.int64)
+        ring_offsets = rings.offsets.to_numpy().astype(np.int64)
+        if part_offsets[0] or polygon_offsets[0] or ring_offsets[0] or len(xy) != ring_offsets[-1]:
+            raise ValueError("unexpected sliced GeoArrow buffers")  # as_geoarrow builds fresh arrays
         coords = _oriented(np.column_stack([x, y]), ring_offsets, polygon_offsets)
-        return cls(coords, ring_offsets, polygon_offsets, part_offsets.astype(np.int64))
+        return cls(coords, ring_offsets, polygon_offsets, part_offsets)
 
     def __len__(self) -> int:
         return len(self.part_offsets) - 1
@@ -278,7 +298,7 @@ def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version
     """Read and prepare the zones ``where`` selects (use :func:`zone_layer` for the shared copy)."""
     version = store.data_version() if data_version is None else data_version
     table = store.zones_arrow(where, columns=_COLUMNS)
-    geometry = ZoneGeometry.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    geometry = ZoneGeometry.from_wkb(table.column("geometry"))
     measures = geometry.measures()
     stored = table.column("classification").to_pandas()
     classification = np.full(len(table), "none", dtype=object)

@@ -1,4 +1,4 @@
-"""Report charts: interactive hvPlot/HoloViews panes for the HTML, PNG figures for print.
+"""Report charts: interactive HoloViews panes for the HTML, PNG figures for print.
 
 Interactive charts are returned as Panel ``HoloViews`` panes: Panel's display
 path inlines its stylesheets when ``pn.config.inline`` is on (see
@@ -17,7 +17,6 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
-from hvplot import hvPlot
 from IPython.display import Image
 
 from ..render import COLOR_KEY, LABELS, hv_map, map_image, zone_layer
@@ -36,6 +35,7 @@ CLASS_SERIES: dict[str, tuple[str, str]] = {
 NEUTRAL = "#4C72B0"
 VERIFIED = "#8172B3"
 HECTARES_FORMAT = "%.0f"
+DOT = 6  # marker size in screen pixels
 
 
 def _pane(element: hv.core.Dimensioned) -> pn.pane.HoloViews:
@@ -71,19 +71,28 @@ def area_by_year(report: "CountryReport") -> pn.pane.HoloViews:
     return _stacked_bars(report.yearly, "year", f"Hectares cleared per year — {report.label}")
 
 
+def _line_with_dots(frame: pd.DataFrame, x: str, y: str, label: str, color: str, *, size: float, hover: list[str] | None = None) -> hv.Overlay:
+    """A line through yearly values with a dot on each year (hover on the dots)."""
+    vdims = [y, *(hover or [])]
+    line = hv.Curve(frame, x, vdims, label=label).opts(color=color, line_width=2)
+    dots = hv.Scatter(frame, x, vdims, label=label).opts(color=color, size=size, tools=["hover"], show_legend=False)
+    return line * dots
+
+
 def zones_trend(report: "CountryReport") -> pn.pane.HoloViews:
     """Zones per year with a least-squares trend line (dashed) and the verified zones."""
-    yearly = report.yearly.rename(columns={"zones": "All zones", "verified_zones": "Verified zones"})
-    lines = hvPlot(yearly).line(x="year", y=["All zones", "Verified zones"], color=[NEUTRAL, VERIFIED], line_width=2, ylabel="zones")
-    dots = hvPlot(yearly).scatter(x="year", y=["All zones", "Verified zones"], color=[NEUTRAL, VERIFIED], size=40, legend=False)
-    layers = [lines, dots]
+    yearly = report.yearly
+    layers = [
+        _line_with_dots(yearly, "year", "zones", "All zones", NEUTRAL, size=DOT),
+        _line_with_dots(yearly.rename(columns={"verified_zones": "verified"}), "year", "verified", "Verified zones", VERIFIED, size=DOT),
+    ]
     if len(yearly) >= 3:
-        slope, intercept = np.polyfit(yearly["year"], yearly["All zones"], 1)
+        slope, intercept = np.polyfit(yearly["year"], yearly["zones"], 1)
         fit = pd.DataFrame({"year": yearly["year"], "zones": slope * yearly["year"] + intercept})
         layers.append(hv.Curve(fit, "year", "zones", label="Trend").opts(color="#555555", line_dash="dashed"))
     overlay = hv.Overlay(layers).opts(
         title=f"Zones per year — {report.label}", width=WIDTH, height=HEIGHT, legend_position="top_left",
-        xticks=list(yearly["year"]), ylim=(0, None),
+        xticks=list(yearly["year"]), ylim=(0, None), ylabel="zones",
     )
     return _pane(overlay)
 
@@ -91,9 +100,9 @@ def zones_trend(report: "CountryReport") -> pn.pane.HoloViews:
 def illegal_share(report: "CountryReport") -> pn.pane.HoloViews:
     """Share of the cleared area that is illegal, per year."""
     frame = report.yearly.assign(illegal_share_pct=report.yearly["illegal_share"] * 100)
-    options = dict(x="year", y="illegal_share_pct", color=COLOR_KEY["illegal"], ylabel="illegal share (%)", hover_cols=["illegal_ha", "area_ha"])
-    chart = hvPlot(frame).line(line_width=2, **options) * hvPlot(frame).scatter(size=50, **options)
-    return _pane(chart.opts(title="Illegal share of the cleared area", width=WIDTH, height=260, ylim=(0, 100), xticks=list(frame["year"])))
+    chart = _line_with_dots(frame, "year", "illegal_share_pct", "Illegal share", COLOR_KEY["illegal"], size=DOT + 1, hover=["illegal_ha", "area_ha"])
+    return _pane(chart.opts(title="Illegal share of the cleared area", width=WIDTH, height=260, ylim=(0, 100), xticks=list(frame["year"]),
+                            ylabel="illegal share (%)", show_legend=False))
 
 
 def top_regions(report: "CountryReport") -> pn.pane.HoloViews:

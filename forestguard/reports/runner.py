@@ -53,7 +53,13 @@ class _ThisPythonSpecs(KernelSpecManager):
 
         # argv starts with sys.executable. The kernel's own log stays quiet: jupyter_client interrupts
         # every kernel it shuts down, which ipykernel logs as an error on the console of every run.
-        return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict(["--IPKernelApp.log_level=CRITICAL"]))
+        return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict(["--IPKernelApp.log_level=CRITICAL", *KERNEL_SETUP]))
+
+
+#: Run in each report kernel before the notebook. In IPython, param writes a parameter table into the
+#: docstring of every Parameterized class it creates (for ``?`` help): ~1 s of Panel and HoloViews
+#: imports, for help text nobody reads in a kernel that runs once. Researchers' own Jupyter is untouched.
+KERNEL_SETUP = ("--IPKernelApp.exec_lines=['import param.parameterized as _p; _p.docstring_describe_params = False; del _p']",)
 
 
 class ReportKernelManager(AsyncKernelManager):
