@@ -24,7 +24,7 @@ WIDTH, HEIGHT = 1200, 800
 
 
 def non_empty(agg) -> np.ndarray:
-    return np.nan_to_num(agg.sum("classification").values) > 0
+    return np.nan_to_num(np.asarray(agg.values, dtype=float)).sum(axis=-1) > 0  # ours or datashader's (y, x, classification)
 
 
 def agreement(ours: np.ndarray, peer: np.ndarray) -> str:
@@ -62,7 +62,7 @@ def main() -> None:
         ours_s, ours = timed(lambda: aggregate(layer, x_range, y_range, WIDTH, HEIGHT), args.repeat)
         shade_s, _ = timed(lambda: shade(ours), args.repeat)
         print(f"ours: first call (numba compile) {first_s:.2f} s; warm aggregate {ours_s * 1000:.1f} ms + shade {shade_s * 1000:.1f} ms "
-              f"({ours.attrs['points']:,} as points, {ours.attrs['polygons']:,} as polygons)")
+              f"({ours.points:,} as points, {ours.polygons:,} as polygons)")
 
         read_s, frame = timed(lambda: store.zones(columns=["classification", "geometry"]), 1)
     classes = frame["classification"].map(lambda v: Classification.parse(v).value if isinstance(v, str) else "none")
@@ -88,7 +88,7 @@ def main() -> None:
     zoom_s, zoom = timed(lambda: aggregate(layer, zx, zy, WIDTH, HEIGHT), args.repeat)
     zoom_canvas = ds.Canvas(plot_width=WIDTH, plot_height=HEIGHT, x_range=zx, y_range=zy)
     zoom_peer_s, zoom_peer = timed(lambda: zoom_canvas.polygons(spdf, geometry="geometry", agg=reducer), args.repeat)
-    print(f"\nzoomed view: {inside:,} zones inside, {zoom.attrs['polygons']:,} drawn as polygons")
+    print(f"\nzoomed view: {inside:,} zones inside, {zoom.polygons:,} drawn as polygons")
     report("zoomed view ~100k zones, warm", zoom_s, zoom_peer_s, "datashader on spatialpandas")
     print("agreement (zoomed) with spatialpandas: " + agreement(non_empty(zoom), non_empty(zoom_peer)))
 

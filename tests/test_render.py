@@ -67,7 +67,7 @@ def peer_aggregate(frame: gpd.GeoDataFrame, x_range, y_range, width, height):
 
 
 def non_empty(agg) -> np.ndarray:
-    return np.nan_to_num(agg.sum("classification").values) > 0
+    return np.nan_to_num(np.asarray(agg.values, dtype=float)).sum(axis=-1) > 0  # ours or datashader's (y, x, classification)
 
 
 def test_full_extent_totals_equal_the_zones_sums(layer, demo_small):
@@ -84,8 +84,15 @@ def test_full_extent_totals_equal_the_zones_sums(layer, demo_small):
 
 def test_full_extent_matches_datashader_on_geopandas(layer, peer_frame):
     x_range, y_range = view_ranges(layer, None, 600, 400)
-    ours = non_empty(aggregate(layer, x_range, y_range, 600, 400))
-    peer = non_empty(peer_aggregate(peer_frame, x_range, y_range, 600, 400))
+    agg = aggregate(layer, x_range, y_range, 600, 400)
+    peer_agg = peer_aggregate(peer_frame, x_range, y_range, 600, 400)
+    # Same grid as the Canvas: pixel centres, dims and categories line up for xarray/datashader users.
+    as_xarray = agg.to_xarray()
+    assert as_xarray.dims == peer_agg.dims
+    np.testing.assert_allclose(as_xarray.x, peer_agg.x, rtol=1e-12)
+    np.testing.assert_allclose(as_xarray.y, peer_agg.y, rtol=1e-12)
+    assert sorted(map(str, as_xarray.classification.values)) == sorted(CATEGORIES)
+    ours, peer = non_empty(agg), non_empty(peer_agg)
     assert peer.sum() > 1000
     assert abs(int(ours.sum()) - int(peer.sum())) / peer.sum() < 0.05
     assert (ours & peer).sum() / peer.sum() > 0.9
@@ -97,7 +104,7 @@ def test_zoomed_view_rasterizes_big_zones_as_polygons_like_the_peer(layer, peer_
     span = float(big["size"]) * 2
     x_range, y_range = (big["x"] - span, big["x"] + span), (big["y"] - span, big["y"] + span)
     agg = aggregate(layer, x_range, y_range, 300, 300)
-    assert agg.attrs["polygons"] >= 1 and float(big["size"]) > pixel_size(x_range, y_range, 300, 300) * POLYGON_MIN_PIXELS
+    assert agg.polygons >= 1 and float(big["size"]) > pixel_size(x_range, y_range, 300, 300) * POLYGON_MIN_PIXELS
     ours, peer = non_empty(agg), non_empty(peer_aggregate(peer_frame, x_range, y_range, 300, 300))
     assert peer.sum() > 100
     assert abs(int(ours.sum()) - int(peer.sum())) / peer.sum() < 0.05

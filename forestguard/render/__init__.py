@@ -16,9 +16,10 @@ from __future__ import annotations
 from .holoviews import hv_map
 from .image import COLOR_KEY, LABELS, map_image, shade, shade_image, view_ranges
 from .layer import CATEGORIES, ZoneGeometry, ZoneLayer, build_layer, mercator_box, to_lonlat, to_mercator, zone_layer
-from .raster import MEASURES, aggregate, cached_aggregate, pixel_size, totals
+from .raster import MEASURES, Aggregate, aggregate, cached_aggregate, pixel_size, totals
 
 __all__ = [
+    "Aggregate",
     "CATEGORIES",
     "COLOR_KEY",
     "LABELS",

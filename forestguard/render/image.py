@@ -12,12 +12,11 @@ from functools import lru_cache
 import geopandas as gpd
 import numpy as np
 import shapely
-import xarray as xr
 from PIL import Image, ImageDraw, ImageFont
 
 from ..geodata import countries
 from .layer import CATEGORIES, ZoneLayer, mercator_box, to_mercator
-from .raster import Measure, Range, aggregate
+from .raster import Aggregate, Measure, Range, aggregate
 from .spread import dynspread
 
 #: Colour of each classification: Okabe–Ito bluish green / vermillion / grey, distinct for colour-blind readers.
@@ -36,8 +35,8 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
     return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-def shade_image(agg: xr.DataArray, spread: int = 2, min_alpha: int = 90) -> xr.DataArray:
-    """The aggregate as a packed RGBA image (uint32, y ascending): colour by class mix, opacity by amount.
+def shade_image(agg: Aggregate, spread: int = 2, min_alpha: int = 90) -> np.ndarray:
+    """The aggregate as a packed RGBA image (uint32 array, y ascending): colour by class mix, opacity by amount.
 
     What ``tf.shade(agg, color_key=COLOR_KEY, how="eq_hist")`` does for a
     categorical aggregate, in a few vectorised numpy steps on the non-empty
@@ -47,7 +46,7 @@ def shade_image(agg: xr.DataArray, spread: int = 2, min_alpha: int = 90) -> xr.D
     equalisation). ``dynspread`` (datashader's, bit for bit) then grows isolated
     pixels (up to ``spread`` px) so single small clearings stay visible at world scale.
     """
-    categories = [str(c) for c in agg.coords["classification"].values]
+    categories = agg.categories
     values = np.asarray(agg.values, dtype=np.float64)
     height, width = values.shape[:2]
     total = values.sum(axis=-1)
@@ -62,12 +61,12 @@ def shade_image(agg: xr.DataArray, spread: int = 2, min_alpha: int = 90) -> xr.D
     packed = rgba.view(np.uint32)[..., 0]
     if spread:
         packed = dynspread(packed, threshold=0.5, max_px=spread)
-    return xr.DataArray(packed, coords={"y": agg.coords["y"], "x": agg.coords["x"]}, dims=["y", "x"])
+    return packed
 
 
-def shade(agg: xr.DataArray, spread: int = 2) -> Image.Image:
+def shade(agg: Aggregate, spread: int = 2) -> Image.Image:
     """The aggregate as a transparent PIL image, north up (see :func:`shade_image`)."""
-    packed = np.ascontiguousarray(np.flipud(shade_image(agg, spread).values))
+    packed = np.ascontiguousarray(np.flipud(shade_image(agg, spread)))
     return Image.fromarray(packed.view(np.uint8).reshape(*packed.shape, 4), "RGBA")
 
 

@@ -15,11 +15,11 @@ whichever way a zone is drawn.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from .layer import CATEGORIES, ZoneLayer
 
@@ -27,6 +27,64 @@ Measure = Literal["area_ha", "zones"]
 MEASURES: tuple[str, ...] = ("area_ha", "zones")
 
 Range = tuple[float, float]
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+@dataclass(frozen=True, eq=False)
+class Aggregate:
+    """A measure per pixel and classification over a Web Mercator view.
+
+    What datashader's ``Canvas`` returns as an ``xarray.DataArray`` (``values``
+    is ``(y, x, classification)``, y ascending), kept as plain numpy because
+    xarray (with the dask and scipy it probes for) costs a report kernel or a
+    server process ~0.6 s to import, for two coordinate vectors that the view
+    already defines. :meth:`to_xarray` gives the DataArray for interoperation.
+    """
+
+    values: np.ndarray
+    x_range: Range
+    y_range: Range
+    measure: str = "area_ha"
+    categories: tuple[str, ...] = CATEGORIES
+    points: int | None = None  # zones aggregated as footprints (None: served from the cache)
+    polygons: int | None = None  # zones rasterized as polygons
+
+    @property
+    def width(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def xs(self) -> np.ndarray:
+        """Pixel centres along x, as datashader's Canvas puts them."""
+        return _centres(self.x_range, self.width)
+
+    @property
+    def ys(self) -> np.ndarray:
+        return _centres(self.y_range, self.height)
+
+    def astype(self, dtype: np.dtype | type) -> "Aggregate":
+        return replace(self, values=self.values.astype(dtype))
+
+    def to_xarray(self) -> "xr.DataArray":
+        import xarray as xr
+
+        return xr.DataArray(
+            self.values,
+            coords={"y": self.ys, "x": self.xs, "classification": list(self.categories)},
+            dims=["y", "x", "classification"],
+            name=self.measure,
+            attrs={"x_range": self.x_range, "y_range": self.y_range, "points": self.points, "polygons": self.polygons},
+        )
+
+
+def _centres(span: Range, pixels: int) -> np.ndarray:
+    return np.linspace(span[0], span[1], pixels, endpoint=False) + (span[1] - span[0]) / pixels / 2
 
 #: Zones spanning fewer pixels than this are aggregated as points. Rasterizing a
 #: polygon only a pixel or two wide keeps or drops it depending on where the pixel
@@ -52,13 +110,13 @@ def aggregate(
     height: int,
     *,
     measure: Measure = "area_ha",
-) -> xr.DataArray:
+) -> Aggregate:
     """Zones (``measure="zones"``) or hectares per pixel and classification.
 
-    Returns a ``(y, x, classification)`` float64 DataArray in Web Mercator
-    coordinates, like ``Canvas.polygons(..., agg=ds.by("classification", …))``,
-    with zeros where nothing is; summed over all pixels it gives the measure's
-    total over the zones in view.
+    The ``(y, x, classification)`` float64 values are what
+    ``Canvas.polygons(..., agg=ds.by("classification", …))`` gives, with zeros
+    where nothing is; summed over all pixels they give the measure's total over
+    the zones in view.
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
@@ -76,16 +134,7 @@ def aggregate(
         polygons = len(visible)
         if polygons:
             values += _polygon_aggregate(layer, visible, measure, x_range, y_range, width, height)
-    # Pixel centres, as datashader's Canvas puts them.
-    xs = np.linspace(x_range[0], x_range[1], width, endpoint=False) + (x_range[1] - x_range[0]) / width / 2
-    ys = np.linspace(y_range[0], y_range[1], height, endpoint=False) + (y_range[1] - y_range[0]) / height / 2
-    return xr.DataArray(
-        values,
-        coords={"y": ys, "x": xs, "classification": list(CATEGORIES)},
-        dims=["y", "x", "classification"],
-        name=measure,
-        attrs={"measure": measure, "layer": layer.key, "points": n_points, "polygons": polygons, "x_range": x_range, "y_range": y_range},
-    )
+    return Aggregate(values, x_range, y_range, measure, CATEGORIES, n_points, polygons)
 
 
 def _footprints(small: pd.DataFrame, x_range: Range, y_range: Range, width: int, height: int, measure: str) -> np.ndarray:
@@ -202,9 +251,10 @@ def polygon_fill(
     return np.where(covered > 0, summed, 0.0)[:, :width, :]
 
 
-def totals(agg: xr.DataArray) -> dict[str, float]:
+def totals(agg: Aggregate) -> dict[str, float]:
     """The aggregate summed per classification (legend and tests)."""
-    return {str(c): float(agg.sel(classification=c).sum()) for c in agg.coords["classification"].values}
+    sums = agg.values.sum(axis=(0, 1))
+    return {category: float(total) for category, total in zip(agg.categories, sums)}
 
 
 def cached_aggregate(
@@ -216,7 +266,7 @@ def cached_aggregate(
     *,
     measure: Measure = "area_ha",
     cache=None,
-) -> xr.DataArray:
+) -> Aggregate:
     """:func:`aggregate` through the cache (``cache.cached_array``), keyed by layer, view and measure.
 
     A view someone already looked at (the default extent of a dashboard, a
@@ -228,7 +278,9 @@ def cached_aggregate(
         return aggregate(layer, x_range, y_range, width, height, measure=measure)
     view = [round(float(v), 3) for v in (*x_range, *y_range)]
     parts = [layer.key, *view, int(width), int(height), measure]
-    def compute() -> xr.DataArray:
-        return aggregate(layer, x_range, y_range, width, height, measure=measure).astype(np.float32)
 
-    return cache.cached_array("zones", parts, layer.data_version, compute)
+    def compute() -> np.ndarray:
+        return aggregate(layer, x_range, y_range, width, height, measure=measure).values.astype(np.float32)
+
+    values = cache.cached_array("zones", parts, layer.data_version, compute)
+    return Aggregate(values, (float(x_range[0]), float(x_range[1])), (float(y_range[0]), float(y_range[1])), measure)
