@@ -9,8 +9,10 @@ used ones are let go.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
-from typing import Callable, Hashable, TypeVar
+from functools import partial
+from typing import Any, Callable, Hashable, TypeVar
 
 T = TypeVar("T")
 
@@ -51,3 +53,66 @@ class SharedLRU:
 SELECTIONS = SharedLRU(16)
 VIEWS = SharedLRU(24)
 TABLES = SharedLRU(64)
+
+
+class DataVersionWatch:
+    """One look at the store's data version per process and period, for every open dashboard.
+
+    A periodic callback per session cost 100 sessions 100 store queries per
+    period, and each Panel periodic callback flips the process-wide busy state,
+    which every session's page was told about. Here one Tornado timer asks each
+    view ``data_changed()`` (is there a newer shared layer? the first one asked
+    builds it, the others find it) and, only when there is, hands the view's
+    ``refresh()`` to its own document's next tick. Views and documents are held
+    weakly: a closed session leaves nothing behind.
+    """
+
+    def __init__(self, period_ms: int) -> None:
+        self.period_ms = period_ms
+        self._views: weakref.WeakKeyDictionary[Any, weakref.ref] = weakref.WeakKeyDictionary()
+        self._timer: Any = None
+        self._lock = threading.Lock()
+
+    def add(self, view: Any, doc: Any) -> None:
+        """Watch for ``view`` (with ``data_changed()`` and ``refresh()``) until its session ends."""
+        from tornado.ioloop import IOLoop, PeriodicCallback
+
+        with self._lock:
+            self._views[view] = weakref.ref(doc)
+            if self._timer is None:
+                self._timer = PeriodicCallback(self.poll, self.period_ms)
+                IOLoop.current().add_callback(self._timer.start)
+        view_ref = weakref.ref(view)
+        doc.on_session_destroyed(lambda _context: self.discard(view_ref()))
+
+    def discard(self, view: Any) -> None:
+        with self._lock:
+            if view is not None:
+                self._views.pop(view, None)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def poll(self) -> int:
+        """Schedule a refresh in every session whose data changed; returns how many were scheduled."""
+        with self._lock:
+            views = list(self._views.items())
+        scheduled = 0
+        for view, doc_ref in views:
+            doc = doc_ref()
+            if doc is not None and view.data_changed():
+                doc.add_next_tick_callback(partial(_refresh_in, doc, view.refresh))
+                scheduled += 1
+        return scheduled
+
+
+def _refresh_in(doc: Any, refresh: Callable[[], None]) -> None:
+    from panel.io.state import set_curdoc
+
+    with set_curdoc(doc):
+        refresh()
+
+
+#: How often the open dashboards look for new data (an ingest), in milliseconds.
+DATA_VERSION_POLL_MS = 30_000
+DATA_VERSIONS = DataVersionWatch(DATA_VERSION_POLL_MS)

@@ -21,7 +21,7 @@ from panel.io.document import immediate_dispatch
 from panel.io.state import set_curdoc
 
 from ..cache import default_cache
-from ..render import ZoneLayer, pixel_size, view_ranges, zone_layer
+from ..render import ZoneLayer, fit_ranges, pixel_size, view_ranges, zone_layer
 from ..schema import Classification
 from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
@@ -43,7 +43,6 @@ URL_PARAMETERS = {
     "x_range": "x",
     "y_range": "y",
 }
-DATA_VERSION_POLL_MS = 30_000
 
 
 class ZonesDashboard(pn.viewable.Viewer):
@@ -57,7 +56,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
-    redraw = param.Event(precedence=-1, doc="Fired once the numbers for new filters are out: the map, charts and tables follow.")
+    redraw = param.Event(precedence=-1, doc="Fired once the numbers for new filters are out: the map follows.")
 
     def __init__(self, store: ZoneStore | None = None, cache: Any = None, **params: Any) -> None:
         self._store = store or runtime.shared_store()
@@ -72,13 +71,16 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._follow_pending = False
         self._zoom_pending = False
         self._cards: pn.pane.HTML | None = None
+        self._bars: pn.pane.Bokeh | None = None
+        self._regions: pn.pane.DataFrame | None = None
+        self._downloads: pn.Column | None = None
         self._restore_state()
         if self.countries and not (self.x_range and self.y_range):
             self._zoom_to_countries()  # a link that names countries but no extent opens on them
         self.param.watch(self._save_state, list(FILTERS))
         self.param.watch(self._filters_changed, list(FILTERS))  # after the URL: a shared extent is kept
-        if pn.state.curdoc is not None:
-            pn.state.add_periodic_callback(self._refresh, period=DATA_VERSION_POLL_MS)
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            shared.DATA_VERSIONS.add(self, pn.state.curdoc)
 
     # -- filters ---------------------------------------------------------------------------
     def _set_choices(self, layer: ZoneLayer) -> None:
@@ -151,7 +153,11 @@ class ZonesDashboard(pn.viewable.Viewer):
         if self._user:
             _session_set(self._cache, self._user, self._state())
 
-    def _refresh(self) -> None:
+    def data_changed(self) -> bool:
+        """Is there a newer shared layer than the one this view shows (an ingest happened)?"""
+        return zone_layer(self._store) is not self._base
+
+    def refresh(self) -> None:
         """Pick up a new data version (an ingest): new shared layer, new choices, redraw."""
         layer = zone_layer(self._store)
         if layer is not self._base:
@@ -189,6 +195,7 @@ class ZonesDashboard(pn.viewable.Viewer):
             self._zoom_pending = False
             self._zoom_to_countries()
         self.param.trigger("redraw")
+        self._update_parts()
 
     # -- map -------------------------------------------------------------------------------------
     def _build_map(self) -> hv.DynamicMap:
@@ -218,9 +225,8 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _zoom_to_countries(self) -> None:
         """The map goes to the chosen countries' zones, padded; no choice: to all zones."""
-        layer = self._base.select(ZoneFilter(countries=tuple(self.countries))) if self.countries else self._base
         width, height = self._view[2:] if self._view else (1000, 560)
-        x_range, y_range = view_ranges(layer, None, width, height)
+        x_range, y_range = fit_ranges(self._base.bounds_of(self.countries), width, height)
         if self._map is None:  # no map yet: the extent the map will open with
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
             return
@@ -266,17 +272,31 @@ class ZonesDashboard(pn.viewable.Viewer):
             self._cards = pn.pane.HTML(self.cards_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])
         return self._cards
 
-    def yearly_bars(self) -> pn.viewable.Viewable:
-        """One plot for the session, its bars replaced in place when filters change (no new Bokeh figure)."""
-        bars = hv.DynamicMap(lambda **_: parts.yearly_bars(self.stats(("year", "classification"))),
-                             streams=[hv.streams.Params(parameterized=self, parameters=["redraw"])])
-        return pn.pane.HoloViews(bars.opts(framewise=True), sizing_mode="stretch_width", height=320)
+    def yearly_bars(self) -> pn.pane.Bokeh:
+        """One Bokeh figure for the session, its data replaced in place when the filters change."""
+        if self._bars is None:
+            self._bars = pn.pane.Bokeh(parts.yearly_bars(self.stats(("year", "classification"))), sizing_mode="stretch_width", height=320)
+        return self._bars
 
-    @param.depends("redraw")
-    def regions_table(self) -> pn.viewable.Viewable:
+    def regions_table(self) -> pn.pane.DataFrame:
+        """The top regions of the selection: one pane for the session, its table replaced on a change."""
+        if self._regions is None:
+            self._regions = pn.pane.DataFrame(self._top_regions(), index=False, escape=True, sizing_mode="stretch_width",
+                                              float_format="{:,.2f}".format, stylesheets=[parts.STYLESHEET])
+        return self._regions
+
+    def _top_regions(self):
         layer = self.selection()
-        table = shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
-        return pn.pane.DataFrame(table, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format, stylesheets=[parts.STYLESHEET])
+        return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
+
+    def _update_parts(self) -> None:
+        """Bars, regions and downloads follow the filters (those of them already on a page)."""
+        if self._bars is not None:
+            parts.update_yearly_bars(self._bars.object, self.stats(("year", "classification")))
+        if self._regions is not None:
+            self._regions.object = self._top_regions()
+        if self._downloads is not None:
+            self._update_downloads()
 
     # -- downloads -------------------------------------------------------------------------------
     def _stats_csv(self) -> io.StringIO:
@@ -298,20 +318,28 @@ class ZonesDashboard(pn.viewable.Viewer):
         buffer.seek(0)
         return buffer
 
-    @param.depends("redraw")
-    def downloads(self) -> pn.viewable.Viewable:
+    def downloads(self) -> pn.Column:
+        """Statistics and zone downloads; the zone buttons are disabled (with a note) above the size limit."""
+        if self._downloads is None:
+            self._downloads = pn.Column(
+                pn.widgets.FileDownload(callback=self._stats_csv, filename="forestguard-statistics.csv", label="Statistics (CSV)", color="primary", sizing_mode="stretch_width"),
+                pn.widgets.FileDownload(callback=lambda: self._zones_file("geojson"), filename="forestguard-zones.geojson", label="Zones (GeoJSON)", sizing_mode="stretch_width"),
+                pn.widgets.FileDownload(callback=lambda: self._zones_file("parquet"), filename="forestguard-zones.parquet", label="Zones (GeoParquet)", sizing_mode="stretch_width"),
+                pn.pane.Alert("", alert_type="warning", sizing_mode="stretch_width", visible=False),
+                sizing_mode="stretch_width",
+            )
+        self._update_downloads()
+        return self._downloads
+
+    def _update_downloads(self) -> None:
         limit = runtime.options().download_limit
         count = len(self.selection())
         too_many = count > limit
-        buttons = [
-            pn.widgets.FileDownload(callback=self._stats_csv, filename="forestguard-statistics.csv", label="Statistics (CSV)", color="primary", sizing_mode="stretch_width"),
-            pn.widgets.FileDownload(callback=lambda: self._zones_file("geojson"), filename="forestguard-zones.geojson", label="Zones (GeoJSON)", disabled=too_many, sizing_mode="stretch_width"),
-            pn.widgets.FileDownload(callback=lambda: self._zones_file("parquet"), filename="forestguard-zones.parquet", label="Zones (GeoParquet)", disabled=too_many, sizing_mode="stretch_width"),
-        ]
-        if too_many:
-            message = f"{count:,} zones are selected. Zone downloads are limited to {limit:,}: narrow the filters (countries, years, classification) to download them."
-            buttons.append(pn.pane.Alert(message, alert_type="warning", sizing_mode="stretch_width"))
-        return pn.Column(*buttons, sizing_mode="stretch_width")
+        _, geojson, parquet, note = self._downloads
+        geojson.disabled = parquet.disabled = too_many
+        note.object = (f"{count:,} zones are selected. Zone downloads are limited to {limit:,}: narrow the filters "
+                       "(countries, years, classification) to download them.") if too_many else ""
+        note.visible = too_many
 
     # -- layout ----------------------------------------------------------------------------------
     def widgets(self) -> pn.Column:
@@ -323,9 +351,9 @@ class ZonesDashboard(pn.viewable.Viewer):
         return pn.Column(
             self._choice_widgets["countries"],
             pn.widgets.IntRangeSlider.from_param(self.param.years, name="Years", start=first, end=max(last, first + 1), step=1, sizing_mode="stretch_width"),
-            pn.widgets.RadioButtonGroup.from_param(self.param.classification, name="Classification", options={"All": "all", "Legal": "legal", "Illegal": "illegal"}, sizing_mode="stretch_width"),
+            parts.ImmediateRadioButtonGroup.from_param(self.param.classification, name="Classification", options={"All": "all", "Legal": "legal", "Illegal": "illegal"}, sizing_mode="stretch_width"),
             self._choice_widgets["sources"],
-            pn.widgets.Switch.from_param(self.param.verified_only, name="Verified only"),
+            parts.ImmediateSwitch.from_param(self.param.verified_only, name="Verified only"),
             pn.widgets.FloatSlider.from_param(self.param.min_confidence, name="Minimum confidence", sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

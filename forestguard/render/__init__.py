@@ -14,7 +14,7 @@ Ranges are Web Mercator metres; ``bounds`` are lon/lat boxes (xmin, ymin, xmax, 
 from __future__ import annotations
 
 from .holoviews import hv_map
-from .image import COLOR_KEY, LABELS, map_image, shade, shade_image, view_ranges
+from .image import COLOR_KEY, LABELS, fit_ranges, map_image, shade, shade_image, view_ranges
 from .layer import CATEGORIES, ZoneGeometry, ZoneLayer, build_layer, mercator_box, to_lonlat, to_mercator, zone_layer
 from .raster import MEASURES, Aggregate, aggregate, cached_aggregate, pixel_size, totals
 
@@ -29,6 +29,7 @@ __all__ = [
     "aggregate",
     "build_layer",
     "cached_aggregate",
+    "fit_ranges",
     "hv_map",
     "map_image",
     "mercator_box",

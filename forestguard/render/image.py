@@ -73,11 +73,19 @@ def shade(agg: Aggregate, spread: int = 2) -> Image.Image:
 def view_ranges(layer: ZoneLayer, bounds: tuple[float, float, float, float] | None, width: int, height: int) -> tuple[Range, Range]:
     """Web Mercator x/y ranges showing ``bounds`` (lon/lat; None: the layer's zones, padded) with square pixels."""
     if bounds is None:
-        xmin, ymin, xmax, ymax = layer.bounds
-        pad_x, pad_y = (xmax - xmin) * 0.05, (ymax - ymin) * 0.05
-        xmin, ymin, xmax, ymax = xmin - pad_x, ymin - pad_y, xmax + pad_x, ymax + pad_y
-    else:
-        xmin, ymin, xmax, ymax = mercator_box(bounds)
+        return fit_ranges(layer.bounds, width, height)
+    return _square_pixels(mercator_box(bounds), width, height)
+
+
+def fit_ranges(box: tuple[float, float, float, float], width: int, height: int) -> tuple[Range, Range]:
+    """Ranges showing a Web Mercator box (zones' bounds) with a 5 % margin, square pixels."""
+    xmin, ymin, xmax, ymax = box
+    pad_x, pad_y = (xmax - xmin) * 0.05, (ymax - ymin) * 0.05
+    return _square_pixels((xmin - pad_x, ymin - pad_y, xmax + pad_x, ymax + pad_y), width, height)
+
+
+def _square_pixels(box: tuple[float, float, float, float], width: int, height: int) -> tuple[Range, Range]:
+    xmin, ymin, xmax, ymax = box
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
     span_x, span_y = max(xmax - xmin, _MIN_EXTENT_M), max(ymax - ymin, _MIN_EXTENT_M)
     scale = max(span_x / width, span_y / height)  # metres per pixel, the same on both axes

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -256,6 +258,21 @@ class ZoneLayer:
     @property
     def nbytes(self) -> int:
         return int(self.zones.memory_usage(deep=False).sum()) + self.geometry.nbytes
+
+    @cached_property
+    def country_bounds(self) -> pd.DataFrame:
+        """Web Mercator bounds of each country's zones (index: country), computed once per layer."""
+        z = self.zones
+        return z.groupby("country", observed=True).agg(xmin=("xmin", "min"), ymin=("ymin", "min"), xmax=("xmax", "max"), ymax=("ymax", "max"))
+
+    def bounds_of(self, countries: Sequence[str]) -> tuple[float, float, float, float]:
+        """Web Mercator bounds of the zones of ``countries`` (all zones when none), without selecting them."""
+        if not countries:
+            return self.bounds
+        rows = self.country_bounds.loc[self.country_bounds.index.intersection(list(countries))]
+        if rows.empty:
+            return WORLD
+        return float(rows["xmin"].min()), float(rows["ymin"].min()), float(rows["xmax"].max()), float(rows["ymax"].max())
 
     def select(self, where: ZoneFilter) -> "ZoneLayer":
         """The zones of this layer that ``where`` also selects, filtered in memory (no store query).

@@ -104,3 +104,74 @@ def test_map_image_is_bokehs_rgba_shared_by_every_session():
     np.testing.assert_array_equal(sessions[0], plain)  # what HoloViews' own RGB plot sends, pixel for pixel
     assert all(image is element.packed for image in sessions)  # one array, not a copy per session
     assert not element.packed.flags.writeable
+
+
+def test_bars_regions_and_downloads_follow_the_filters_in_place(dashboard):
+    bars, regions, downloads = dashboard.yearly_bars(), dashboard.regions_table(), dashboard.downloads()
+    figure, first_table = bars.object, regions.object
+    dashboard.countries = ["Peru"]
+    assert bars.object is figure and regions is dashboard.regions_table()  # same models, new data
+    data = figure.renderers[0].data_source.data
+    expected = statistics(dashboard._store, dashboard.where, ("year", "classification")).frame()
+    assert data["year"] == [str(y) for y in sorted(expected["year"].unique())] == list(figure.x_range.factors)
+    for category in ("legal", "illegal"):
+        rows = expected[expected["classification"] == category]
+        assert sum(data[category]) == pytest.approx(rows["area_ha"].astype(float).sum())
+        assert sum(data[f"{category}_zones"]) == rows["zones"].sum()
+    assert set(regions.object["country"]) == {"Peru"} and not regions.object.equals(first_table)
+    assert not downloads[1].disabled and not downloads[-1].visible
+
+
+def test_country_bounds_equal_the_selected_zones_bounds(dashboard):
+    layer = dashboard._base
+    for countries in (["Brazil"], ["Peru", "Indonesia"], []):
+        expected = layer.select(ZoneFilter(countries=tuple(countries))).bounds
+        assert layer.bounds_of(countries) == pytest.approx(expected)
+
+
+def test_warm_up_caches_the_numbers_of_one_country_views(demo_duckdb, monkeypatch):
+    from forestguard.cache import default_cache
+    from forestguard.server.app import DASHBOARD_GROUPINGS, warm_statistics
+
+    monkeypatch.setenv("FORESTGUARD_CACHE_PREFIX", "test-warm")  # a cache of its own for this test
+    cache = default_cache()
+    with stores.open(demo_duckdb, read_only=True) as store:
+        assert warm_statistics(store, ["Peru", "Brazil"]) == 3
+        before = cache.counters()["hits_by_kind"].get("stats", 0)
+        for by in DASHBOARD_GROUPINGS:
+            cached = statistics(store, ZoneFilter(countries=("Peru",)), by, cache=cache)
+            assert cached.rows == statistics(store, ZoneFilter(countries=("Peru",)), by).rows
+        assert cache.counters()["hits_by_kind"]["stats"] - before == len(DASHBOARD_GROUPINGS)
+
+
+def test_one_data_version_poll_serves_every_session():
+    import gc
+
+    from bokeh.document import Document
+
+    from forestguard.dashboard.shared import DataVersionWatch
+
+    class View:  # stands for a dashboard: held weakly, gone with its session
+        def __init__(self, name: str, changed: bool) -> None:
+            self.name, self.changed = name, changed
+
+        def data_changed(self) -> bool:
+            return self.changed
+
+        def refresh(self) -> None:
+            refreshed.append(self.name)
+
+    watch = DataVersionWatch(60_000)
+    refreshed: list[str] = []
+    stale, current = View("stale", True), View("current", False)
+    docs = {"stale": Document(), "current": Document()}
+    watch.add(stale, docs["stale"])
+    watch.add(current, docs["current"])
+    assert watch.poll() == 1 and not refreshed  # scheduled in the stale view's own document, not run here
+    for callback in list(docs["stale"].session_callbacks):  # what the server's loop does (the callback then removes itself)
+        callback.callback()
+    del callback
+    assert refreshed == ["stale"] and not docs["current"].session_callbacks
+    del stale
+    gc.collect()
+    assert len(watch) == 1
