@@ -1,7 +1,8 @@
 """Ingest: read → map columns → validate → load, all or nothing.
 
-Every file of an invocation is read before the store is touched, and the load is
-one transaction. The embedded engine is written only once every record has passed;
+Every file of an invocation is opened and checked before the store is touched (big
+ones are then streamed in batches rather than held whole), and the load is one
+transaction. The embedded engine is written only once every record has passed;
 PostGIS stores each batch of validated records while the next is checked (the
 server's work overlaps ours), and a reject found later rolls the transaction back,
 so nothing is half-written either way. With ``skip_invalid`` the good records load
@@ -25,7 +26,7 @@ import pandas as pd
 from . import stores
 from .config import settings
 from .errors import UserError
-from .sources import READ_PROBLEMS, ColumnMapping, read_zones_file
+from .sources import READ_PROBLEMS, ColumnMapping, open_zones_file
 from .validation import Reject, validate
 
 MAX_SHOWN_REJECTS = 20
@@ -76,19 +77,32 @@ def prepare(
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326), result
 
 
-def read_files(paths: Sequence[str | Path], mapping: ColumnMapping, result: IngestResult) -> list[tuple[str, pd.DataFrame]]:
-    """Read every file and map its columns: a file that cannot be read fails the run before any write."""
-    files = []
+def read_files(paths: Sequence[str | Path], mapping: ColumnMapping, result: IngestResult) -> list[tuple[str, Iterable[pd.DataFrame]]]:
+    """Open every file and map its columns: a file that cannot be opened fails the run before any write.
+
+    Small files are read now; big GDAL files are streamed (see
+    :func:`~forestguard.sources.open_zones_file`) as the batches are asked for,
+    their ``--map`` names checked now against the columns the file declares.
+    """
+    files: list[tuple[str, Iterable[pd.DataFrame]]] = []
     for path in paths:
-        mapped, line = mapping.apply(read_zones_file(path), str(path))
+        source = open_zones_file(path)
+        result.read += source.features
+        if source.frame is not None:
+            mapped, line = mapping.apply(source.frame, str(path))
+            files.append((str(path), [mapped]))
+        else:
+            header = gpd.GeoDataFrame({c: [] for c in source.columns}, geometry=gpd.GeoSeries([], crs=4326))
+            line = mapping.apply(header, str(path))[1]
+            # A thread reads the next batch (GDAL and Arrow, outside the GIL) while this one is validated.
+            mapped_batches = (mapping.apply(batch, str(path))[0] for batch in source.batches(BATCH_ROWS))
+            files.append((str(path), read_ahead(mapped_batches)))
         result.column_lines.append(line)
-        result.read += len(mapped)
-        files.append((str(path), mapped))
     return files
 
 
 def validated_batches(
-    files: list[tuple[str, pd.DataFrame]],
+    files: list[tuple[str, Iterable[pd.DataFrame]]],
     result: IngestResult,
     *,
     repair: bool = False,
@@ -98,22 +112,26 @@ def validated_batches(
 ) -> Iterator[gpd.GeoDataFrame]:
     """Validate ``batch_rows`` records at a time, adding rejects to ``result``; yield the clean zones.
 
-    With ``stop_at_reject`` nothing more is yielded once a record fails, but every
-    record is still checked so that the error lists all of them.
+    Records are numbered from the start of their file, whether it was read whole or
+    streamed. With ``stop_at_reject`` nothing more is yielded once a record fails, but
+    every record is still checked so that the error lists all of them.
     """
     step = batch_rows or BATCH_ROWS
-    for path, frame in files:
-        problems = frame.attrs.get(READ_PROBLEMS) or {}
-        for start in range(0, len(frame), step):
-            stop = min(start + step, len(frame))
-            chunk = frame.iloc[start:stop]
-            chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
-            checked = validate(chunk, file=path, repair=repair, features=range(start, stop))
-            result.rejected.extend(checked.rejects)
-            if len(checked.zones) and not (stop_at_reject and result.rejected):
-                yield checked.zones
+    for path, frames in files:
+        offset = 0  # features of this file before the current frame
+        for frame in frames:
+            problems = frame.attrs.get(READ_PROBLEMS) or {}
+            for start in range(0, len(frame), step):
+                stop = min(start + step, len(frame))
+                chunk = frame.iloc[start:stop]
+                chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
+                checked = validate(chunk, file=path, repair=repair, features=range(offset + start, offset + stop))
+                result.rejected.extend(checked.rejects)
+                if len(checked.zones) and not (stop_at_reject and result.rejected):
+                    yield checked.zones
+            offset += len(frame)
         if on_file:
-            on_file(path, len(frame))
+            on_file(path, offset)
 
 
 def ingest(

@@ -20,11 +20,12 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
 import shapely
 from pyproj import CRS
@@ -32,6 +33,8 @@ from pyproj import CRS
 from .errors import InputError
 from .schema import GEOMETRY_SRID, ZONE_COLUMNS
 
+#: GDAL-read files from this size up are streamed in batches (see :func:`open_zones_file`).
+STREAM_MIN_BYTES = 64 << 20
 READABLE = {".geojson", ".json", ".gpkg", ".parquet", ".geoparquet", ".shp", ".zip", ".fgb"}
 _JSON = {".geojson", ".json"}
 _SETTABLE = tuple(c for c in ZONE_COLUMNS if c != "geometry")
@@ -152,9 +155,8 @@ def _check_one_layer(path: Path) -> None:
         raise InputError(str(path), f"has {len(layers)} layers ({_listing(layers)}); give one layer per file")
 
 
-def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
-    """Read one source file into a frame in EPSG:4326; raise InputError on anything unreadable."""
-    path = Path(path)
+def _check_path(path: Path) -> str:
+    """The file's suffix, once it is known to exist and to be a format we read."""
     label = str(path)
     try:
         exists = path.exists()
@@ -167,7 +169,78 @@ def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
     suffix = path.suffix.lower()
     if suffix not in READABLE and suffix != ".gdb":
         raise InputError(label, f"unsupported format {suffix or '(no extension)'}; use GeoJSON, GeoPackage, GeoParquet or Shapefile")
-    crs_assumed = False
+    return suffix
+
+
+@dataclass
+class ZoneSource:
+    """One input file's zones: read whole (``frame``) or, for a big GDAL file, as a stream of batches."""
+
+    path: str
+    features: int  # as the file declares it (a stream's final count is what it yields)
+    frame: gpd.GeoDataFrame | None = None
+    columns: list[str] = field(default_factory=list)  # a stream's attribute columns, before any batch
+    _stream: Any = None
+
+    def batches(self, rows: int) -> Iterator[gpd.GeoDataFrame]:
+        """The zones ``rows`` records at a time (the whole frame is sliced; a stream reads that many)."""
+        if self.frame is not None:
+            yield self.frame
+            return
+        yield from self._stream(rows)
+
+
+def open_zones_file(path: str | Path, *, stream_min_bytes: int | None = None) -> ZoneSource:
+    """Open one source file: big GeoPackages, Shapefiles, FlatGeobufs… stream, everything else is read whole.
+
+    A stream keeps memory bounded (one batch of records, not the file) and lets
+    the reading overlap validation and loading; what it yields is exactly what
+    :func:`read_zones_file` returns, a batch at a time. Reading errors part-way
+    are :class:`InputError` lines too (an ingest then rolls back).
+    """
+    path = Path(path)
+    suffix = _check_path(path)
+    threshold = STREAM_MIN_BYTES if stream_min_bytes is None else stream_min_bytes
+    streamable = suffix not in _JSON and suffix not in {".parquet", ".geoparquet"} and path.is_file()
+    if streamable and path.stat().st_size >= threshold:
+        label = str(path)
+        try:
+            _check_one_layer(path)
+            info = pyogrio.read_info(path)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(label, f"cannot be read: {_one_line(exc)}") from None
+        if int(info.get("features", -1)) >= 0:  # a driver that cannot count is read whole
+            return ZoneSource(label, int(info["features"]), columns=[str(c) for c in info["fields"]],
+                              _stream=lambda rows: _stream_batches(path, rows))
+    frame = read_zones_file(path)
+    return ZoneSource(str(path), len(frame), frame=frame)
+
+
+def _stream_batches(path: Path, rows: int) -> Iterator[gpd.GeoDataFrame]:
+    label = str(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pyogrio.open_arrow(path, batch_size=rows, use_pyarrow=True) as (meta, reader):
+                geometry = meta["geometry_name"] or "wkb_geometry"
+                for batch in reader:
+                    frame = pa.Table.from_batches([batch]).to_pandas()
+                    wkb = frame.pop(geometry) if geometry in frame else pd.Series([None] * len(frame), index=frame.index)
+                    zones = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries.from_wkb(wkb.to_numpy(), on_invalid="ignore"), crs=meta["crs"])
+                    yield _in_4326(zones, label, ".gpkg", {})
+    except InputError:
+        raise
+    except Exception as exc:  # a file that breaks part-way is still the file's problem, in one line
+        raise InputError(label, f"cannot be read: {type(exc).__name__}: {_one_line(exc)}") from None
+
+
+def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
+    """Read one source file into a frame in EPSG:4326; raise InputError on anything unreadable."""
+    path = Path(path)
+    label = str(path)
+    suffix = _check_path(path)
     try:
         if path.is_file() and path.stat().st_size == 0:
             raise InputError(label, "is empty (0 bytes)")
@@ -195,7 +268,12 @@ def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
         raise InputError(label, f"cannot be read: {type(exc).__name__}: {_one_line(exc)}") from None
     if not isinstance(frame, gpd.GeoDataFrame) or frame.geometry is None:
         raise InputError(label, "has no geometry column")
-    problems = frame.attrs.get(READ_PROBLEMS, {})
+    return _in_4326(frame, label, suffix, frame.attrs.get(READ_PROBLEMS, {}))
+
+
+def _in_4326(frame: gpd.GeoDataFrame, label: str, suffix: str, problems: dict) -> gpd.GeoDataFrame:
+    """The frame in EPSG:4326 (a missing CRS is assumed to be it, and said so), with its reading problems."""
+    crs_assumed = False
     if frame.crs is None:
         crs_assumed = suffix not in _JSON  # no CRS is GeoJSON's normal case; elsewhere it is a guess
         frame = frame.set_crs(GEOMETRY_SRID)

@@ -219,3 +219,58 @@ def test_read_ahead_stops_the_producer_when_the_consumer_stops() -> None:
     stream.close()  # the consumer gives up (e.g. the server refused the COPY)
     assert len(made) < 10
     assert not any(t.name == "forestguard-read-ahead" for t in threading.enumerate())
+
+
+# -- big files are streamed -------------------------------------------------------------------
+
+
+def _gpkg(path: Path, records: int, bad: tuple[int, ...] = (), crs: int = 4326) -> Path:
+    import geopandas as gpd
+
+    rows = [{**GOOD, "year": 1800 if i in bad else GOOD["year"], "region": f"r{i}"} for i in range(records)]
+    frame = gpd.GeoDataFrame(rows, geometry=[shape(square(10 + i % 50)) for i in range(records)], crs=4326)
+    frame.to_crs(crs).to_file(path, layer="zones", engine="pyogrio")
+    return path
+
+
+@pytest.fixture
+def streaming(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every GDAL file streams, 40 records a batch: the streamed path on small files."""
+    import forestguard.ingest
+    import forestguard.sources
+
+    monkeypatch.setattr(forestguard.sources, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(forestguard.ingest, "BATCH_ROWS", 40)
+    return 40
+
+
+def test_a_streamed_file_loads_what_a_whole_read_loads(tmp_path: Path, streaming: int) -> None:
+    from forestguard.sources import open_zones_file, read_zones_file
+
+    path = _gpkg(tmp_path / "zones.gpkg", 130, crs=3857)  # reprojected batch by batch
+    source = open_zones_file(path)
+    assert source.frame is None and source.features == 130
+    batches = list(source.batches(streaming))
+    assert [len(b) for b in batches] == [40, 40, 40, 10]
+    whole = read_zones_file(path)
+    streamed = __import__("pandas").concat(batches, ignore_index=True)
+    assert streamed.drop(columns="geometry").equals(whole.drop(columns="geometry"))
+    assert streamed.crs.to_epsg() == 4326 and streamed.geometry.geom_equals_exact(whole.geometry, 1e-9).all()
+    url = str(tmp_path / "store.duckdb")
+    result = ingest([path], url)
+    assert result.read == result.loaded == 130 and state(url) == (130, 1)
+
+
+def test_rejects_in_the_first_and_last_streamed_batch_are_numbered_in_the_file(tmp_path: Path, streaming: int) -> None:
+    path = _gpkg(tmp_path / "zones.gpkg", 130, bad=(3, 125))
+    url = str(tmp_path / "store.duckdb")
+    with pytest.raises(IngestRejected) as caught:
+        ingest([path], url)
+    assert [(r.feature, r.field) for r in caught.value.rejects] == [(3, "year"), (125, "year")]
+    assert not Path(url).exists()
+
+
+def test_a_streamed_file_without_a_mapped_column_fails_before_reading_on(tmp_path: Path, streaming: int) -> None:
+    path = _gpkg(tmp_path / "zones.gpkg", 50)
+    with pytest.raises(InputError, match="not in the file"):
+        ingest([path], str(tmp_path / "store.duckdb"), mapping=ColumnMapping.parse(("country=NAME",)))

@@ -247,9 +247,9 @@ class ZoneLayer:
     def sizes(self) -> np.ndarray:
         return self.zones["size"].to_numpy()
 
-    @property
+    @cached_property
     def bounds(self) -> tuple[float, float, float, float]:
-        """Web Mercator bounds of all zones (xmin, ymin, xmax, ymax); the world when empty."""
+        """Web Mercator bounds of all zones (xmin, ymin, xmax, ymax); the world when empty (computed once: layers are read-only)."""
         if not len(self):
             return WORLD
         z = self.zones

@@ -310,10 +310,13 @@ def raw_records(demo_small: gpd.GeoDataFrame, n: int, bad_at: list[int]) -> gpd.
     return raw.reset_index(drop=True)
 
 
-def test_ingest_validates_in_batches_and_a_reject_in_the_last_loads_nothing(zones_db, demo_small, tmp_path, monkeypatch):
+@pytest.mark.parametrize("streamed", [False, True], ids=["read-whole", "streamed"])
+def test_ingest_validates_in_batches_and_a_reject_in_the_last_loads_nothing(zones_db, demo_small, tmp_path, monkeypatch, streamed):
     import forestguard.ingest as ingest_module
+    import forestguard.sources as sources_module
 
     monkeypatch.setattr(ingest_module, "BATCH_ROWS", 100)
+    monkeypatch.setattr(sources_module, "STREAM_MIN_BYTES", 0 if streamed else 1 << 40)
     with PostGISStore(zones_db, create=True) as store:
         store.insert(demo_small.head(10))
     before = fingerprint(zones_db)
@@ -326,10 +329,13 @@ def test_ingest_validates_in_batches_and_a_reject_in_the_last_loads_nothing(zone
     assert fingerprint(zones_db) == before
 
 
-def test_ingest_in_batches_with_skip_invalid_loads_the_rest(zones_db, demo_small, tmp_path, monkeypatch):
+@pytest.mark.parametrize("streamed", [False, True], ids=["read-whole", "streamed"])
+def test_ingest_in_batches_with_skip_invalid_loads_the_rest(zones_db, demo_small, tmp_path, monkeypatch, streamed):
     import forestguard.ingest as ingest_module
+    import forestguard.sources as sources_module
 
     monkeypatch.setattr(ingest_module, "BATCH_ROWS", 100)
+    monkeypatch.setattr(sources_module, "STREAM_MIN_BYTES", 0 if streamed else 1 << 40)
     path = tmp_path / "some-bad.gpkg"
     raw_records(demo_small, 450, bad_at=[150, 420]).to_file(path, layer="zones")
     result = ingest([path], db=zones_db, skip_invalid=tmp_path / "rejects.csv")
