@@ -136,7 +136,13 @@ def _edge_excess(h: np.ndarray, x: np.ndarray) -> np.ndarray:
 def polygon_parts(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Explode (Multi)Polygons into Polygons; returns parts and the index each came from."""
     geometries = np.asarray(geometries, dtype=object)
-    if (shapely.get_type_id(geometries) == shapely.GeometryType.POLYGON).all():
+    types = shapely.get_type_id(geometries)
+    single = types == shapely.GeometryType.POLYGON
+    if single.all():
         return geometries, np.arange(len(geometries))  # nothing to explode: skip copying every polygon
-    parts, index = shapely.get_parts(geometries, return_index=True)
-    return parts, index
+    # Only multipart rows are exploded: a Polygon stays the very object it was (get_parts would clone it).
+    multi = ~single & (types >= 0)
+    parts, index = shapely.get_parts(geometries[multi], return_index=True)
+    rows = np.concatenate([np.flatnonzero(single), np.flatnonzero(multi)[index]])
+    order = np.argsort(rows, kind="stable")
+    return np.concatenate([geometries[single], parts])[order], rows[order]

@@ -26,6 +26,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyogrio
 import shapely
 from pyproj import CRS
@@ -43,6 +44,9 @@ JSON_PARSE_LIMIT = 512 * 1024 * 1024
 
 #: ``frame.attrs`` key: ``{row: [(field, reason, input column or None), …]}`` found while reading.
 READ_PROBLEMS = "forestguard_read_problems"
+#: Column a streamed batch carries besides the geometry: each record's WKB as the file held it
+#: (2-D, little-endian), so that a zone validation leaves untouched is stored without re-encoding.
+SOURCE_WKB = "_source_wkb"
 #: ``frame.attrs`` key: true when the file named no CRS and EPSG:4326 was assumed.
 CRS_ASSUMED = "forestguard_crs_assumed"
 
@@ -68,7 +72,7 @@ class ColumnMapping:
     def apply(self, frame: gpd.GeoDataFrame, file: str) -> tuple[gpd.GeoDataFrame, str]:
         """Return the frame with schema columns only, and a line saying what was used."""
         geometry = frame.geometry.name
-        available = [c for c in frame.columns if c != geometry]
+        available = [c for c in frame.columns if c not in (geometry, SOURCE_WKB)]
         by_folded: dict[str, str] = {}
         for c in available:
             by_folded.setdefault(str(c).casefold(), c)
@@ -99,6 +103,8 @@ class ColumnMapping:
         line = f"{file}: using {', '.join(used) or 'no columns'}"
         if ignored:
             line += f"; ignoring {_listing(ignored)}"
+        if SOURCE_WKB in frame:
+            out[SOURCE_WKB] = frame[SOURCE_WKB]
         mapped = gpd.GeoDataFrame(out, geometry=frame.geometry.values, crs=frame.crs)
         mapped.attrs[CRS_ASSUMED] = bool(frame.attrs.get(CRS_ASSUMED))
         # Problems of the record itself always count; those of a property only when it is used.
@@ -225,15 +231,35 @@ def _stream_batches(path: Path, rows: int) -> Iterator[gpd.GeoDataFrame]:
             warnings.simplefilter("ignore")
             with pyogrio.open_arrow(path, batch_size=rows, use_pyarrow=True) as (meta, reader):
                 geometry = meta["geometry_name"] or "wkb_geometry"
+                # The file's WKB can go to the store only if it is in the store's CRS (nothing reprojected).
+                as_stored = meta["crs"] is None or CRS.from_user_input(meta["crs"]).to_epsg() == GEOMETRY_SRID
                 for batch in reader:
-                    frame = pa.Table.from_batches([batch]).to_pandas()
-                    wkb = frame.pop(geometry) if geometry in frame else pd.Series([None] * len(frame), index=frame.index)
-                    zones = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries.from_wkb(wkb.to_numpy(), on_invalid="ignore"), crs=meta["crs"])
-                    yield _in_4326(zones, label, ".gpkg", {})
+                    table = pa.Table.from_batches([batch])
+                    column = None
+                    if geometry in table.column_names:
+                        column = table.column(geometry).combine_chunks()
+                        if isinstance(column.type, pa.ExtensionType):  # geoarrow.wkb, once geoarrow is imported
+                            column = column.storage
+                        table = table.drop_columns([geometry])
+                    frame = table.to_pandas()
+                    wkb = column.to_numpy(zero_copy_only=False) if column is not None else np.full(len(frame), None, dtype=object)
+                    zones = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries.from_wkb(wkb, on_invalid="ignore"), crs=meta["crs"])
+                    zones = _in_4326(zones, label, ".gpkg", {})
+                    if as_stored and column is not None and _plain_2d_wkb(column):
+                        zones[SOURCE_WKB] = wkb  # the file's own bytes are what the store needs
+                    yield zones
     except InputError:
         raise
     except Exception as exc:  # a file that breaks part-way is still the file's problem, in one line
         raise InputError(label, f"cannot be read: {type(exc).__name__}: {_one_line(exc)}") from None
+
+
+def _plain_2d_wkb(wkb: pa.Array) -> bool:
+    """Every value little-endian ISO WKB of a 2-D Polygon or MultiPolygon (what the stores are given)?"""
+    if wkb.null_count:
+        return False
+    header = pc.binary_slice(wkb, 0, 5)
+    return bool(pc.all(pc.is_in(header, pa.array([b"\x01\x03\x00\x00\x00", b"\x01\x06\x00\x00\x00"]))).as_py())
 
 
 def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:

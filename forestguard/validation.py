@@ -9,6 +9,7 @@ vectorised (shapely 2, pandas) so a million demo zones validate in seconds.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,10 +18,11 @@ from typing import Callable, Iterable
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from .area import geodesic_area_ha, polygon_parts
-from .sources import CRS_ASSUMED, READ_PROBLEMS
+from .sources import CRS_ASSUMED, READ_PROBLEMS, SOURCE_WKB
 from .schema import (
     AREA_MAX_HA,
     CONFIDENCE_MAX,
@@ -519,14 +521,46 @@ def validate(frame: pd.DataFrame, *, file: str, repair: bool = False, features: 
     failed_features = np.isin(rows, list(errors.by_row))
     keep &= ~failed_features
 
+    kept_rows, kept_parts = rows[keep], parts[keep]
+    extra = {}
+    if SOURCE_WKB in frame:
+        # A zone whose geometry is the very object read from the file keeps the file's WKB for the store.
+        untouched = _same_objects(kept_parts, raw_geoms[kept_rows])
+        extra[SOURCE_WKB] = np.where(untouched, frame[SOURCE_WKB].to_numpy()[kept_rows], None)
     zones = gpd.GeoDataFrame(
         {
-            **{name: values[rows[keep]] for name, values in columns.items()},
+            **{name: values[kept_rows] for name, values in columns.items()},
             "area_ha": area[keep],
             "file": file,
-            "feature": feature_no[rows[keep]],
+            "feature": feature_no[kept_rows],
+            **extra,
         },
-        geometry=gpd.GeoSeries(parts[keep], crs=GEOMETRY_SRID),
+        geometry=gpd.GeoSeries(kept_parts, crs=GEOMETRY_SRID),
     )
-    zones = zones[[*ZONE_COLUMNS, "file", "feature"]]
+    zones = zones[[*ZONE_COLUMNS, "file", "feature", *extra]]
     return Validated(zones, errors.rejects(file, feature_no))
+
+
+_is = np.frompyfunc(operator.is_, 2, 1)
+
+
+def _same_objects(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _is(a, b).astype(bool) if len(a) else np.zeros(0, dtype=bool)
+
+
+def zone_wkb(zones: pd.DataFrame) -> pa.Array:
+    """The zones' geometries as 2-D little-endian WKB, for the stores.
+
+    Taken from the file (:data:`SOURCE_WKB`) where validation left a geometry as
+    it was read, which spares a shapely → WKB encoding per zone (~2 s per million);
+    encoded by shapely for the others (repaired, exploded, made 2-D, or read from
+    GeoJSON).
+    """
+    geometries = np.asarray(zones.geometry.values)
+    if SOURCE_WKB not in zones:
+        return pa.array(shapely.to_wkb(geometries, output_dimension=2, byte_order=1), pa.binary())
+    wkb = zones[SOURCE_WKB].to_numpy().copy()
+    missing = pd.isna(wkb)
+    if missing.any():
+        wkb[missing] = shapely.to_wkb(geometries[missing], output_dimension=2, byte_order=1)
+    return pa.array(wkb, pa.binary())

@@ -245,7 +245,7 @@ def streaming(monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 def test_a_streamed_file_loads_what_a_whole_read_loads(tmp_path: Path, streaming: int) -> None:
-    from forestguard.sources import open_zones_file, read_zones_file
+    from forestguard.sources import SOURCE_WKB, open_zones_file, read_zones_file
 
     path = _gpkg(tmp_path / "zones.gpkg", 130, crs=3857)  # reprojected batch by batch
     source = open_zones_file(path)
@@ -254,6 +254,7 @@ def test_a_streamed_file_loads_what_a_whole_read_loads(tmp_path: Path, streaming
     assert [len(b) for b in batches] == [40, 40, 40, 10]
     whole = read_zones_file(path)
     streamed = __import__("pandas").concat(batches, ignore_index=True)
+    assert SOURCE_WKB not in streamed  # reprojected: the file's bytes are not the store's
     assert streamed.drop(columns="geometry").equals(whole.drop(columns="geometry"))
     assert streamed.crs.to_epsg() == 4326 and streamed.geometry.geom_equals_exact(whole.geometry, 1e-9).all()
     url = str(tmp_path / "store.duckdb")
@@ -274,3 +275,20 @@ def test_a_streamed_file_without_a_mapped_column_fails_before_reading_on(tmp_pat
     path = _gpkg(tmp_path / "zones.gpkg", 50)
     with pytest.raises(InputError, match="not in the file"):
         ingest([path], str(tmp_path / "store.duckdb"), mapping=ColumnMapping.parse(("country=NAME",)))
+
+
+def test_a_streamed_file_in_the_stores_crs_is_stored_from_its_own_wkb(tmp_path: Path, streaming: int) -> None:
+    import geoarrow.pyarrow  # noqa: F401 - registered GeoArrow types make GDAL's WKB column an extension array (as in a server)
+    import geopandas as gpd
+
+    from forestguard.sources import SOURCE_WKB, open_zones_file
+
+    path = _gpkg(tmp_path / "zones.gpkg", 90)
+    first = next(open_zones_file(path).batches(streaming))
+    assert first[SOURCE_WKB].notna().all()
+    url = str(tmp_path / "store.duckdb")
+    ingest([path], url)
+    with stores.open(url, read_only=True) as store:
+        stored = store.zones().sort_values("region", key=lambda s: s.str[1:].astype(int)).reset_index(drop=True)
+    written = gpd.read_file(path).sort_values("region", key=lambda s: s.str[1:].astype(int)).reset_index(drop=True)
+    assert stored.geometry.geom_equals_exact(written.geometry, 0).all()

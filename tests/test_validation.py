@@ -326,3 +326,23 @@ def test_empty_frame() -> None:
 
 def test_reject_str() -> None:
     assert str(Reject("a.geojson", 3, "year", "is required")) == "a.geojson: feature 3: year: is required"
+
+
+def test_the_files_wkb_is_kept_only_for_geometries_left_as_read() -> None:
+    from forestguard.sources import SOURCE_WKB
+    from forestguard.validation import zone_wkb
+
+    bowtie = Polygon([(10, 0), (10.01, 0.01), (10.01, 0), (10, 0.01), (10, 0)])
+    pair = MultiPolygon([box(20), box(21)])
+    geoms = [box(10), bowtie, pair, box(30)]
+    zones_in = frame(4, geometry=geoms)
+    zones_in[SOURCE_WKB] = shapely.to_wkb(np.array(geoms, dtype=object), output_dimension=2, byte_order=1)
+    checked = validate(zones_in, file="f.gpkg", repair=True)
+    zones = checked.zones
+    assert list(zones["feature"]) == [0, 1, 1, 2, 2, 3]  # the bow-tie repaired into two triangles, the pair split
+    kept = zones[SOURCE_WKB].notna().tolist()
+    assert kept == [True, False, False, False, False, True]
+    assert zones[SOURCE_WKB].iloc[0] == zones_in[SOURCE_WKB].iloc[0]
+    expected = shapely.to_wkb(np.asarray(zones.geometry.values), output_dimension=2, byte_order=1)
+    assert zone_wkb(zones).to_pylist() == list(expected)  # the same bytes either way
+    assert zone_wkb(zones.drop(columns=SOURCE_WKB)).to_pylist() == list(expected)

@@ -15,10 +15,10 @@ import duckdb
 import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
-import shapely
 
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..schema import TABLE, SCHEMA_VERSION
+from ..validation import zone_wkb
 from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
 
 DUCKDB_DDL = f"""
@@ -160,7 +160,7 @@ class DuckDBStore(ZoneStore):
                 "source": pa.array(zones["source"], pa.string()),
                 "confidence": pa.array(zones["confidence"].astype(float), pa.float64(), from_pandas=True),
                 "verified": pa.array(zones["verified"].astype(bool), pa.bool_()),
-                "geometry": pa.array(shapely.to_wkb(zones.geometry.values, output_dimension=2), pa.binary()),
+                "geometry": zone_wkb(zones),
             }
         )
         with self._lock:

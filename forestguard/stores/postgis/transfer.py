@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 import shapely
 
 from ...schema import GEOMETRY_SRID, ZONE_COLUMNS
+from ...validation import zone_wkb
 
 #: https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -83,7 +84,7 @@ def _block(zones: gpd.GeoDataFrame) -> memoryview:
         elif column == "verified":
             fields.append(_fixed(values.to_numpy(dtype=bool).astype(np.uint8)))
         elif column == "geometry":
-            fields.append(_varlen(_ewkb(np.asarray(values.values))))
+            fields.append(_varlen(_ewkb(zone_wkb(zones))))
         else:  # a new schema column must be given an encoding here
             raise TypeError(f"no COPY encoding for column {column!r}")
     rows = pc.binary_join_element_wise(*fields, _EMPTY)
@@ -119,11 +120,10 @@ def _varlen(values: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(prefix.cast(pa.binary()), values, _EMPTY, null_handling="replace", null_replacement="")
 
 
-def _ewkb(geometries: np.ndarray) -> pa.Array:
-    """2D EWKB with SRID 4326, as the column's typmod requires: plain WKB with its 5-byte
-    header (byte order, type) widened to 9 (type | SRID flag, SRID). Cheaper than giving
-    every shapely geometry an SRID first."""
-    wkb = pa.array(shapely.to_wkb(geometries, output_dimension=2, byte_order=1), pa.binary())
+def _ewkb(wkb: pa.Array) -> pa.Array:
+    """2D EWKB with SRID 4326, as the column's typmod requires: little-endian WKB with its
+    5-byte header (byte order, type) widened to 9 (type | SRID flag, SRID). Cheaper than
+    giving every shapely geometry an SRID first."""
     offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32)[wkb.offset : wkb.offset + len(wkb) + 1]
     data = np.frombuffer(wkb.buffers()[2], dtype=np.uint8)
     header = np.empty((len(wkb), 9), dtype=np.uint8)
