@@ -146,8 +146,9 @@ def yearly_bars(stats: Statistics) -> figure:
     plot.yaxis.formatter = NumeralTickFormatter(format="0,0")
     plot.y_range.start = 0
     plot.xgrid.grid_line_color = None
-    plot.legend.location = "top_left"
-    plot.legend.orientation = "horizontal"
+    legend = plot.legend[0]
+    legend.orientation, legend.border_line_color, legend.margin = "horizontal", None, 0
+    plot.add_layout(legend, "above")  # above the bars, never over them
     return plot
 
 

@@ -282,7 +282,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         """The top regions of the selection: one pane for the session, its table replaced on a change."""
         if self._regions is None:
             self._regions = pn.pane.DataFrame(self._top_regions(), index=False, escape=True, sizing_mode="stretch_width",
-                                              float_format="{:,.2f}".format, stylesheets=[parts.STYLESHEET])
+                                              float_format="{:,.2f}".format, formatters={"zones": "{:,}".format}, stylesheets=[parts.STYLESHEET])
         return self._regions
 
     def _top_regions(self):
