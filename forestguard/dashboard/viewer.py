@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import partial
 from typing import Any
@@ -31,8 +30,6 @@ from . import mapview, parts, shared
 from .image import SharedRGB
 
 log = logging.getLogger(__name__)
-#: Threads that compute redraws (images, tables, numbers) for every session of the process.
-PREPARE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="forestguard-redraw")
 
 FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence")
 #: Parameter → URL query name: the view a link opens.
@@ -71,7 +68,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._user = pn.state.user if pn.state.curdoc is not None else None
         self._map_pane: pn.pane.HoloViews | None = None
         self._map: hv.DynamicMap | None = None
-        self._generation = 0
+        self._follow_pending = False
         self._zoom_pending = False
         self._cards: pn.pane.HTML | None = None
         self._bars: pn.pane.Bokeh | None = None
@@ -170,15 +167,11 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     # -- updates: the numbers first, then the rest ------------------------------------------
     def _filters_changed(self, *events: param.parameterized.Event) -> None:
-        """The cards follow the filters at once; the map, bars, regions and downloads once they are computed.
+        """The cards follow the filters at once; the map, bars, regions and downloads in the next tick.
 
         The numbers are what a filter change is for and cost a cached lookup; sent in a patch
-        of their own they show without waiting for the image, the charts and the tables. The
-        image, table and bar numbers are then computed in a worker thread (numpy and the
-        stores mostly outside the GIL), so the server's event loop stays free for the next
-        click of this or any session; only the Bokeh updates run on it, in a next-tick
-        callback. A change that arrives meanwhile makes the pending redraw stale: only the
-        latest one is drawn.
+        of their own they show without waiting for the image, the charts and the tables
+        (hundreds of Bokeh model updates), which follow in a callback of their own.
         """
         self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events)
         doc = pn.state.curdoc
@@ -188,39 +181,16 @@ class ZonesDashboard(pn.viewable.Viewer):
                 self._cards.object = html
         if doc is None or self._map is None:  # no page yet (or none at all): nothing to split
             self._follow()
-            return
-        self._generation += 1
-        generation, view = self._generation, self._next_view()
-        prepared = PREPARE.submit(self._prepare, view)
-        prepared.add_done_callback(lambda _: _schedule(doc, partial(self._follow_in, doc, generation)))
+        elif not self._follow_pending:
+            self._follow_pending = True
+            doc.add_next_tick_callback(partial(self._follow_in, doc))
 
-    def _next_view(self) -> tuple | None:
-        """The map view the redraw will draw: the chosen countries' extent after a country change, else the current one."""
-        if self._view is None:
-            return None
-        x_range, y_range, width, height = self._view
-        if self._zoom_pending:
-            x_range, y_range = fit_ranges(self._base.bounds_of(self.countries), width, height)
-        return x_range, y_range, width, height
-
-    def _prepare(self, view: tuple | None) -> None:
-        """What a redraw needs, into the shared caches: selection, bar numbers, top regions, the map image."""
-        try:
-            layer = self.selection()
-            self.stats(("year", "classification"))
-            self._top_regions()
-            if view is not None:
-                mapview.render_view(layer, *view, cache=self._cache)
-        except Exception:  # the redraw computes again on the loop and reports there
-            log.exception("preparing a dashboard redraw failed")
-
-    def _follow_in(self, doc: Any, generation: int) -> None:
-        if generation != self._generation:  # a newer change is on its way: draw that one
-            return
+    def _follow_in(self, doc: Any) -> None:
         with set_curdoc(doc), doc.models.freeze():  # one recompute of the model graph, not one per change
             self._follow()
 
     def _follow(self) -> None:
+        self._follow_pending = False
         if self._zoom_pending:  # a refresh re-triggering the same filters keeps the user's view
             self._zoom_pending = False
             self._zoom_to_countries()
@@ -390,14 +360,6 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.template.BaseTemplate:
         return parts.template(self)
-
-
-def _schedule(doc: Any, callback: Any) -> None:
-    """``callback`` in ``doc``'s next tick, from any thread (the one thread-safe Document method)."""
-    try:
-        doc.add_next_tick_callback(callback)
-    except Exception:  # the session closed while its redraw was computed: nothing to draw
-        log.debug("dashboard session gone before its redraw", exc_info=True)
 
 
 def _session_get(cache: Any, user: str) -> dict[str, Any] | None:
