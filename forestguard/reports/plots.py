@@ -91,8 +91,9 @@ def zones_trend(report: "CountryReport") -> pn.pane.HoloViews:
         fit = pd.DataFrame({"year": yearly["year"], "zones": slope * yearly["year"] + intercept})
         layers.append(hv.Curve(fit, "year", "zones", label="Trend").opts(color="#555555", line_dash="dashed"))
     overlay = hv.Overlay(layers).opts(
-        title=f"Zones per year — {report.label}", width=WIDTH, height=HEIGHT, legend_position="top_left",
-        xticks=list(yearly["year"]), ylim=(0, None), ylabel="zones",
+        title=f"Zones per year — {report.label}", width=WIDTH, height=HEIGHT, legend_position="right",  # never over a line
+        xticks=list(yearly["year"]), ylim=(0, float(yearly["zones"].max()) * 1.1 or None), ylabel="zones",
+        padding=(0.04, 0.05),  # whole dots at the first and last year
     )
     return _pane(overlay)
 
@@ -102,7 +103,7 @@ def illegal_share(report: "CountryReport") -> pn.pane.HoloViews:
     frame = report.yearly.assign(illegal_share_pct=report.yearly["illegal_share"] * 100)
     chart = _line_with_dots(frame, "year", "illegal_share_pct", "Illegal share", COLOR_KEY["illegal"], size=DOT + 1, hover=["illegal_ha", "area_ha"])
     return _pane(chart.opts(title="Illegal share of the cleared area", width=WIDTH, height=260, ylim=(0, 100), xticks=list(frame["year"]),
-                            ylabel="illegal share (%)", show_legend=False))
+                            ylabel="illegal share (%)", show_legend=False, padding=(0.04, 0.05)))
 
 
 def top_regions(report: "CountryReport") -> pn.pane.HoloViews:
