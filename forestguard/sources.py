@@ -189,7 +189,7 @@ class ZoneSource:
     _stream: Any = None
 
     def batches(self, rows: int) -> Iterator[gpd.GeoDataFrame]:
-        """The zones ``rows`` records at a time (the whole frame is sliced; a stream reads that many)."""
+        """The zones as frames: the whole frame read at open, or a stream's batches of ``rows`` records."""
         if self.frame is not None:
             yield self.frame
             return
@@ -244,7 +244,7 @@ def _stream_batches(path: Path, rows: int) -> Iterator[gpd.GeoDataFrame]:
                     frame = table.to_pandas()
                     wkb = column.to_numpy(zero_copy_only=False) if column is not None else np.full(len(frame), None, dtype=object)
                     zones = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries.from_wkb(wkb, on_invalid="ignore"), crs=meta["crs"])
-                    zones = _in_4326(zones, label, ".gpkg", {})
+                    zones = _in_4326(zones, label, path.suffix.lower(), {})
                     if as_stored and column is not None and _plain_2d_wkb(column):
                         zones[SOURCE_WKB] = wkb  # the file's own bytes are what the store needs
                     yield zones

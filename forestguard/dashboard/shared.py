@@ -61,10 +61,11 @@ class DataVersionWatch:
     A periodic callback per session cost 100 sessions 100 store queries per
     period, and each Panel periodic callback flips the process-wide busy state,
     which every session's page was told about. Here one Tornado timer asks each
-    view ``data_changed()`` (is there a newer shared layer? the first one asked
-    builds it, the others find it) and, only when there is, hands the view's
-    ``refresh()`` to its own document's next tick. Views and documents are held
-    weakly: a closed session leaves nothing behind.
+    view ``data_changed(latest_layer)`` (is there a newer shared layer than
+    yours?), with the store's latest layer looked up once per store and poll,
+    and, only when there is, hands the view's ``refresh()`` to its own
+    document's next tick. Views and documents are held weakly: a closed session
+    leaves nothing behind.
     """
 
     def __init__(self, period_ms: int) -> None:
@@ -74,7 +75,7 @@ class DataVersionWatch:
         self._lock = threading.Lock()
 
     def add(self, view: Any, doc: Any) -> None:
-        """Watch for ``view`` (with ``data_changed()`` and ``refresh()``) until its session ends."""
+        """Watch for ``view`` (with ``data_changed(latest_layer)`` and ``refresh()``) until its session ends."""
         from tornado.ioloop import IOLoop, PeriodicCallback
 
         with self._lock:
@@ -95,12 +96,21 @@ class DataVersionWatch:
 
     def poll(self) -> int:
         """Schedule a refresh in every session whose data changed; returns how many were scheduled."""
+        from ..render import zone_layer
+
         with self._lock:
             views = list(self._views.items())
+        layers: dict[int, Any] = {}
+
+        def latest_layer(store: Any) -> Any:  # one data-version query per store and poll, not one per session
+            if id(store) not in layers:
+                layers[id(store)] = zone_layer(store)
+            return layers[id(store)]
+
         scheduled = 0
         for view, doc_ref in views:
             doc = doc_ref()
-            if doc is not None and view.data_changed():
+            if doc is not None and view.data_changed(latest_layer):
                 doc.add_next_tick_callback(partial(_refresh_in, doc, view.refresh))
                 scheduled += 1
         return scheduled

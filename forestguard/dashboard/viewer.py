@@ -12,7 +12,7 @@ import io
 import logging
 from contextlib import nullcontext
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import holoviews as hv
 import panel as pn
@@ -153,9 +153,9 @@ class ZonesDashboard(pn.viewable.Viewer):
         if self._user:
             _session_set(self._cache, self._user, self._state())
 
-    def data_changed(self) -> bool:
+    def data_changed(self, latest_layer: Callable[[ZoneStore], ZoneLayer] = zone_layer) -> bool:
         """Is there a newer shared layer than the one this view shows (an ingest happened)?"""
-        return zone_layer(self._store) is not self._base
+        return latest_layer(self._store) is not self._base
 
     def refresh(self) -> None:
         """Pick up a new data version (an ingest): new shared layer, new choices, redraw."""
@@ -264,7 +264,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     # -- numbers and charts --------------------------------------------------------------------
     def cards_html(self) -> str:
-        return parts.cards_html(self.stats(()), self.stats(("classification",)))
+        return parts.cards_html(*(self.stats(by) for by in runtime.CARD_GROUPINGS))
 
     def cards(self) -> pn.pane.HTML:
         """The numbers: one pane for the session, its HTML replaced when the filters change."""
@@ -275,7 +275,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def yearly_bars(self) -> pn.pane.Bokeh:
         """One Bokeh figure for the session, its data replaced in place when the filters change."""
         if self._bars is None:
-            self._bars = pn.pane.Bokeh(parts.yearly_bars(self.stats(("year", "classification"))), sizing_mode="stretch_width", height=320)
+            self._bars = pn.pane.Bokeh(parts.yearly_bars(self.stats(runtime.BARS_GROUPING)), sizing_mode="stretch_width", height=320)
         return self._bars
 
     def regions_table(self) -> pn.pane.DataFrame:
@@ -292,7 +292,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def _update_parts(self) -> None:
         """Bars, regions and downloads follow the filters (those of them already on a page)."""
         if self._bars is not None:
-            parts.update_yearly_bars(self._bars.object, self.stats(("year", "classification")))
+            parts.update_yearly_bars(self._bars.object, self.stats(runtime.BARS_GROUPING))
         if self._regions is not None:
             self._regions.object = self._top_regions()
         if self._downloads is not None:

@@ -103,8 +103,8 @@ def warm_up() -> None:
              f"{len(layer):,}", layer.data_version, layer.nbytes / 1e6, views, time.perf_counter() - started)
 
 
-#: The groupings a dashboard view asks for: the cards (total, by class) and the yearly bars.
-DASHBOARD_GROUPINGS: tuple[tuple[str, ...], ...] = ((), ("classification",), ("year", "classification"))
+#: The groupings a dashboard view asks for (defined with the view, in :mod:`runtime`).
+DASHBOARD_GROUPINGS = runtime.VIEW_GROUPINGS
 
 
 def warm_statistics(store: Any, countries: list[str]) -> int:

@@ -17,6 +17,11 @@ from .. import stores
 from ..config import redact, settings
 from ..stores.base import ZoneStore
 
+#: The statistics a dashboard view shows: the cards (total, by class) and the yearly bars.
+CARD_GROUPINGS: tuple[tuple[str, ...], ...] = ((), ("classification",))
+BARS_GROUPING: tuple[str, ...] = ("year", "classification")
+VIEW_GROUPINGS: tuple[tuple[str, ...], ...] = (*CARD_GROUPINGS, BARS_GROUPING)
+
 #: Zones a GeoJSON/GeoParquet download may hold; beyond it the dashboard asks to narrow the filters.
 DEFAULT_DOWNLOAD_LIMIT = 50_000
 

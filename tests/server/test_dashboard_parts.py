@@ -155,7 +155,7 @@ def test_one_data_version_poll_serves_every_session():
         def __init__(self, name: str, changed: bool) -> None:
             self.name, self.changed = name, changed
 
-        def data_changed(self) -> bool:
+        def data_changed(self, latest_layer) -> bool:
             return self.changed
 
         def refresh(self) -> None:
