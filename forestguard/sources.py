@@ -246,7 +246,7 @@ def _stream_batches(path: Path, rows: int) -> Iterator[gpd.GeoDataFrame]:
                     zones = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries.from_wkb(wkb, on_invalid="ignore"), crs=meta["crs"])
                     zones = _in_4326(zones, label, path.suffix.lower(), {})
                     if as_stored and column is not None and _plain_2d_wkb(column):
-                        zones[SOURCE_WKB] = wkb  # the file's own bytes are what the store needs
+                        zones[SOURCE_WKB] = pd.arrays.ArrowExtensionArray(column)  # the file's own bytes, still in Arrow
                     yield zones
     except InputError:
         raise

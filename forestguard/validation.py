@@ -19,6 +19,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from .area import geodesic_area_ha, polygon_parts
@@ -182,8 +183,12 @@ def _text_problem(value: object) -> str | None:
     return None
 
 
-def _text(frame: pd.DataFrame, name: str, errors: _Errors, *, required: bool) -> np.ndarray:
-    """Text exactly as given (None where absent), checked against the column's limit."""
+def _text(frame: pd.DataFrame, name: str, errors: _Errors, *, required: bool) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """Text exactly as given (missing where absent), checked against the column's limit.
+
+    Arrow-backed text (what the GDAL and Parquet readers give) stays in Arrow: the
+    stores take it from there without a Python string per value.
+    """
     n = len(frame)
     if name not in frame:
         if required:
@@ -195,7 +200,7 @@ def _text(frame: pd.DataFrame, name: str, errors: _Errors, *, required: bool) ->
         errors.add(missing, name, lambda i: "is required and must not be empty")
     if pd.api.types.is_string_dtype(raw.dtype) and raw.dtype != object:
         # Arrow-backed strings are valid UTF-8 (no lone surrogates), all text: only NUL and length to check, in bulk.
-        text = raw.astype(object).to_numpy(na_value=None).copy()
+        text = raw.where(~missing).array
         lengths = raw.str.len().fillna(0).to_numpy(dtype=np.int64)
         has_nul = raw.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
         errors.add(has_nul, name, lambda i: "contains a NUL character")
@@ -208,7 +213,7 @@ def _text(frame: pd.DataFrame, name: str, errors: _Errors, *, required: bool) ->
         problem = [None if t is None else _text_problem(t) for t in text]
         errors.add(np.array([p is not None for p in problem], dtype=bool), name, lambda i: problem[i])
         lengths = np.array([0 if t is None else len(t) for t in text], dtype=np.int64)
-    text[missing] = None
+        text[missing] = None
     limit = TEXT_LIMITS.get(name)
     if limit:
         errors.add(lengths > limit, name, lambda i: f"is {int(lengths[i])} characters long; the limit is {limit}")
@@ -526,12 +531,13 @@ def validate(frame: pd.DataFrame, *, file: str, repair: bool = False, features: 
     if SOURCE_WKB in frame:
         # A zone whose geometry is the very object read from the file keeps the file's WKB for the store.
         untouched = _same_objects(kept_parts, raw_geoms[kept_rows])
-        extra[SOURCE_WKB] = np.where(untouched, frame[SOURCE_WKB].to_numpy()[kept_rows], None)
+        source = pa.array(frame[SOURCE_WKB].array).take(pa.array(kept_rows))
+        extra[SOURCE_WKB] = pd.arrays.ArrowExtensionArray(pc.if_else(pa.array(untouched), source, pa.scalar(None, source.type)))
     zones = gpd.GeoDataFrame(
         {
             **{name: values[kept_rows] for name, values in columns.items()},
             "area_ha": area[keep],
-            "file": file,
+            "file": pd.Categorical.from_codes(np.zeros(len(kept_rows), dtype=np.int8), categories=[file]),
             "feature": feature_no[kept_rows],
             **extra,
         },
@@ -559,8 +565,11 @@ def zone_wkb(zones: pd.DataFrame) -> pa.Array:
     geometries = np.asarray(zones.geometry.values)
     if SOURCE_WKB not in zones:
         return pa.array(shapely.to_wkb(geometries, output_dimension=2, byte_order=1), pa.binary())
-    wkb = zones[SOURCE_WKB].to_numpy().copy()
-    missing = pd.isna(wkb)
-    if missing.any():
-        wkb[missing] = shapely.to_wkb(geometries[missing], output_dimension=2, byte_order=1)
-    return pa.array(wkb, pa.binary())
+    wkb = pa.array(zones[SOURCE_WKB].array, pa.binary())
+    if isinstance(wkb, pa.ChunkedArray):
+        wkb = wkb.combine_chunks()
+    if wkb.null_count:
+        missing = wkb.is_null().to_numpy(zero_copy_only=False)
+        encoded = shapely.to_wkb(geometries[missing], output_dimension=2, byte_order=1)
+        wkb = pc.replace_with_mask(wkb, pa.array(missing), pa.array(encoded, pa.binary()))
+    return wkb

@@ -71,24 +71,48 @@ def _blocks(geometries: np.ndarray, rows_per_block: int) -> Iterator[tuple[int, 
 
 
 def _block(zones: gpd.GeoDataFrame) -> memoryview:
+    """One block of COPY rows, joined by Arrow in a single pass.
+
+    Each field is a fixed-width piece (a ``(rows, width)`` byte matrix) or a variable one (an
+    Arrow binary array); runs of fixed pieces (lengths, numbers, EWKB headers) are merged first,
+    so every text and geometry byte is copied once into the rows.
+    """
     n = len(zones)
-    fields = [_fixed(np.full(n, len(ZONE_COLUMNS), dtype=">i2"), with_length=False)]
+    pieces: list[np.ndarray | pa.Array] = [_bytes(np.full(n, len(ZONE_COLUMNS), dtype=">i2"))]
     for column in ZONE_COLUMNS:
         values = zones[column] if column != "geometry" else zones.geometry
         if column in _TEXT:
-            fields.append(_varlen(pa.array(values, pa.string(), from_pandas=True).cast(pa.binary())))
+            pieces += _varlen(pa.array(values, pa.string(), from_pandas=True).cast(pa.binary()))
         elif column in _NUMERIC_2:
-            fields.append(_numeric_2(values.to_numpy(dtype=float, na_value=np.nan)))
+            pieces.append(_numeric_2(values.to_numpy(dtype=float, na_value=np.nan)))
         elif column == "year":
-            fields.append(_fixed(values.to_numpy(dtype=np.int64).astype(">i4")))
+            pieces.append(_bytes(_with_length(values.to_numpy(dtype=np.int64).astype(">i4"))))
         elif column == "verified":
-            fields.append(_fixed(values.to_numpy(dtype=bool).astype(np.uint8)))
+            pieces.append(_bytes(_with_length(values.to_numpy(dtype=bool).astype(np.uint8))))
         elif column == "geometry":
-            fields.append(_varlen(_ewkb(zone_wkb(zones))))
+            pieces += _ewkb(zone_wkb(zones))
         else:  # a new schema column must be given an encoding here
             raise TypeError(f"no COPY encoding for column {column!r}")
-    rows = pc.binary_join_element_wise(*fields, _EMPTY)
+    rows = pc.binary_join_element_wise(*_merged(pieces, n), _EMPTY, null_handling="replace", null_replacement="")
     return _values(rows)
+
+
+def _merged(pieces: list[np.ndarray | pa.Array], n: int) -> list[pa.Array]:
+    """Adjacent fixed-width pieces as one, then every piece as an Arrow binary array."""
+    out: list[pa.Array] = []
+    run: list[np.ndarray] = []
+    for piece in [*pieces, None]:
+        if isinstance(piece, np.ndarray):
+            run.append(piece)
+            continue
+        if run:
+            fixed = np.ascontiguousarray(np.hstack(run)) if len(run) > 1 else np.ascontiguousarray(run[0])
+            width = fixed.shape[1]
+            out.append(pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(fixed)]).cast(pa.binary()))
+            run = []
+        if piece is not None:
+            out.append(piece)
+    return out
 
 
 def _values(array: pa.Array | pa.ChunkedArray) -> memoryview:
@@ -99,42 +123,43 @@ def _values(array: pa.Array | pa.ChunkedArray) -> memoryview:
     return memoryview(array.buffers()[2])[offsets[0] : offsets[-1]]
 
 
-def _fixed(values: np.ndarray, *, with_length: bool = True) -> pa.Array:
-    """A fixed-width big-endian field per row, preceded by its int32 length."""
-    width = values.dtype.itemsize
-    if with_length:
-        record = np.empty(len(values), dtype=[("length", ">i4"), ("value", values.dtype)])
-        record["length"] = width
-        record["value"] = values
-        values, width = record, width + 4
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values), [None, pa.py_buffer(values.tobytes())]).cast(pa.binary())
+def _bytes(values: np.ndarray) -> np.ndarray:
+    """A fixed-width field per row as a (rows, width) byte matrix (big-endian values, as COPY wants)."""
+    return np.ascontiguousarray(values).view(np.uint8).reshape(len(values), values.dtype.itemsize)
 
 
-def _varlen(values: pa.Array) -> pa.Array:
-    """Variable-length fields: int32 length (-1 for NULL), then the bytes."""
+def _with_length(values: np.ndarray) -> np.ndarray:
+    """Fixed-width values, each preceded by its int32 length."""
+    record = np.empty(len(values), dtype=[("length", ">i4"), ("value", values.dtype)])
+    record["length"] = values.dtype.itemsize
+    record["value"] = values
+    return record
+
+
+def _varlen(values: pa.Array) -> list[np.ndarray | pa.Array]:
+    """A variable-length field: its int32 length (-1 for NULL), then the bytes (none for NULL)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     lengths = pc.binary_length(values).to_numpy(zero_copy_only=False)
     lengths = np.where(values.is_null().to_numpy(zero_copy_only=False), -1, lengths).astype(">i4")
-    prefix = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4), len(values), [None, pa.py_buffer(lengths.tobytes())])
-    return pc.binary_join_element_wise(prefix.cast(pa.binary()), values, _EMPTY, null_handling="replace", null_replacement="")
+    return [_bytes(lengths), values]
 
 
-def _ewkb(wkb: pa.Array) -> pa.Array:
-    """2D EWKB with SRID 4326, as the column's typmod requires: little-endian WKB with its
-    5-byte header (byte order, type) widened to 9 (type | SRID flag, SRID). Cheaper than
+def _ewkb(wkb: pa.Array) -> list[np.ndarray | pa.Array]:
+    """2D EWKB with SRID 4326 as a COPY field, as the column's typmod requires: little-endian WKB
+    with its 5-byte header (byte order, type) widened to 9 (type | SRID flag, SRID). Cheaper than
     giving every shapely geometry an SRID first."""
     offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32)[wkb.offset : wkb.offset + len(wkb) + 1]
     data = np.frombuffer(wkb.buffers()[2], dtype=np.uint8)
-    header = np.empty((len(wkb), 9), dtype=np.uint8)
-    header[:, :5] = data[offsets[:-1, None] + np.arange(5)]
-    header[:, 4] |= _EWKB_SRID_FLAG
-    header[:, 5:] = np.frombuffer(struct.pack("<I", GEOMETRY_SRID), dtype=np.uint8)
-    head = pa.FixedSizeBinaryArray.from_buffers(pa.binary(9), len(wkb), [None, pa.py_buffer(header.tobytes())])
-    return pc.binary_join_element_wise(head.cast(pa.binary()), pc.binary_slice(wkb, 5, _BEYOND_ANY_WKB), _EMPTY)
+    header = np.empty((len(wkb), 13), dtype=np.uint8)
+    header[:, :4] = _bytes((np.diff(offsets) + 4).astype(">i4"))  # the field length: 4 more bytes (the SRID)
+    header[:, 4:9] = data[offsets[:-1, None] + np.arange(5)]
+    header[:, 8] |= _EWKB_SRID_FLAG
+    header[:, 9:] = np.frombuffer(struct.pack("<I", GEOMETRY_SRID), dtype=np.uint8)
+    return [header, pc.binary_slice(wkb, 5, _BEYOND_ANY_WKB)]
 
 
-def _numeric_2(values: np.ndarray) -> pa.Array:
+def _numeric_2(values: np.ndarray) -> np.ndarray | pa.Array:
     """NUMERIC with two decimals in PostgreSQL's binary form (NaN is NULL).
 
     Validation has already rounded to cents, so ``rint(x * 100)`` is the exact decimal;
@@ -153,10 +178,10 @@ def _numeric_2(values: np.ndarray) -> pa.Array:
     record["d2"] = hundredths * 100
     if (whole >= _NUMERIC_NBASE**2).any():
         raise ValueError("numeric value too large for a DECIMAL column")
+    if not missing.any():
+        return _bytes(record)
     fields = pa.FixedSizeBinaryArray.from_buffers(pa.binary(18), len(values), [None, pa.py_buffer(record.tobytes())]).cast(pa.binary())
-    if missing.any():
-        fields = pc.if_else(pa.array(missing), pa.scalar(_NULL, pa.binary()), fields)
-    return fields
+    return pc.if_else(pa.array(missing), pa.scalar(_NULL, pa.binary()), fields)
 
 
 # -- out ----------------------------------------------------------------------------
