@@ -3,7 +3,7 @@
 Starts ``forestguard serve --warm`` on the demo store, then:
 - opens N concurrent Bokeh client sessions (``bokeh.client.pull_session``): creation p95 and the
   server's resident memory per additional session (→ sessions per 2 GB process);
-- changes the country filter in those sessions and waits for the numbers to change: p95;
+- in a browser, changes the country filter 40 times: p95 until the numbers change, and until the map has its new image;
 - a bounded load test of /healthz and /api/stats from a thread pool: requests/s, p95, errors.
 The peer is the design SLA (p95 < 2 s) and the issue's targets.
 """
@@ -89,23 +89,43 @@ ZONES_TEXT_JS = """
 """
 
 
-def filter_updates(base: str, changes: int) -> list[float]:
-    """In a real browser: pick a country, time until the zones card shows the new number (frame-accurate)."""
+#: The map image the browser holds (its position and size): changes when a new view's image arrives.
+MAP_KEY_JS = """
+(previous) => {
+  for (const doc of (window.Bokeh ? window.Bokeh.documents : [])) {
+    for (const model of doc.all_models) {
+      const data = model.data;
+      if (data && data.image && data.dw && data.x && data.x.length) {
+        const key = `${data.x[0]}|${data.y[0]}|${data.dw[0]}|${data.dh[0]}`;
+        return key !== previous ? key : false;
+      }
+    }
+  }
+  return false;
+}
+"""
+
+
+def filter_updates(base: str, changes: int) -> tuple[list[float], list[float]]:
+    """In a real browser: pick a country; time until the zones card shows the new number, and until the
+    new map image has arrived too (the whole view). Each change starts from a settled view."""
     from playwright.sync_api import sync_playwright
 
     args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-    times = []
+    numbers, views = [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(base + "/")
         previous = page.wait_for_function(ZONES_TEXT_JS, arg="", polling="raf", timeout=120_000).json_value()
+        image = page.wait_for_function(MAP_KEY_JS, arg="", polling="raf", timeout=120_000).json_value()
         box = page.locator("input.choices__input--cloned").first
         for i in range(changes):
             country = COUNTRIES[i % len(COUNTRIES)]
-            page.locator(".choices__button").first.click() if i else None  # remove the previous country
-            if i:
+            if i:  # remove the previous country: back to all zones, numbers and map
+                page.locator(".choices__button").first.click()
                 previous = page.wait_for_function(ZONES_TEXT_JS, arg=previous, polling="raf", timeout=60_000).json_value()
+                image = page.wait_for_function(MAP_KEY_JS, arg=image, polling="raf", timeout=60_000).json_value()
             box.click()
             box.fill(country)
             option = page.locator(".choices__item--choice").get_by_text(country, exact=True).first
@@ -113,10 +133,12 @@ def filter_updates(base: str, changes: int) -> list[float]:
             started = time.perf_counter()
             option.click()
             previous = page.wait_for_function(ZONES_TEXT_JS, arg=previous, polling="raf", timeout=60_000).json_value()
-            times.append(time.perf_counter() - started)
+            numbers.append(time.perf_counter() - started)
+            image = page.wait_for_function(MAP_KEY_JS, arg=image, polling="raf", timeout=60_000).json_value()
+            views.append(time.perf_counter() - started)
             page.keyboard.press("Escape")
         browser.close()
-    return times
+    return numbers, views
 
 
 def main() -> None:
@@ -149,9 +171,10 @@ def main() -> None:
               f"RSS {baseline:,.0f} → {after:,.0f} MB = {per_session:.1f} MB per session "
               f"→ {(2048 - baseline) / max(per_session, 0.01):,.0f} sessions per 2 GB process")
 
-        updates = filter_updates(base, 40)  # 40 changes: a p95 that is not just the slowest one
-        print(f"filter-to-update (browser, {len(sessions)} other sessions open): p95 {p95(updates) * 1000:,.0f} ms, "
-              f"median {statistics.median(updates) * 1000:,.0f} ms (target ≤ 200 ms, SLA < 2 s)")
+        numbers, views = filter_updates(base, 40)  # 40 changes: a p95 that is not just the slowest one
+        for what, times in (("numbers", numbers), ("whole view (numbers, map)", views)):
+            print(f"filter-to-update, {what} (browser, {len(sessions)} other sessions open): p95 {p95(times) * 1000:,.0f} ms, "
+                  f"median {statistics.median(times) * 1000:,.0f} ms, max {max(times) * 1000:,.0f} ms (target ≤ 200 ms, SLA < 2 s)")
         for session in sessions:
             session.close()
 

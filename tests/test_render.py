@@ -286,3 +286,25 @@ def test_dynspread_is_datashaders_bit_for_bit(max_px: int, threshold: float):
         image = tf.Image(packed.copy(), coords={"y": np.arange(height), "x": np.arange(width)}, dims=["y", "x"])
         expected = tf.dynspread(image, threshold=threshold, max_px=max_px).data
         np.testing.assert_array_equal(dynspread(packed, threshold=threshold, max_px=max_px), expected)
+
+
+def test_shade_image_is_plain_eq_hist_shading():
+    """The vectorised shading against its plain statement: colour by class share, opacity by rank (ties share it)."""
+    from forestguard.render import COLOR_KEY, shade_image
+    from forestguard.render.raster import Aggregate
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        values = rng.choice([0.0, 0.5, 1.0, 2.5, 40.0], size=(37, 53, 3), p=[0.6, 0.1, 0.1, 0.1, 0.1])
+        values[rng.random((37, 53)) < 0.05] = rng.random(3) * 1e6
+        agg = Aggregate(values, (0.0, 53.0), (0.0, 37.0))
+        total = values.sum(axis=-1)
+        filled = total > 0
+        colours = np.array([[int(COLOR_KEY[c][i : i + 2], 16) for i in (1, 3, 5)] for c in agg.categories], dtype=float)
+        expected = np.zeros((37, 53, 4), dtype=np.uint8)
+        expected[filled, :3] = np.rint(values[filled] @ colours / total[filled][:, None]).astype(np.uint8)
+        ranks = np.array([(total[filled] <= v).sum() for v in total[filled]]) / filled.sum()
+        expected[filled, 3] = np.rint(90 + 165 * ranks).astype(np.uint8)
+        got = shade_image(agg, spread=0)
+        assert got.dtype == np.uint32 and got.shape == (37, 53)
+        np.testing.assert_array_equal(got.view(np.uint8).reshape(37, 53, 4), expected)

@@ -135,6 +135,8 @@ class Cache(abc.ABC):
     """The cache used by statistics, dashboards and reports. Get one with :func:`default_cache`."""
 
     backend: ClassVar[str]
+    #: Whether other processes (dashboard workers, report kernels) read what this cache stores.
+    shared: ClassVar[bool] = True
 
     def __init__(self, keys: KeySpace, warn_interval: float = 60.0) -> None:
         self.keys = keys

@@ -19,6 +19,7 @@ from .keys import KeySpace
 
 class MemoryCache(Cache):
     backend = "memory"
+    shared = False
 
     def __init__(
         self,

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade
+from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade_image
 from ..render.holoviews import outline_paths
 from ..server import metrics
 from . import shared
-from .image import SharedRGB, packed_rgba
+from .image import SharedRGB
 
 #: Below this pixel size (metres) a click lists the zones themselves, not just totals.
 DETAIL_PIXEL_M = 300.0
@@ -41,7 +41,10 @@ def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cac
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
         with metrics.render_timer("map"):
-            packed = packed_rgba(np.asarray(shade(cached_aggregate(layer, x_range, y_range, width, height, cache=cache))))
+            # The image is memoised per process (shared.VIEWS): the aggregate is worth caching only where other processes read it.
+            aggregates = cache if cache is not None and cache.shared else None
+            packed = np.ascontiguousarray(shade_image(cached_aggregate(layer, x_range, y_range, width, height, cache=aggregates)))
+        packed.flags.writeable = False  # bottom row first, as Bokeh draws it; shared by every session
         # The element's RGBA is a view of the packed array (top row first again): one buffer per view.
         return packed[::-1].view(np.uint8).reshape(*packed.shape, 4), packed
 
@@ -99,11 +102,46 @@ def click_info(layer: ZoneLayer, x: float, y: float, pixel: float, max_detail: i
     return info
 
 
+#: Above this many (country, region) pairs the regions are grouped by pandas, not counted in an array.
+_PAIR_ARRAY_LIMIT = 4_000_000
+
+
 def top_regions(layer: ZoneLayer, n: int = 10) -> pd.DataFrame:
-    """The regions with the most cleared hectares in the selection (from the in-memory layer)."""
+    """The regions with the most cleared hectares in the selection (from the in-memory layer).
+
+    Counted with ``np.bincount`` on the (country, region) category codes: ~10× faster than a
+    pandas groupby, which the first view of a country waits for. Same rows, order and ties.
+    """
     z = layer.zones
     if not len(z):
         return pd.DataFrame(columns=["country", "region", "zones", "hectares", "illegal %"])
+    country, region = z["country"].cat, z["region"].cat
+    n_regions = len(region.categories) + 1  # the last one: no region
+    if len(country.categories) * n_regions > _PAIR_ARRAY_LIMIT:
+        return _top_regions_grouped(z, n)
+    region_codes = region.codes.to_numpy().astype(np.int64)
+    pair = country.codes.to_numpy().astype(np.int64) * n_regions + np.where(region_codes < 0, n_regions - 1, region_codes)
+    size = len(country.categories) * n_regions
+    area = z["area_ha"].to_numpy()
+    zones = np.bincount(pair, minlength=size)
+    hectares = np.bincount(pair, weights=area, minlength=size)
+    illegal_ha = np.bincount(pair, weights=np.where((z["classification"] == "illegal").to_numpy(), area, 0.0), minlength=size)
+    present = np.flatnonzero(zones)
+    top = present[np.argsort(-hectares[present], kind="stable")[:n]]  # ties: the first in (country, region) order
+    codes = top % n_regions
+    frame = pd.DataFrame(
+        {
+            "country": pd.Categorical.from_codes(top // n_regions, dtype=z["country"].dtype),
+            "region": pd.Categorical.from_codes(np.where(codes == n_regions - 1, -1, codes), dtype=z["region"].dtype),
+            "zones": zones[top],
+            "hectares": hectares[top],
+            "illegal_ha": illegal_ha[top],
+        }
+    )
+    return _finish_top_regions(frame)
+
+
+def _top_regions_grouped(z: pd.DataFrame, n: int) -> pd.DataFrame:
     illegal = z["area_ha"].where(z["classification"] == "illegal", 0.0)
     frame = (
         z.assign(illegal_ha=illegal)
@@ -112,6 +150,10 @@ def top_regions(layer: ZoneLayer, n: int = 10) -> pd.DataFrame:
         .nlargest(n, "hectares")
         .reset_index()
     )
+    return _finish_top_regions(frame)
+
+
+def _finish_top_regions(frame: pd.DataFrame) -> pd.DataFrame:
     frame["illegal %"] = (100 * frame.pop("illegal_ha") / frame["hectares"]).round(1)
     frame["hectares"] = frame["hectares"].round(2)
     return frame

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable
@@ -25,8 +26,9 @@ from ..render import ZoneLayer, fit_ranges, pixel_size, view_ranges, zone_layer
 from ..schema import Classification
 from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
-from ..server import runtime
+from ..server import metrics, runtime
 from . import mapview, parts, shared
+from .document import graph_frozen
 from .image import SharedRGB
 
 log = logging.getLogger(__name__)
@@ -176,9 +178,10 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events)
         doc = pn.state.curdoc
         if self._cards is not None:
-            html = self.cards_html()
-            with immediate_dispatch(doc) if doc is not None else nullcontext():  # on the wire now, not with the rest
-                self._cards.object = html
+            with metrics.render_timer("dashboard-numbers"):
+                html = self.cards_html()
+                with immediate_dispatch(doc) if doc is not None else nullcontext():  # on the wire now, not with the rest
+                    self._cards.object = html
         if doc is None or self._map is None:  # no page yet (or none at all): nothing to split
             self._follow()
         elif not self._follow_pending:
@@ -186,8 +189,10 @@ class ZonesDashboard(pn.viewable.Viewer):
             doc.add_next_tick_callback(partial(self._follow_in, doc))
 
     def _follow_in(self, doc: Any) -> None:
-        with set_curdoc(doc), doc.models.freeze():  # one recompute of the model graph, not one per change
+        started = time.perf_counter()
+        with metrics.render_timer("dashboard-view"), set_curdoc(doc), graph_frozen(doc):  # a graph walk only if a model came or went
             self._follow()
+        log.debug("dashboard view updated in %.1f ms", (time.perf_counter() - started) * 1000)
 
     def _follow(self) -> None:
         self._follow_pending = False
@@ -336,10 +341,12 @@ class ZonesDashboard(pn.viewable.Viewer):
         count = len(self.selection())
         too_many = count > limit
         _, geojson, parquet, note = self._downloads
-        geojson.disabled = parquet.disabled = too_many
-        note.object = (f"{count:,} zones are selected. Zone downloads are limited to {limit:,}: narrow the filters "
-                       "(countries, years, classification) to download them.") if too_many else ""
-        note.visible = too_many
+        message = (f"{count:,} zones are selected. Zone downloads are limited to {limit:,}: narrow the filters "
+                   "(countries, years, classification) to download them.") if too_many else ""
+        # Only what changed: each change is a message to the browser.
+        for widget, name, value in ((geojson, "disabled", too_many), (parquet, "disabled", too_many), (note, "object", message), (note, "visible", too_many)):
+            if getattr(widget, name) != value:
+                setattr(widget, name, value)
 
     # -- layout ----------------------------------------------------------------------------------
     def widgets(self) -> pn.Column:

@@ -48,17 +48,25 @@ def shade_image(agg: Aggregate, spread: int = 2, min_alpha: int = 90) -> np.ndar
     """
     categories = agg.categories
     values = np.asarray(agg.values, dtype=np.float64)
-    height, width = values.shape[:2]
-    total = values.sum(axis=-1)
-    filled = total > 0
-    rgba = np.zeros((height, width, 4), dtype=np.uint8)
-    if filled.any():
+    height, width, classes = values.shape
+    total = values[..., 0].copy()
+    for k in range(1, classes):  # a sum over a short last axis is numpy's slowest kind of reduction
+        total += values[..., k]
+    filled = np.flatnonzero(total > 0)
+    packed = np.zeros(height * width, dtype=np.uint32)
+    if len(filled):
         colours = np.array([_rgb(COLOR_KEY.get(c, COLOR_KEY["none"])) for c in categories], dtype=np.float64)
-        amounts = total[filled]
-        rgba[filled, :3] = np.rint(values[filled] @ colours / amounts[:, None]).astype(np.uint8)
-        ranks = np.searchsorted(np.sort(amounts), amounts, side="right") / len(amounts)
-        rgba[filled, 3] = np.rint(min_alpha + (255 - min_alpha) * ranks).astype(np.uint8)
-    packed = rgba.view(np.uint32)[..., 0]
+        amounts = total.ravel()[filled]
+        rgb = np.rint(values.reshape(-1, classes)[filled] @ colours / amounts[:, None]).astype(np.uint32)
+        # Rank of each amount (how many are ≤ it), searched with sorted queries: cache-friendly.
+        order = np.argsort(amounts)
+        ordered = amounts[order]
+        ranks = np.empty(len(amounts))
+        ranks[order] = np.searchsorted(ordered, ordered, side="right") / len(amounts)
+        alpha = np.rint(min_alpha + (255 - min_alpha) * ranks).astype(np.uint32)
+        # Bytes R, G, B, A in memory (little-endian, as Bokeh's image_rgba reads them).
+        packed[filled] = rgb[:, 0] | (rgb[:, 1] << 8) | (rgb[:, 2] << 16) | (alpha << 24)
+    packed = packed.reshape(height, width)
     if spread:
         packed = dynspread(packed, threshold=0.5, max_px=spread)
     return packed

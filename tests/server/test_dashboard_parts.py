@@ -175,3 +175,27 @@ def test_one_data_version_poll_serves_every_session():
     del stale
     gc.collect()
     assert len(watch) == 1
+
+
+def test_top_regions_counted_in_arrays_match_a_pandas_groupby():
+    """Missing regions, ties and a unused category: the same rows, order and numbers as the groupby."""
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    from forestguard.dashboard.mapview import _top_regions_grouped
+
+    rng = np.random.default_rng(3)
+    n = 5_000
+    region = rng.choice(["a", "b", "<b>c</b>", None, "e"], n)
+    zones = pd.DataFrame({
+        "country": pd.Categorical(rng.choice(["Peru", "Chad", "Fiji"], n), categories=["Chad", "Fiji", "Peru", "Unused"]),
+        "region": pd.Categorical(region, categories=["a", "b", "<b>c</b>", "e", "f"]),
+        "classification": pd.Categorical(rng.choice(["legal", "illegal", "none"], n)),
+        "area_ha": rng.choice([1.0, 2.5, 10.25], n),  # few values: ties between regions happen
+    })
+    for rows in (slice(None), slice(0, 40), slice(0, 3)):
+        layer = types.SimpleNamespace(zones=zones.iloc[rows].reset_index(drop=True))
+        for top in (3, 10):
+            pd.testing.assert_frame_equal(top_regions(layer, top), _top_regions_grouped(layer.zones, top))
