@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -225,7 +226,8 @@ class ZonesDashboard(pn.viewable.Viewer):
     def _keep_extent(self, *events: Any) -> None:
         """The map extent goes to the URL with the filters, so a link opens the same view."""
         x_range, y_range = self._ranges.x_range, self._ranges.y_range
-        if x_range and y_range:
+        # While a page lays out, Bokeh reports NaN (or empty) ranges: no extent to share yet.
+        if x_range and y_range and all(math.isfinite(v) for v in (*x_range, *y_range)) and x_range[0] < x_range[1] and y_range[0] < y_range[1]:
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
 
     def _zoom_to_countries(self) -> None:

@@ -67,3 +67,16 @@ def test_a_shared_extent_is_kept_until_the_user_changes_countries(store):
 def test_a_link_with_countries_but_no_extent_opens_on_them(store):
     dashboard = ZonesDashboard(store=store, cache=MemoryCache(KeySpace("test-zoom")), countries=["Peru"])
     assert_fits((dashboard.x_range, dashboard.y_range), mercator_bounds(store, ZoneFilter(countries=("Peru",))))
+
+
+def test_a_map_still_laying_out_does_not_reach_the_url(store):
+    """Bokeh reports NaN ranges while a page lays out: the shared extent stays as it was."""
+    dashboard = ZonesDashboard(store=store, cache=MemoryCache(KeySpace("test-zoom")), countries=["Peru"])
+    dashboard.map_panel()
+    before = dashboard.x_range, dashboard.y_range
+    nan = float("nan")
+    dashboard._ranges.event(x_range=(nan, nan), y_range=(nan, nan))
+    dashboard._ranges.event(x_range=(1.0, 1.0), y_range=(2.0, 3.0))
+    assert (dashboard.x_range, dashboard.y_range) == before
+    dashboard._ranges.event(x_range=(-7.0e6, -6.0e6), y_range=(-2.0e6, -1.0e6))
+    assert (dashboard.x_range, dashboard.y_range) == ((-7.0e6, -6.0e6), (-2.0e6, -1.0e6))
