@@ -8,6 +8,7 @@ front of the dashboard and /api/stats, --allow-websocket-origin, --index.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -165,6 +166,10 @@ def serve(options: ServeOptions) -> None:
         os.register_at_fork(after_in_child=_init_sentry)  # Sentry's sender thread does not survive a fork
     if options.warm:
         warm_up()
+    # What start-up made (modules, the shared layer, warmed caches) lives as long as the process:
+    # out of the collector's sight, a full collection only walks what sessions made since.
+    gc.collect()
+    gc.freeze()
     _session_hooks()
     if options.num_threads:
         pn.config.nthreads = options.num_threads
