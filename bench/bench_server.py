@@ -87,6 +87,8 @@ ZONES_TEXT_JS = """
   return el !== null && el.textContent !== previous ? [el.textContent, performance.now()] : false;
 }
 """
+#: Resolves after the next frame has been painted (two animation frames).
+PAINTED_JS = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 #: The browser's own clock at the press on the option: the update is timed from there, not from
 #: Playwright's call (its actionability checks and round trips are not the dashboard's latency).
 MARK_CLICK_JS = """
@@ -138,6 +140,7 @@ def filter_updates(base: str, changes: int) -> tuple[list[float], list[float]]:
                 page.locator(".choices__button").first.click()
                 previous, _ = changed(ZONES_TEXT_JS, previous)
                 image, _ = changed(MAP_KEY_JS, image)
+                page.evaluate(PAINTED_JS)  # settled: the new image has been painted too
             box.click()
             box.fill(country)
             option = page.locator(".choices__item--choice").get_by_text(country, exact=True).first
@@ -146,6 +149,7 @@ def filter_updates(base: str, changes: int) -> tuple[list[float], list[float]]:
             option.click()
             previous, numbers_at = changed(ZONES_TEXT_JS, previous)
             image, view_at = changed(MAP_KEY_JS, image)
+            page.evaluate(PAINTED_JS)
             clicked = page.evaluate("() => window.__fgClick")
             numbers.append((numbers_at - clicked) / 1000)
             views.append((max(view_at, numbers_at) - clicked) / 1000)
