@@ -139,7 +139,8 @@ class PostGISStore(ZoneStore):
 
         table = self._reads.run(export)
         if limit is None:
-            table = table.sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
+            # One chunk per column first: a take across the CSV reader's many chunks was ~12× slower.
+            table = table.combine_chunks().sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
         return table
 
     # -- writing ---------------------------------------------------------------------------
