@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import time
 from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable
@@ -190,10 +189,8 @@ class ZonesDashboard(pn.viewable.Viewer):
             doc.add_next_tick_callback(partial(self._follow_in, doc))
 
     def _follow_in(self, doc: Any) -> None:
-        started = time.perf_counter()
         with metrics.render_timer("dashboard-view"), set_curdoc(doc), graph_frozen(doc):  # a graph walk only if a model came or went
             self._follow()
-        log.debug("dashboard view updated in %.1f ms", (time.perf_counter() - started) * 1000)
 
     def _follow(self) -> None:
         self._follow_pending = False

@@ -106,7 +106,7 @@ def _merged(pieces: list[np.ndarray | pa.Array], n: int) -> list[pa.Array]:
             run.append(piece)
             continue
         if run:
-            fixed = np.ascontiguousarray(np.hstack(run)) if len(run) > 1 else np.ascontiguousarray(run[0])
+            fixed = np.hstack(run) if len(run) > 1 else run[0]  # each piece is a contiguous byte matrix
             width = fixed.shape[1]
             out.append(pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, pa.py_buffer(fixed)]).cast(pa.binary()))
             run = []
