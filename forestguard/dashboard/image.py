@@ -29,9 +29,18 @@ class SharedRGBPlot(RGBPlot):
             return super().get_data(element, ranges, style)
         if "alpha" in style:
             style["global_alpha"] = style["alpha"]
-        left, bottom, right, top = element.bounds.lbrt()
-        data = dict(image=[packed], x=[left], y=[bottom], dw=[right - left], dh=[top - bottom])
+        data = packed_data(packed, element.bounds.lbrt())
         return data, dict(image="image", x="x", y="y", dw="dw", dh="dh"), style
+
+    def show(self, packed: np.ndarray, bounds: tuple[float, float, float, float]) -> None:
+        """Put a new image into the plot's data source: what HoloViews' update of the frame ends in, without the rest of it."""
+        self.handles["source"].data = packed_data(packed, bounds)
+
+
+def packed_data(packed: np.ndarray, bounds: tuple[float, float, float, float]) -> dict[str, list]:
+    """The ``image_rgba`` columns for a packed image covering ``bounds`` (left, bottom, right, top)."""
+    left, bottom, right, top = bounds
+    return dict(image=[packed], x=[left], y=[bottom], dw=[right - left], dh=[top - bottom])
 
 
 hv.Store.register({SharedRGB: SharedRGBPlot}, "bokeh")

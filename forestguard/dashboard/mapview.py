@@ -35,9 +35,8 @@ def outlines() -> hv.Path:
     return hv.Path(outline_paths(), kdims=["x", "y"]).opts(color="#8C8C8C", line_width=0.6, tools=[])
 
 
-def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> SharedRGB:
-    """The zones of a view as an RGB element: image shared in-process (down to Bokeh's array), aggregate through the cache."""
-    bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
+def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> tuple[np.ndarray, np.ndarray]:
+    """The zones of a view as RGBA (top row first) and as Bokeh's packed uint32 (bottom row first): one buffer, shared in-process."""
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
         with metrics.render_timer("map"):
@@ -48,8 +47,14 @@ def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cac
         # The element's RGBA is a view of the packed array (top row first again): one buffer per view.
         return packed[::-1].view(np.uint8).reshape(*packed.shape, 4), packed
 
-    key = (layer.key, *(round(float(v), 3) for v in bounds), int(width), int(height))
-    image, packed = shared.VIEWS.get(key, draw)
+    key = (layer.key, *(round(float(v), 3) for v in (x_range[0], y_range[0], x_range[1], y_range[1])), int(width), int(height))
+    return shared.VIEWS.get(key, draw)
+
+
+def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> SharedRGB:
+    """The zones of a view as an RGB element: image shared in-process (down to Bokeh's array), aggregate through the cache."""
+    image, packed = view_image(layer, x_range, y_range, width, height, cache=cache)
+    bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
     # Options on the element: ``hv.opts.RGB`` names the type, and this is a subclass of it.
     return SharedRGB(image, bounds=bounds, kdims=["x", "y"], packed=packed).opts(**IMAGE_OPTIONS, backend="bokeh")
 

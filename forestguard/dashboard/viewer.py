@@ -29,7 +29,7 @@ from ..stores.base import ZoneFilter, ZoneStore
 from ..server import metrics, runtime
 from . import mapview, parts, shared
 from .document import graph_frozen
-from .image import SharedRGB
+from .image import SharedRGB, SharedRGBPlot
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ URL_PARAMETERS = {
 }
 
 
+#: Counts the images put straight into a session's plots: part of the key of HoloViews' memo of a view.
+_Drawn = hv.streams.Stream.define("Drawn", images=0)
+
+
 class ZonesDashboard(pn.viewable.Viewer):
     """Deforestation zones: map, numbers and charts for the chosen filters."""
 
@@ -58,7 +62,6 @@ class ZonesDashboard(pn.viewable.Viewer):
     min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
-    redraw = param.Event(precedence=-1, doc="Fired once the numbers for new filters are out: the map follows.")
 
     def __init__(self, store: ZoneStore | None = None, cache: Any = None, **params: Any) -> None:
         self._store = store or runtime.shared_store()
@@ -169,11 +172,12 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     # -- updates: the numbers first, then the rest ------------------------------------------
     def _filters_changed(self, *events: param.parameterized.Event) -> None:
-        """The cards follow the filters at once; the map, bars, regions and downloads in the next tick.
+        """The cards follow the filters at once, the map in the next tick, bars, regions and downloads in the one after.
 
         The numbers are what a filter change is for and cost a cached lookup; sent in a patch
-        of their own they show without waiting for the image, the charts and the tables
-        (hundreds of Bokeh model updates), which follow in a callback of their own.
+        of their own they show without waiting for the image. The map (extent and image) goes
+        out in a tick of its own too, before the charts and tables (~30 ms of Bokeh updates)
+        are made.
         """
         self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events)
         doc = pn.state.curdoc
@@ -183,42 +187,80 @@ class ZonesDashboard(pn.viewable.Viewer):
                 with immediate_dispatch(doc) if doc is not None else nullcontext():  # on the wire now, not with the rest
                     self._cards.object = html
         if doc is None or self._map is None:  # no page yet (or none at all): nothing to split
-            self._follow()
+            self._follow_map()
+            self._update_parts()
         elif not self._follow_pending:
             self._follow_pending = True
             doc.add_next_tick_callback(partial(self._follow_in, doc))
 
     def _follow_in(self, doc: Any) -> None:
         with metrics.render_timer("dashboard-view"), set_curdoc(doc), graph_frozen(doc):  # a graph walk only if a model came or went
-            self._follow()
+            self._follow_map()
+        doc.add_next_tick_callback(partial(self._parts_in, doc))
 
-    def _follow(self) -> None:
+    def _parts_in(self, doc: Any) -> None:
+        with metrics.render_timer("dashboard-parts"), set_curdoc(doc), graph_frozen(doc):
+            self._update_parts()
+
+    def _follow_map(self) -> None:
+        """The map's extent (new countries) and image, in one patch."""
         self._follow_pending = False
         if self._zoom_pending:  # a refresh re-triggering the same filters keeps the user's view
             self._zoom_pending = False
             self._zoom_to_countries()
-        self.param.trigger("redraw")
-        self._update_parts()
+        self._redraw_map()
 
     # -- map -------------------------------------------------------------------------------------
     def _build_map(self) -> hv.DynamicMap:
         self._ranges = hv.streams.RangeXY()
         self._size = hv.streams.PlotSize()
-        redraw = hv.streams.Params(parameterized=self, parameters=["redraw"])
-        zones = hv.DynamicMap(self._render, streams=[self._ranges, self._size, redraw])
+        # HoloViews memoises a view on its streams' values; new filters change the image under an
+        # unchanged view (_redraw_map), so the count of those images is one of the values.
+        self._drawn = _Drawn()
+        zones = hv.DynamicMap(self._render, streams=[self._ranges, self._size, self._drawn])
         self.tap = hv.streams.Tap(source=zones, x=None, y=None)
         self._ranges.param.watch(self._keep_extent, ["x_range", "y_range"])
         return zones
 
-    def _render(self, x_range=None, y_range=None, width=None, height=None, **_: Any) -> SharedRGB:
+    def _view_args(self, x_range=None, y_range=None, width=None, height=None) -> tuple[tuple, tuple, int, int]:
+        """The view to draw: what the browser reports, else the extent from the URL, else all zones."""
         width, height = int(width or 1000), int(height or 560)
         if x_range is None or y_range is None:
             if self.x_range and self.y_range:
                 x_range, y_range = tuple(self.x_range), tuple(self.y_range)
             else:
                 x_range, y_range = view_ranges(self._base, None, width, height)
-        self._view = (x_range, y_range, width, height)
-        return mapview.render_view(self.selection(), x_range, y_range, width, height, cache=self._cache)
+        return x_range, y_range, width, height
+
+    def _render(self, x_range=None, y_range=None, width=None, height=None, **_: Any) -> SharedRGB:
+        """The DynamicMap's callback: a view HoloViews asks for (first draw, pan, zoom, resize)."""
+        self._view = self._view_args(x_range, y_range, width, height)
+        return mapview.render_view(self.selection(), *self._view, cache=self._cache)
+
+    def _redraw_map(self) -> None:
+        """New filters: the new image goes straight into this session's plots.
+
+        A stream event would have HoloViews rebuild the frame, recompute the ranges of every
+        layer (the outlines too) and diff the plot: ~40 ms on the event loop before the image
+        leaves, for a change that is only the image. Pan, zoom and resize stay HoloViews' own.
+        """
+        if self._map is None:  # no map yet: it is drawn from the filters when it is
+            return
+        self._drawn.update(images=self._drawn.images + 1)  # no event: what HoloViews remembers of this view is stale
+        plots = self._image_plots()
+        if not plots:  # not on a page yet
+            return
+        self._view = self._view_args(self._ranges.x_range, self._ranges.y_range, self._size.width, self._size.height)
+        x_range, y_range = self._view[:2]
+        _, packed = mapview.view_image(self.selection(), *self._view, cache=self._cache)
+        for plot in plots:
+            plot.show(packed, (x_range[0], y_range[0], x_range[1], y_range[1]))
+
+    def _image_plots(self) -> list[SharedRGBPlot]:
+        """The zone image plots of this session's map, each once (Panel files a plot under more than one model)."""
+        found = {id(sub): sub for plot, _ in getattr(self._map_pane, "_plots", {}).values()
+                 for sub in getattr(plot, "subplots", {}).values() if isinstance(sub, SharedRGBPlot)}
+        return list(found.values())
 
     def _keep_extent(self, *events: Any) -> None:
         """The map extent goes to the URL with the filters, so a link opens the same view."""
@@ -235,7 +277,7 @@ class ZonesDashboard(pn.viewable.Viewer):
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
             return
         self._set_axes(x_range, y_range)  # the browser's axes follow
-        self._ranges.update(x_range=x_range, y_range=y_range)  # no event: the redraw that follows draws there
+        self._ranges.update(x_range=x_range, y_range=y_range)  # no event: _redraw_map, which follows, draws there
         self._keep_extent()
 
     def _set_axes(self, x_range, y_range) -> None:
@@ -251,7 +293,10 @@ class ZonesDashboard(pn.viewable.Viewer):
         plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
         plot = plot.opts(
             hv.opts.Path(apply_ranges=False),  # the world's borders do not set the extent: a linked view opens as shared
-            hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
+            # Canvas, not HoloViews' default WebGL: the zones arrive as one image, and the few outlines
+            # gain nothing from WebGL, whose every repaint copies its canvas back (~100 ms without a GPU).
+            hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above",
+                            backend_opts={"plot.output_backend": "canvas"}),
         )
         self._map_pane = pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])
         return self._map_pane

@@ -122,6 +122,36 @@ def test_bars_regions_and_downloads_follow_the_filters_in_place(dashboard):
     assert not downloads[1].disabled and not downloads[-1].visible
 
 
+def test_a_filter_change_puts_the_new_image_into_the_drawn_map(dashboard):
+    """New filters swap the image in the rendered plot; HoloViews drawing that view itself gives the same image."""
+    import numpy as np
+    from bokeh.document import Document
+
+    from forestguard.dashboard import mapview
+
+    pane = dashboard.map_panel()
+    pane.get_root(Document())  # the map as a page shows it
+    (plot,) = dashboard._image_plots()
+    source = plot.handles["source"]
+    everything = source.data["image"][0]
+
+    dashboard.countries = ["Peru"]
+    assert plot.handles["source"] is source
+    x_range, y_range, width, height = dashboard._view
+    assert (x_range, y_range) == (dashboard._ranges.x_range, dashboard._ranges.y_range)  # the zoom to Peru
+    _, expected = mapview.view_image(dashboard.selection(), x_range, y_range, width, height)
+    assert source.data["image"][0] is expected and not np.array_equal(expected, everything)
+    assert source.data["x"] == [x_range[0]] and source.data["dw"] == [pytest.approx(x_range[1] - x_range[0])]
+    dashboard._ranges.event(x_range=x_range, y_range=y_range)  # HoloViews draws the same view itself: the same image
+    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], expected)
+
+    dashboard.classification = "illegal"  # same view, other zones
+    illegal = plot.handles["source"].data["image"][0]
+    assert not np.array_equal(illegal, expected)
+    dashboard._ranges.event(x_range=x_range, y_range=y_range)  # not the image HoloViews drew for this view before
+    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], illegal)
+
+
 def test_country_bounds_equal_the_selected_zones_bounds(dashboard):
     layer = dashboard._base
     for countries in (["Brazil"], ["Peru", "Indonesia"], []):
