@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import holoviews as hv
 import numpy as np
@@ -35,28 +36,54 @@ def outlines() -> hv.Path:
     return hv.Path(outline_paths(), kdims=["x", "y"]).opts(color="#8C8C8C", line_width=0.6, tools=[])
 
 
-def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> tuple[np.ndarray, np.ndarray]:
-    """The zones of a view as RGBA (top row first) and as Bokeh's packed uint32 (bottom row first): one buffer, shared in-process."""
+class ViewImage(NamedTuple):
+    """A view's image as HoloViews and Bokeh take it, and the part of it that shows zones."""
 
-    def draw() -> tuple[np.ndarray, np.ndarray]:
+    rgba: np.ndarray  #: (height, width, 4) uint8, top row first: a view of ``packed``
+    packed: np.ndarray  #: (height, width) uint32, bottom row first, read-only: the whole view
+    part: np.ndarray  #: ``packed`` cut to the rows and columns with a visible pixel (a copy, read-only)
+    part_bounds: tuple[float, float, float, float]  #: left, bottom, right, top of ``part``
+
+
+def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> ViewImage:
+    """The zones of a view, shaded once per process (shared.VIEWS), aggregate through the cache."""
+
+    def draw() -> ViewImage:
         with metrics.render_timer("map"):
             # The image is memoised per process (shared.VIEWS): the aggregate is worth caching only where other processes read it.
             aggregates = cache if cache is not None and cache.shared else None
             packed = np.ascontiguousarray(shade_image(cached_aggregate(layer, x_range, y_range, width, height, cache=aggregates)))
-        packed.flags.writeable = False  # bottom row first, as Bokeh draws it; shared by every session
+            part, part_bounds = drawn_part(packed, (x_range[0], y_range[0], x_range[1], y_range[1]))
+        packed.flags.writeable = part.flags.writeable = False  # bottom row first, as Bokeh draws it; shared by every session
         # The element's RGBA is a view of the packed array (top row first again): one buffer per view.
-        return packed[::-1].view(np.uint8).reshape(*packed.shape, 4), packed
+        return ViewImage(packed[::-1].view(np.uint8).reshape(*packed.shape, 4), packed, part, part_bounds)
 
     key = (layer.key, *(round(float(v), 3) for v in (x_range[0], y_range[0], x_range[1], y_range[1])), int(width), int(height))
     return shared.VIEWS.get(key, draw)
 
 
+def drawn_part(packed: np.ndarray, bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The image cut to the rows and columns with a visible pixel, and the bounds of that part.
+
+    A country's view is mostly transparent margins (a half to two thirds of it for the demo
+    countries): bytes every browser would receive and draw for nothing after a filter change.
+    """
+    height, width = packed.shape
+    visible = (packed >> 24) != 0  # RGBA packed little-endian: alpha is the high byte
+    rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
+    r0, r1, c0, c1 = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1) if len(rows) else (0, 1, 0, 1)  # nothing drawn: one clear pixel
+    left, bottom, right, top = bounds
+    dx, dy = (right - left) / width, (top - bottom) / height
+    part = np.ascontiguousarray(packed[r0:r1, c0:c1])  # bottom row first: row r spans bottom + r·dy
+    return part, (left + c0 * dx, bottom + r0 * dy, left + c1 * dx, bottom + r1 * dy)
+
+
 def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> SharedRGB:
-    """The zones of a view as an RGB element: image shared in-process (down to Bokeh's array), aggregate through the cache."""
-    image, packed = view_image(layer, x_range, y_range, width, height, cache=cache)
+    """The zones of a view as an RGB element covering the view: HoloViews sets the plot's ranges from it."""
+    view = view_image(layer, x_range, y_range, width, height, cache=cache)
     bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
     # Options on the element: ``hv.opts.RGB`` names the type, and this is a subclass of it.
-    return SharedRGB(image, bounds=bounds, kdims=["x", "y"], packed=packed).opts(**IMAGE_OPTIONS, backend="bokeh")
+    return SharedRGB(view.rgba, bounds=bounds, kdims=["x", "y"], packed=view.packed).opts(**IMAGE_OPTIONS, backend="bokeh")
 
 
 @dataclass

@@ -242,7 +242,8 @@ class ZonesDashboard(pn.viewable.Viewer):
 
         A stream event would have HoloViews rebuild the frame, recompute the ranges of every
         layer (the outlines too) and diff the plot: ~40 ms on the event loop before the image
-        leaves, for a change that is only the image. Pan, zoom and resize stay HoloViews' own.
+        leaves, for a change that is only the image. Pan, zoom and resize stay HoloViews' own,
+        with images of the whole view: HoloViews takes its first ranges from the image.
         """
         if self._map is None:  # no map yet: it is drawn from the filters when it is
             return
@@ -251,10 +252,9 @@ class ZonesDashboard(pn.viewable.Viewer):
         if not plots:  # not on a page yet
             return
         self._view = self._view_args(self._ranges.x_range, self._ranges.y_range, self._size.width, self._size.height)
-        x_range, y_range = self._view[:2]
-        _, packed = mapview.view_image(self.selection(), *self._view, cache=self._cache)
-        for plot in plots:
-            plot.show(packed, (x_range[0], y_range[0], x_range[1], y_range[1]))
+        image = mapview.view_image(self.selection(), *self._view, cache=self._cache)
+        for plot in plots:  # the drawn part only: the margins are transparent anyway
+            plot.show(image.part, image.part_bounds)
 
     def _image_plots(self) -> list[SharedRGBPlot]:
         """The zone image plots of this session's map, each once (Panel files a plot under more than one model)."""

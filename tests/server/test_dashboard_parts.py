@@ -106,6 +106,22 @@ def test_map_image_is_bokehs_rgba_shared_by_every_session():
     assert not element.packed.flags.writeable
 
 
+def test_a_view_image_is_cut_to_its_drawn_pixels():
+    """Transparent margins are not sent; what is left sits where it was in the view."""
+    import numpy as np
+
+    from forestguard.dashboard.mapview import drawn_part
+
+    packed = np.zeros((10, 20), dtype=np.uint32)  # bottom row first
+    packed[3, 5] = packed[6, 12] = 0xFF0000FF  # opaque red
+    packed[8, 1] = 0x000000FF  # red but fully transparent: not drawn
+    part, bounds = drawn_part(packed, (0.0, 100.0, 200.0, 200.0))  # 10 units a pixel both ways
+    np.testing.assert_array_equal(part, packed[3:7, 5:13])
+    assert bounds == (50.0, 130.0, 130.0, 170.0) and part.flags.c_contiguous
+    part, bounds = drawn_part(np.zeros((4, 4), dtype=np.uint32), (0.0, 0.0, 4.0, 4.0))
+    assert part.shape == (1, 1) and not part.any() and bounds == (0.0, 0.0, 1.0, 1.0)
+
+
 def test_bars_regions_and_downloads_follow_the_filters_in_place(dashboard):
     bars, regions, downloads = dashboard.yearly_bars(), dashboard.regions_table(), dashboard.downloads()
     figure, first_table = bars.object, regions.object
@@ -139,17 +155,21 @@ def test_a_filter_change_puts_the_new_image_into_the_drawn_map(dashboard):
     assert plot.handles["source"] is source
     x_range, y_range, width, height = dashboard._view
     assert (x_range, y_range) == (dashboard._ranges.x_range, dashboard._ranges.y_range)  # the zoom to Peru
-    _, expected = mapview.view_image(dashboard.selection(), x_range, y_range, width, height)
-    assert source.data["image"][0] is expected and not np.array_equal(expected, everything)
-    assert source.data["x"] == [x_range[0]] and source.data["dw"] == [pytest.approx(x_range[1] - x_range[0])]
-    dashboard._ranges.event(x_range=x_range, y_range=y_range)  # HoloViews draws the same view itself: the same image
-    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], expected)
+    image = mapview.view_image(dashboard.selection(), x_range, y_range, width, height)
+    expected = image.part
+    assert source.data["image"][0] is expected and expected.size < everything.size  # the drawn part of the view
+    left, bottom, right, top = image.part_bounds
+    assert (source.data["x"], source.data["y"], source.data["dw"], source.data["dh"]) == ([left], [bottom], [right - left], [top - bottom])
+    assert x_range[0] <= left < right <= x_range[1] and y_range[0] <= bottom < top <= y_range[1]
+    dashboard._ranges.event(x_range=x_range, y_range=y_range)  # HoloViews draws the same view itself: the whole view
+    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], image.packed)
+    assert (source.data["x"], source.data["dw"]) == ([x_range[0]], [x_range[1] - x_range[0]])
 
     dashboard.classification = "illegal"  # same view, other zones
-    illegal = plot.handles["source"].data["image"][0]
-    assert not np.array_equal(illegal, expected)
+    illegal = mapview.view_image(dashboard.selection(), x_range, y_range, width, height)
+    assert plot.handles["source"].data["image"][0] is illegal.part and not np.array_equal(illegal.packed, image.packed)
     dashboard._ranges.event(x_range=x_range, y_range=y_range)  # not the image HoloViews drew for this view before
-    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], illegal)
+    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], illegal.packed)
 
 
 def test_country_bounds_equal_the_selected_zones_bounds(dashboard):
