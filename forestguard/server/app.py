@@ -97,11 +97,16 @@ def warm_up() -> None:
         aggregate(layer, (z["x"] - span, z["x"] + span), (z["y"] - span, z["y"] + span), 400, 300)
     started = time.perf_counter()
     views = warm_statistics(runtime.shared_store(), sorted(map(str, layer.zones["country"].cat.categories)))
+    from ..dashboard import shared
+    from ..dashboard.viewer import warm_views
     from . import metrics
 
+    # The countries with the most zones, as many as the shared selections keep with room for the visitors' own.
+    largest = [str(c) for c, n in layer.zones["country"].value_counts().items() if n][: shared.SELECTIONS.size // 2]
+    selected = warm_views(largest)
     metrics.LAYER_ZONES.set(len(layer))
-    log.info("warm: %s zones ready (data version %s, %.0f MB); numbers of %d dashboard views cached in %.1f s",
-             f"{len(layer):,}", layer.data_version, layer.nbytes / 1e6, views, time.perf_counter() - started)
+    log.info("warm: %s zones ready (data version %s, %.0f MB); numbers of %d dashboard views cached, zones of %d countries selected in %.1f s",
+             f"{len(layer):,}", layer.data_version, layer.nbytes / 1e6, views, selected, time.perf_counter() - started)
 
 
 #: The groupings a dashboard view asks for (defined with the view, in :mod:`runtime`).

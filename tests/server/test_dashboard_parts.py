@@ -194,6 +194,26 @@ def test_warm_up_caches_the_numbers_of_one_country_views(demo_duckdb, monkeypatc
         assert cache.counters()["hits_by_kind"]["stats"] - before == len(DASHBOARD_GROUPINGS)
 
 
+def test_warm_up_selects_the_zones_of_one_country_views(dashboard, monkeypatch):
+    from forestguard.dashboard import shared
+    from forestguard.dashboard.viewer import warm_views
+    from forestguard.render import ZoneLayer
+
+    shared.SELECTIONS.clear()
+    shared.TABLES.clear()
+    assert warm_views(["Peru", "Brazil"], store=dashboard._store, cache=dashboard._cache) == 2
+
+    def not_again(self, where):
+        raise AssertionError(f"selected again: {where}")
+
+    monkeypatch.setattr(ZoneLayer, "select", not_again)
+    dashboard.countries = ["Peru"]
+    table = dashboard.regions_table().object  # the selection and the table both come from the warm-up
+    assert len(dashboard.selection()) == dashboard._store.count(dashboard.where) > 0 and set(table["country"]) == {"Peru"}
+    with pytest.raises(AssertionError, match="selected again"):  # not warmed: selected when the table follows
+        dashboard.countries = ["Bolivia"]
+
+
 def test_one_data_version_poll_serves_every_session():
     import gc
 
