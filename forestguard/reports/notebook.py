@@ -43,6 +43,9 @@ def setup() -> None:
 
     pn.config.inline = True
     hv.extension("bokeh", inline=True, logo=False)
+    # Canvas, not HoloViews' default WebGL: a chart here has tens of glyphs, while each WebGL chart holds
+    # one of the page's few WebGL contexts and copies its canvas back on every repaint (~100 ms without a GPU).
+    hv.renderer("bokeh").webgl = False
     # Chart code is ours, not the reader's: library deprecation notices would only clutter a report.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -58,7 +58,8 @@ def _stacked_bars(frame: pd.DataFrame, index: str, title: str, *, invert: bool =
     bars = hv.Bars(long, [index, "class"], ("hectares", "hectares")).opts(
         stacked=True, invert_axes=invert, cmap={label: color for label, color in CLASS_SERIES.values()},
         tools=["hover"], title=title, width=WIDTH, height=height, **value_axis_format,
-        legend_position="bottom_right" if invert else "top_right", xlabel="", line_color=None,
+        # Beside the columns, never over them (the tallest year is often the last); the shortest rows are at the bottom.
+        legend_position="bottom_right" if invert else "right", xlabel="", line_color=None,
     )
     return _pane(bars)
 
