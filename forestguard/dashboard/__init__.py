@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import holoviews as hv
+from ..render.holoviews import bokeh_extension
 
-hv.extension("bokeh", logo=False)  # the dashboard's elements are styled for Bokeh
+bokeh_extension()  # the dashboard's elements are styled for Bokeh
 
 from .viewer import FILTERS, URL_PARAMETERS, ZonesDashboard
 

@@ -256,11 +256,13 @@ class ZonesDashboard(pn.viewable.Viewer):
         for plot in plots:  # the drawn part only: the margins are transparent anyway
             plot.show(image.part, image.part_bounds)
 
+    def _map_plots(self) -> list[Any]:
+        """This session's rendered map plots, each once (Panel files a plot under more than one model)."""
+        return list({id(plot): plot for plot, _ in getattr(self._map_pane, "_plots", {}).values()}.values())
+
     def _image_plots(self) -> list[SharedRGBPlot]:
-        """The zone image plots of this session's map, each once (Panel files a plot under more than one model)."""
-        found = {id(sub): sub for plot, _ in getattr(self._map_pane, "_plots", {}).values()
-                 for sub in getattr(plot, "subplots", {}).values() if isinstance(sub, SharedRGBPlot)}
-        return list(found.values())
+        """The zone image plots of this session's map."""
+        return [sub for plot in self._map_plots() for sub in getattr(plot, "subplots", {}).values() if isinstance(sub, SharedRGBPlot)]
 
     def _keep_extent(self, *events: Any) -> None:
         """The map extent goes to the URL with the filters, so a link opens the same view."""
@@ -282,7 +284,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _set_axes(self, x_range, y_range) -> None:
         """The browser's axes follow: the Bokeh ranges of this session's map are set on the server."""
-        for plot, _ in getattr(self._map_pane, "_plots", {}).values():
+        for plot in self._map_plots():
             plot.handles["x_range"].update(start=x_range[0], end=x_range[1])
             plot.handles["y_range"].update(start=y_range[0], end=y_range[1])
 
@@ -293,10 +295,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
         plot = plot.opts(
             hv.opts.Path(apply_ranges=False),  # the world's borders do not set the extent: a linked view opens as shared
-            # Canvas, not HoloViews' default WebGL: the zones arrive as one image, and the few outlines
-            # gain nothing from WebGL, whose every repaint copies its canvas back (~100 ms without a GPU).
-            hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above",
-                            backend_opts={"plot.output_backend": "canvas"}),
+            hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
         )
         self._map_pane = pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])
         return self._map_pane

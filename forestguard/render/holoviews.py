@@ -17,6 +17,17 @@ from .layer import CATEGORIES, ZoneLayer
 from .raster import Measure
 
 
+def bokeh_extension(**options) -> None:
+    """HoloViews on Bokeh as ForestGuard draws: on a canvas, not HoloViews' default WebGL.
+
+    Our charts have tens of glyphs and the map arrives as one image: WebGL buys nothing there,
+    holds one of a page's few WebGL contexts per chart and, without a GPU, costs ~100 ms a
+    repaint (its canvas is copied back each time).
+    """
+    hv.extension("bokeh", logo=False, **options)
+    hv.renderer("bokeh").webgl = False
+
+
 @lru_cache(maxsize=1)
 def outline_paths() -> list[np.ndarray]:
     """Country borders (Web Mercator) as ONE coordinate array, rings separated by NaN rows.

@@ -38,14 +38,12 @@ _FORMATS: list[tuple[str, Any]] = [
 
 def setup() -> None:
     """Prepare a report kernel: BokehJS and Panel's CSS go inline, so the exported HTML opens offline."""
-    import holoviews as hv
     import panel as pn
 
+    from ..render.holoviews import bokeh_extension
+
     pn.config.inline = True
-    hv.extension("bokeh", inline=True, logo=False)
-    # Canvas, not HoloViews' default WebGL: a chart here has tens of glyphs, while each WebGL chart holds
-    # one of the page's few WebGL contexts and copies its canvas back on every repaint (~100 ms without a GPU).
-    hv.renderer("bokeh").webgl = False
+    bokeh_extension(inline=True)
     # Chart code is ours, not the reader's: library deprecation notices would only clutter a report.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
