@@ -1,16 +1,14 @@
-"""Presentational pieces of the dashboard: cards, bars, legend, basemap and the template."""
+"""Presentational pieces of the dashboard: cards, bars, legend and the template."""
 
 from __future__ import annotations
 
 import html
 from typing import TYPE_CHECKING, ClassVar
 
-import holoviews as hv
 import panel as pn
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter
 from bokeh.plotting import figure
 
-from ..config import settings
 from ..render import CATEGORIES, COLOR_KEY, LABELS
 from ..stats import Statistics
 
@@ -159,12 +157,6 @@ def update_yearly_bars(plot: figure, stats: Statistics) -> None:
     plot.renderers[0].data_source.data = data
 
 
-def basemap() -> hv.Tiles | None:
-    """Tiles only when FORESTGUARD_TILE_URL is configured: by default nothing is fetched from outside."""
-    url = settings().tile_url
-    return hv.Tiles(url).opts(alpha=0.8) if url else None
-
-
 def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
     """The page: filters, legend and downloads on the side; numbers, map and charts in the main area."""
     sidebar = [
@@ -178,7 +170,7 @@ def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
         pn.Column(dashboard.cards(), sizing_mode="stretch_width"),
         pn.Row(
             pn.Column(dashboard.map_panel(), sizing_mode="stretch_width", height=MAP_HEIGHT),
-            pn.Column(pn.pane.Markdown("#### Under the cursor"), pn.bind(dashboard.click_panel, x=dashboard.tap.param.x, y=dashboard.tap.param.y), width=320),
+            pn.Column(pn.pane.Markdown("#### Under the cursor"), pn.bind(dashboard.click_panel, clicked=dashboard.param.clicked), width=320),
             sizing_mode="stretch_width",
         ),
         pn.Row(

@@ -33,7 +33,7 @@ class ServeOptions:
     port: int = 8501
     address: str | None = None
     num_procs: int = 1
-    num_threads: int | None = 4
+    num_threads: int | None = None  #: Panel's thread pool; None: callbacks on the event loop (see the CLI's --num-threads)
     allow_websocket_origin: list[str] = field(default_factory=list)
     basic_auth: str | None = None
     oauth_provider: str | None = None
