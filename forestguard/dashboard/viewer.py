@@ -59,7 +59,7 @@ URL_PARAMETERS = {
     "y_range": "y",
 }
 #: What each of a session's ticks updates, and the kind of ``forestguard_render_duration_seconds`` it is timed as.
-TICKS = {"numbers": "dashboard-numbers", "map": "dashboard-view", "parts": "dashboard-parts", "click": None}
+TICKS = {"numbers": "dashboard-numbers", "map": "dashboard-view", "parts": "dashboard-parts", "click": None, "loaded": "dashboard-loaded"}
 
 
 class ZonesDashboard(pn.viewable.Viewer):
@@ -96,11 +96,13 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._zoom_pending = False
         self._browser_moved = False
         self._clicked_at: tuple[float, float] | None = None
+        self._ended = False
         self._fitted = False  # is the extent one we fitted to the zones (refitted when the map's size changes), not a link's or the user's?
         self._cards: pn.pane.HTML | None = None
         self._bars: pn.pane.Bokeh | None = None
         self._regions: pn.pane.DataFrame | None = None
         self._downloads: pn.Column | None = None
+        self._loading: list[tuple[pn.Column, Callable[[], list]]] = []  # places on the page made once it has loaded
         self._restore_state()
         if self.countries and not (self.x_range and self.y_range):
             self._zoom_to_countries()  # a link that names countries but no extent opens on them
@@ -109,6 +111,10 @@ class ZonesDashboard(pn.viewable.Viewer):
         self.param.watch(self._filters_changed, list(FILTERS))
         if self._doc is not None:
             shared.DATA_VERSIONS.add(self, self._doc)
+            self._doc.on_session_destroyed(self._session_ended)
+
+    def _session_ended(self, session_context: Any) -> None:
+        self._ended = True  # no more ticks: the document is being destroyed
 
     # -- filters ---------------------------------------------------------------------------
     def _set_choices(self, layer: ZoneLayer) -> None:
@@ -245,12 +251,9 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _ask(self, tick: str) -> None:
         """On the event loop: run ``tick`` in this session's next tick (once, however often asked before it runs)."""
-        if self._doc is None or tick in self._pending:  # no session: the caller runs the tick itself
+        if self._doc is None or self._ended or tick in self._pending:  # no session (the caller runs the tick), or no more
             return
-        try:
-            self._doc.add_next_tick_callback(partial(self._run, tick))
-        except RuntimeError:  # the session has ended
-            return
+        self._doc.add_next_tick_callback(partial(self._run, tick))
         self._pending.add(tick)
 
     def _run(self, tick: str) -> None:
@@ -284,6 +287,12 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _parts_tick(self) -> None:
         self._update_parts()
+
+    def _loaded_tick(self) -> None:
+        """The page has loaded: what waited for it goes into its places (see :meth:`on_load`)."""
+        loading, self._loading = self._loading, []
+        for place, make in loading:
+            place[:] = make()
 
     def _click_tick(self) -> None:
         clicked, self._clicked_at = self._clicked_at, None
@@ -406,6 +415,40 @@ class ZonesDashboard(pn.viewable.Viewer):
     def _top_regions(self):
         layer = self.selection()
         return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
+
+    @property
+    def builds_on_load(self) -> bool:
+        """Is the whole page (not only its charts) made once it has loaded? With ``--num-procs`` above 1.
+
+        A page's request and its websocket can reach different worker processes; the second then
+        makes the session again for the websocket, and the first made it for nothing. Made on
+        load, the first process has made only the empty page.
+        """
+        return self._doc is not None and runtime.options().num_procs != 1
+
+    def on_load(self, make: Callable[[], list], **layout: Any) -> pn.Column:
+        """A place on the page for what ``make`` returns, made once the page has loaded (at once without a page)."""
+        place = pn.Column(**layout)
+        if self._doc is None:
+            place[:] = make()
+        else:
+            if not self._loading:
+                pn.state.onload(lambda: self._loop.add_callback(self._ask, "loaded"))
+            self._loading.append((place, make))
+        return place
+
+    def charts(self) -> pn.Column:
+        """The yearly bars and the top regions, below the map: made once the page has loaded.
+
+        A new visitor's page is the filters, the numbers and the map; the charts below them are a
+        third of what a session costs to make and send, and a burst of arrivals waits for every
+        page before its own. They follow as soon as the page has loaded (``pn.state.onload``).
+        """
+        return self.on_load(lambda: [pn.Row(
+            pn.Column(self.yearly_bars(), sizing_mode="stretch_width"),
+            pn.Column(pn.pane.Markdown("#### Top regions"), self.regions_table(), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )], sizing_mode="stretch_width", min_height=parts.CHARTS_HEIGHT)
 
     def _update_parts(self) -> None:
         """Bars, regions and downloads follow the filters (those of them already on a page)."""

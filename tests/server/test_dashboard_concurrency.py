@@ -156,3 +156,27 @@ def test_the_map_follows_every_burst_of_changes_with_other_sessions_busy(browser
     finally:
         context.close()
         others.close()
+
+
+def test_pages_work_whichever_worker_holds_them(browser, tmp_path, served_store):
+    """--num-procs 2 --warm: data warmed once before the fork; a page's request and its websocket may reach
+    different workers, and every page still gets its numbers, map and charts, and follows a change."""
+    served = start_server(tmp_path, served_store, "--warm", "--num-procs", "2", env=server_env(tmp_path), timeout=120)
+    try:
+        children = [int(pid) for pid in open(f"/proc/{served.process.pid}/task/{served.process.pid}/children").read().split()]
+        assert len(children) == 2
+        for country in ("Peru", "Brazil", "Bolivia"):  # a new browser each: new connections, to either worker
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            try:
+                page = context.new_page()
+                open_dashboard(page, served)
+                expect_numbers(page, cli_numbers(served))
+                assert page.evaluate(CHOOSE_JS, [country])
+                expect_numbers(page, cli_numbers(served, country))
+                wait_until(lambda: settled(page, [country]) and page.evaluate(MAP_JS)["zones"]["count"] > 0, timeout=30, what="the map of the country")
+                page.get_by_text("Top regions").first.wait_for(timeout=30_000)  # the charts follow once the page has loaded
+            finally:
+                context.close()
+        assert served.logs().count("zones ready") == 1  # the warm-up ran once, in the process that forked the workers
+    finally:
+        stop_server(served)
