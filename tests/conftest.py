@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.postgis",
     "tests.fixtures.redis",
     "tests.fixtures.redis_cluster",
+    "tests.fixtures.replication",
     "tests.fixtures.s3",
     "tests.fixtures.browser",
 ]
