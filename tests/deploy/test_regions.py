@@ -277,3 +277,25 @@ def test_images_are_replicated_to_the_secondary_region_only_when_asked():
     # The standby pulls from the same repository name in its own registry.
     repository = SECONDARY_PARAMETERS["ImageRepositoryUri"]
     assert f".ecr.{SECONDARY}." in repository and repository.rsplit("/", 1)[1] == ROOT_PARAMETERS["ImageRepositoryUri"].rsplit("/", 1)[1]
+
+
+# ------------------------------------------------------------ Redis cluster mode
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_redis_url_names_the_endpoint_that_matches_the_cache_mode(tier):
+    """Cluster mode on ⇔ shards ⇔ the configuration endpoint in REDIS_URL (the app detects the mode itself)."""
+    cache = environment(tier).stack("CacheStack")
+    group = cache.resource("ReplicationGroup")
+    clustered = cache.resource("ParameterGroup")["Properties"]["cluster-enabled"] == "yes"
+    assert clustered == ("NumNodeGroups" in group) == ("NumCacheClusters" not in group)
+    host = cache.resource("RedisUrlSecret")["SecretString"]["Fn::Sub"][1]["Host"]
+    assert host == {"Fn::GetAtt": ["ReplicationGroup", "ConfigurationEndPoint.Address" if clustered else "PrimaryEndPoint.Address"]}
+    if clustered:
+        assert group["AutomaticFailoverEnabled"] is True
+        assert int(group["NumNodeGroups"]) * (int(group["ReplicasPerNodeGroup"]) + 1) >= 2 * int(group["NumNodeGroups"]), "a replica per shard"
+
+
+def test_the_scale_tier_moves_the_cache_to_a_cluster():
+    assert environment("scale").stack("CacheStack").resource("ParameterGroup")["Properties"]["cluster-enabled"] == "yes"
+    assert environment("production").stack("CacheStack").resource("ParameterGroup")["Properties"]["cluster-enabled"] == "no"

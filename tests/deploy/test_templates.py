@@ -184,7 +184,7 @@ class Stack:
                 return value
             if key == "Fn::FindInMap":
                 mapping, first, second = (self.resolve(a) for a in arg)
-                return self.template["Mappings"][mapping][first][second]
+                return self.template["Mappings"][mapping][_text(first)][_text(second)]  # keys are strings
             if key == "Fn::If":
                 name, when_true, when_false = arg
                 return self.resolve(when_true if self.condition(name) else when_false)
