@@ -112,6 +112,9 @@ def test_cache_stats_and_clear_cover_every_master(redis_cluster, cache_prefix, d
     node_memory = sum(redis.Redis(port=n.port).info("memory")["used_memory"] for n in redis_cluster.nodes)
     assert info["memory_used_bytes"] > node_memory / 2, "memory is summed over the masters"
 
+    table = forestguard("cache", "stats", **env)
+    assert table.returncode == 0 and "Redis Cluster of 3 primaries" in table.stdout, table.stdout
+
     cleared = forestguard("cache", "clear", "--format", "json", **env)
     assert cleared.returncode == 0, cleared.stderr
     assert json.loads(cleared.stdout)["deleted"] == len(ASKED) + 1  # the entries and the shared counters

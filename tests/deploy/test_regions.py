@@ -299,3 +299,14 @@ def test_redis_url_names_the_endpoint_that_matches_the_cache_mode(tier):
 def test_the_scale_tier_moves_the_cache_to_a_cluster():
     assert environment("scale").stack("CacheStack").resource("ParameterGroup")["Properties"]["cluster-enabled"] == "yes"
     assert environment("production").stack("CacheStack").resource("ParameterGroup")["Properties"]["cluster-enabled"] == "no"
+
+
+def test_a_promoted_replica_runs_with_the_primarys_database_settings():
+    """Parameter groups cannot cross regions, so the standby restates the primary's: they must not drift."""
+    primary = environment().stack("DatabaseStack")
+    replica = secondary().stack("ReplicaDatabaseStack")
+    assert replica.resource("ParameterGroup")["Parameters"] == primary.resource("ParameterGroup")["Parameters"]
+    assert replica.resource("ParameterGroup")["Family"] == primary.resource("ParameterGroup")["Family"]
+    assert refers_to(replica.resource("Replica")["DBParameterGroupName"], "ParameterGroup")
+    for name in ("PreferredBackupWindow", "PreferredMaintenanceWindow", "BackupRetentionPeriod", "EnableCloudwatchLogsExports"):
+        assert replica.resource("Replica")[name] == primary.resource("Primary")[name], name
