@@ -6,6 +6,8 @@ Real streaming replication between two PostgreSQL 15 clusters on loopback (``rep
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from forestguard import stores
@@ -58,6 +60,8 @@ def test_a_standby_answers_the_primarys_numbers(loaded, server_on):
         for mine, theirs in zip(_numbers(standby), expected):
             assert (mine["rows"], mine["data_version"]) == (theirs["rows"], theirs["data_version"])
         assert (primary.role(), standby.role()) == ("primary", "replica")
+    shown = forestguard("db", "status", "--db", loaded.standby_url, "--format", "json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["role"] == "replica", shown.stderr
 
     ready = server_on(_with_password(loaded.standby_url))
     assert ready["status"] == "ready" and ready["checks"]["store"]["role"] == "replica"

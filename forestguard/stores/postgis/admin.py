@@ -19,7 +19,7 @@ from ...schema import TABLE
 from .conformance import zone_table_problems
 from .connection import connect, one_line
 from .migrations import META_TABLE, Migration, has_zone_table, migrate, state
-from .role import read_only_refusal, require_primary
+from .role import read_only_refusal, require_primary, server_role
 
 
 @dataclass
@@ -78,6 +78,7 @@ def _migrate(con: psycopg.Connection, url: str) -> list[Migration]:
 class Status:
     url: str
     server_version: str
+    role: str  # primary, or replica (a hot standby: reads only)
     postgis_version: str | None
     initialised: bool
     applied: list[dict[str, Any]]
@@ -107,6 +108,7 @@ def status(url: str) -> Status:
         return Status(
             url=redact(url),
             server_version=con.execute("SELECT current_setting('server_version')").fetchone()[0],
+            role=server_role(con),
             postgis_version=postgis[0] if postgis else None,
             initialised=migrations.initialised,
             applied=[{"migration": f"{a.version:04d}_{a.name}", "applied_at": a.applied_at.isoformat()} for a in migrations.applied],
