@@ -16,9 +16,9 @@ from typing import Mapping
 
 #: Every environment variable ForestGuard reads, with what it is for.
 VARIABLES: dict[str, str] = {
-    "DATABASE_URL": "Zone store: a .duckdb path, postgresql://… or a snapshot. Unset: embedded DuckDB under the data folder.",
+    "DATABASE_URL": "Zone store: a .duckdb path, postgresql://… or a snapshot. Unset: embedded DuckDB under the data folder. A hot standby (read replica) serves reads and refuses writes; /readyz reports its role.",
     "DATABASE_READ_URL": "Read replica for PostgreSQL statistics and maps (optional).",
-    "REDIS_URL": "Redis for the shared cache (redis://…, rediss:// for TLS). Unset: in-process cache.",
+    "REDIS_URL": "Redis for the shared cache (redis://…, rediss:// for TLS); any node of a Redis Cluster is enough (detected). Unset: in-process cache.",
     "FORESTGUARD_CACHE_PREFIX": "Prefix of every cache key, so several deployments can share one Redis (default 'fg').",
     "S3_BUCKET": "Bucket for snapshots, reports and backups. Unset: local folders.",
     "AWS_ENDPOINT_URL": "Endpoint of an S3-compatible server (MinIO, moto); unset on AWS.",

@@ -99,19 +99,21 @@ class Readiness:
 
 
 def _timed(check) -> dict[str, Any]:
+    """``ok`` and ``seconds`` (or ``error``), plus whatever the check reports (the store's role)."""
     started = time.perf_counter()
     try:
-        check()
+        reported = check() or {}
     except Exception as exc:  # the reason goes to the probe's JSON, redacted
         return {"ok": False, "error": redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:300],
                 "seconds": round(time.perf_counter() - started, 4)}
-    return {"ok": True, "seconds": round(time.perf_counter() - started, 4)}
+    return {"ok": True, **reported, "seconds": round(time.perf_counter() - started, 4)}
 
 
-def _check_store() -> None:
-    """Open the store afresh and ask it something: can a worker starting now serve?"""
+def _check_store() -> dict[str, str]:
+    """Open the store afresh and ask it something: can a worker starting now serve, and as what?"""
     with stores.open(_options.resolved_store_url, read_only=True) as probe:
         probe.ping()
+        return {"role": probe.role()}  # primary, replica (serves reads only) or snapshot
 
 
 _redis_clients: dict[tuple[int, str], Any] = {}

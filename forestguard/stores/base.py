@@ -99,6 +99,10 @@ class ZoneStore(abc.ABC):
         """Raise if the store cannot answer (readiness probes)."""
         self.data_version()
 
+    def role(self) -> str:
+        """``"primary"`` (takes writes), ``"replica"`` (a hot standby: reads only) or ``"snapshot"``."""
+        return "primary"
+
     def countries(self) -> list[str]:
         return sorted(self.aggregate(ZoneFilter(), ["country"])["country"].tolist())
 

@@ -99,6 +99,9 @@ class SnapshotStore(DuckDBStore):
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)
 
+    def role(self) -> str:
+        return "snapshot"
+
     def data_version(self) -> int:
         return self.manifest.data_version
 

@@ -24,6 +24,7 @@ from .admin import init
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches
 from .migrations import META_TABLE, has_zone_table, state
+from .role import read_only_refusal, require_primary, server_role
 from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, read_csv_copy
 
 __all__ = ["PostGISStore"]
@@ -77,7 +78,7 @@ class PostGISStore(ZoneStore):
         if create:
             if read_only:
                 raise ValueError("a store cannot be both created and read-only")
-            init(url)  # create, or adopt a seed database after checking it, then migrate
+            init(url, action="a write")  # create, or adopt a seed database after checking it, then migrate
         else:
             with connect(self.read_url, autocommit=True) as con:
                 self._check_ready(con)
@@ -154,15 +155,25 @@ class PostGISStore(ZoneStore):
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
         counted = _Counted(batches)
         with connect(self.url) as con:
+            require_primary(con, self.url, "an ingest")  # before a batch is read: nothing half-done
+            con.rollback()  # the check's transaction; the load opens its own
             try:
                 version = load_batches(con, counted, rows, bulk_min_rows=self.bulk_min_rows)
             except psycopg.errors.ReadOnlySqlTransaction:
-                raise ReadOnlyStore(f"{redact(self.url)} is a read-only server (a replica?): write to the primary") from None
+                raise read_only_refusal(self.url, "an ingest") from None
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 raise UserError(f"{redact(self.url)} refused the zones, nothing was loaded: {one_line(exc)}") from None
         if version is not None:
             self.last_write_version = version
         return counted.rows
+
+    # -- role ------------------------------------------------------------------------------
+    def role(self) -> str:
+        """Whether the server ``DATABASE_URL`` names is a ``"primary"`` or a ``"replica"`` now."""
+        if self.read_url == self.url:
+            return self._reads.run(server_role)
+        with connect(self.url, autocommit=True) as con:
+            return server_role(con)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
