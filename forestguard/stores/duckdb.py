@@ -9,13 +9,14 @@ from __future__ import annotations
 import threading
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import duckdb
 import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
 
+from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
@@ -58,7 +59,11 @@ def extension_path(name: str) -> Path:
 
 def connect(path: str | None = None, *, read_only: bool = False, extensions: Sequence[str] = ("spatial",)) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with our extensions loaded from their wheels and no downloads."""
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    config = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": settings().duckdb_memory_limit,  # part of the process's budget, not 80 % of the machine
+    }
     con = duckdb.connect(path or ":memory:", read_only=read_only, config=config)
     for name in extensions:
         con.execute(f"LOAD '{extension_path(name)}'")
@@ -146,10 +151,34 @@ class DuckDBStore(ZoneStore):
         return self._cursor().execute(query, params).to_arrow_table()
 
     def insert(self, zones: gpd.GeoDataFrame) -> int:
+        return self.insert_batches([zones], rows=len(zones))
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+        """Append zones batch by batch in one transaction: memory holds one batch, not the load.
+
+        DuckDB writes a large transaction's rows to the file as they come (optimistic writes)
+        and drops them on rollback, so an exception from ``batches`` leaves nothing behind.
+        """
         if self.read_only:
             raise ReadOnlyStore(f"{self.path} is open read-only")
-        if len(zones) == 0:
-            return 0
+        loaded = 0
+        with self._lock:
+            con = self._cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for zones in batches:
+                    if len(zones):
+                        loaded += self._append(con, zones)
+                if loaded:
+                    con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return loaded
+
+    @staticmethod
+    def _append(con: duckdb.DuckDBPyConnection, zones: gpd.GeoDataFrame) -> int:
         table = pa.table(
             {
                 "country": pa.array(zones["country"], pa.string()),
@@ -163,24 +192,18 @@ class DuckDBStore(ZoneStore):
                 "geometry": zone_wkb(zones),
             }
         )
-        with self._lock:
-            con = self._cursor()
-            con.register("incoming_zones", table)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(
-                    f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
-                        SELECT country, region, classification, area_ha::DECIMAL(10,2), year, source,
-                               confidence::DECIMAL(3,2), verified, ST_GeomFromWKB(geometry)
-                        FROM incoming_zones"""
-                )
-                con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("incoming_zones")
+        # A stream, not the table: DuckDB keeps a registered table alive until the transaction ends
+        # (a whole load in memory), a consumed stream's batches are let go.
+        con.register("incoming_zones", pa.RecordBatchReader.from_batches(table.schema, table.to_batches()))
+        try:
+            con.execute(
+                f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
+                    SELECT country, region, classification, area_ha::DECIMAL(10,2), year, source,
+                           confidence::DECIMAL(3,2), verified, ST_GeomFromWKB(geometry)
+                    FROM incoming_zones"""
+            )
+        finally:
+            con.unregister("incoming_zones")
         return len(table)
 
     def close(self) -> None:
