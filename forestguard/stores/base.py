@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import geopandas as gpd
 import pandas as pd
@@ -91,6 +91,17 @@ class ZoneStore(abc.ABC):
         frame = table.to_pandas()
         geometry = gpd.GeoSeries.from_wkb(frame.pop("geometry"), crs=4326) if "geometry" in frame else None
         return gpd.GeoDataFrame(frame, geometry=geometry, crs=4326)
+
+    def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        """Zones as Arrow tables of about ``batch_rows`` each, in no particular order: bounded memory for any store.
+
+        Engines that can stream override this; the default reads one table.
+        """
+        yield self.zones_arrow(where, columns)
+
+    @abc.abstractmethod
+    def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        """``id`` and ``geometry`` (WKB) of the zones ``ids`` (those that exist), looked up by primary key."""
 
     @abc.abstractmethod
     def count(self, where: ZoneFilter = ZoneFilter()) -> int: ...

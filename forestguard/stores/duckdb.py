@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import duckdb
 import geopandas as gpd
@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 """
+
+#: Zones looked up by id in one query (the statement grows with it).
+_IDS_PER_QUERY = 2_000
+#: The zone columns readers get when they name none.
+ZONE_FIELDS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
 
 # A bounding box test that needs no index: DuckDB prunes by min/max statistics.
 _BBOX_SQL = "(ST_XMax(geometry) >= ? AND ST_YMax(geometry) >= ? AND ST_XMin(geometry) <= ? AND ST_YMin(geometry) <= ?)"
@@ -139,12 +144,33 @@ class DuckDBStore(ZoneStore):
         rows = self._cursor().execute(query, sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+    def _select(self, where: ZoneFilter, columns: Sequence[str] | None) -> tuple[str, list]:
         sql = self._filter(where)
-        wanted = list(columns) if columns else ["id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry"]
+        wanted = list(columns) if columns else list(ZONE_FIELDS)
         select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
-        query = f"SELECT {select} FROM {TABLE} WHERE {sql.clause} ORDER BY country, year, id"
-        params = list(sql.params)
+        return f"SELECT {select} FROM {TABLE} WHERE {sql.clause}", list(sql.params)
+
+    def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        query, params = self._select(where, columns)
+        reader = self._cursor().execute(query, params).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+
+    def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        # An IN list of values, not a join with a list: DuckDB answers it from the primary key's
+        # index (3,000 zones in ~0.2 s of 10M, where a join scans every row: 1-2 s).
+        wanted = [int(i) for i in ids]
+        cursor = self._cursor()
+        tables = []
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            part = wanted[start : start + _IDS_PER_QUERY]
+            query = f"SELECT id, ST_AsWKB(geometry) AS geometry FROM {TABLE} WHERE id IN ({', '.join(['?'] * len(part))})"
+            tables.append(cursor.execute(query, part).to_arrow_table())
+        return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.int32()), "geometry": pa.array([], pa.binary())})
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        query, params = self._select(where, columns)
+        query += " ORDER BY country, year, id"
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
