@@ -1,17 +1,17 @@
 """Ingest: read → map columns → validate → load, all or nothing.
 
-Every file of an invocation is opened and checked before the store is touched (big
-ones are then streamed in batches rather than held whole), and the load is one
-transaction. The embedded engine is written only once every record has passed;
-PostGIS stores each batch of validated records while the next is checked (the
-server's work overlaps ours), and a reject found later rolls the transaction back,
-so nothing is half-written either way. With ``skip_invalid`` the good records load
+Every file of an invocation is opened before the store is touched (big ones are then
+streamed in batches rather than held whole), and the load is one transaction: the store
+takes each batch of validated records while the next is read and checked, and a reject
+found later rolls the transaction back (an embedded store the load created is removed
+again), so nothing is half-written and memory holds a batch or two, not the load. With ``skip_invalid`` the good records load
 and the bad ones go to a rejects file with their reasons.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import queue
 import tempfile
@@ -162,18 +162,22 @@ def ingest(
             # Written even when empty, so an old rejects file never outlives the run that would replace it.
             write_rejects(result.rejected, Path(skip_invalid))
 
-    if result.read and stores.loads_while_validating(url):
-        # The server stores one batch while the next is checked in a thread; the load is
-        # still one transaction, so a rejected record rolls back what was sent.
-        batches = read_ahead(checked(batches))
-    else:
-        batches = list(checked(batches))  # every record checked before the store is opened (or created)
-        if not batches:
-            return result
-    with stores.open(url, create=True) as store:
-        result.loaded = store.insert_batches(batches, rows=result.read)
-        result.data_version = store.data_version()
-        result.engine = store.engine
+    # The store takes one batch while the next is read and checked in a thread; the load is one
+    # transaction, so a record rejected later rolls back what was sent (memory: a batch or two).
+    pending = read_ahead(checked(batches))
+    first = next(pending, None)  # every record rejected, or none read: refused before the store is touched
+    if first is None:
+        return result
+    created = stores.new_embedded_store(url)
+    try:
+        with stores.open(url, create=True) as store:
+            result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read)
+            result.data_version = store.data_version()
+            result.engine = store.engine
+    except BaseException:
+        if created:
+            stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
+        raise
     return result
 
 

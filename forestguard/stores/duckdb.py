@@ -75,6 +75,11 @@ def connect(path: str | None = None, *, read_only: bool = False, extensions: Seq
     return con
 
 
+def store_path(url: str) -> Path:
+    """The file an embedded store URL names (``duckdb://`` prefix optional)."""
+    return Path(url.removeprefix("duckdb://"))
+
+
 class DuckDBStore(ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
@@ -82,7 +87,7 @@ class DuckDBStore(ZoneStore):
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
         super().__init__(url)
-        path = Path(url.removeprefix("duckdb://"))
+        path = store_path(url)
         if not path.exists():
             if not create:
                 raise StoreNotFound(f"no store at {path} (create it with 'forestguard ingest' or 'forestguard demo')")
@@ -220,7 +225,9 @@ class DuckDBStore(ZoneStore):
         )
         # A stream, not the table: DuckDB keeps a registered table alive until the transaction ends
         # (a whole load in memory), a consumed stream's batches are let go.
-        con.register("incoming_zones", pa.RecordBatchReader.from_batches(table.schema, table.to_batches()))
+        # One record batch: DuckDB scans an Arrow stream's batches in parallel, and ids (the sequence)
+        # would then not follow the file's order.
+        con.register("incoming_zones", pa.RecordBatchReader.from_batches(table.schema, table.combine_chunks().to_batches(max_chunksize=len(table) or None)))
         try:
             con.execute(
                 f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
