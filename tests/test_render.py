@@ -296,3 +296,13 @@ def test_shading_colours_by_class_share_and_opacity_by_amount():
     assert (np.abs(rgba[1, :3].astype(int) - colour["illegal"]) <= 1).all()
     assert (np.abs(rgba[2, :3].astype(int) - (colour["legal"] + colour["illegal"]) / 2) <= 1).all()
     assert rgba[3, 3] == 0 and 0 < rgba[0, 3] < rgba[2, 3] < rgba[1, 3]
+
+
+def test_the_same_zones_have_the_same_layer_key_however_the_layer_was_made(store_url, layer):
+    """A report's layer of Brazil and the dashboard's whole layer with Brazil selected share their cached maps."""
+    brazil = ZoneFilter(countries=("Brazil",), year_from=2019)
+    with stores.open(store_url, read_only=True) as store:
+        own = build_layer(store, brazil)
+    selected = layer.select(ZoneFilter(countries=("Brazil",))).select(ZoneFilter(year_from=2019))
+    assert own.key == selected.key == layer.select(brazil).key and len(own) == len(selected)
+    assert layer.select(ZoneFilter(countries=("Peru",))).key != selected.key

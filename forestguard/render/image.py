@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..geodata import countries
 from .geometry import mercator_box, to_mercator
 from .layer import CATEGORIES, ZoneLayer
-from .raster import Measure, Range, aggregate
+from .raster import Measure, Range, cached_aggregate
 
 #: Colour of each classification: Okabe–Ito bluish green / vermillion / grey, distinct for colour-blind readers.
 COLOR_KEY: dict[str, str] = {"legal": "#009E73", "illegal": "#D55E00", "none": "#8C8C8C"}
@@ -154,14 +154,24 @@ def map_image(
     legend: bool = True,
     measure: Measure = "area_ha",
     background: str | None = BACKGROUND,
+    cache=None,
 ) -> Image.Image:
     """A finished map of the layer: zones over land and borders, with a legend.
 
     ``bounds`` is a lon/lat box (xmin, ymin, xmax, ymax); None fits the zones.
-    ``background=None`` keeps the image transparent (for overlays).
+    ``background=None`` keeps the image transparent (for overlays). With a ``cache`` the
+    aggregate is taken from it when someone drew the same view of the same zones.
     """
     x_range, y_range = view_ranges(layer, bounds, width, height)
-    zones = shade(aggregate(layer, x_range, y_range, width, height, measure=measure))
+    agg = cached_aggregate(layer, x_range, y_range, width, height, measure=measure, cache=cache)
+    return map_picture(agg, outlines=outlines, legend=legend, background=background)
+
+
+def map_picture(agg: xr.DataArray, *, outlines: bool = True, legend: bool = True, background: str | None = BACKGROUND) -> Image.Image:
+    """An aggregate as a finished picture: shaded zones over land and borders, with a legend."""
+    x_range, y_range = agg.attrs["x_range"], agg.attrs["y_range"]
+    height, width = agg.shape[:2]
+    zones = shade(agg)
     if outlines:
         image = Image.alpha_composite(basemap(x_range, y_range, width, height, background), zones)
     elif background:

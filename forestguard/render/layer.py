@@ -88,8 +88,17 @@ class ZoneLayer:
 
     @property
     def key(self) -> str:
-        """Identity for caches: store, data version and filter."""
-        return "&".join([f"{self.source}@{self.data_version}", self.where.key(), *(f.key() for f in self.refined)])
+        """Identity for caches: store, data version and the zones' filter.
+
+        The same zones give the same key however the layer was made (a report's layer of
+        Brazil, or the dashboard's whole layer with Brazil selected), so their map aggregates
+        are one cache entry.
+        """
+        combined: ZoneFilter | None = self.where
+        for refined in self.refined:
+            combined = combined.narrowed(refined) if combined is not None else None
+        filters = [combined] if combined is not None else [self.where, *self.refined]
+        return "&".join([f"{self.source}@{self.data_version}", *(f.key() for f in filters)])
 
     @property
     def nbytes(self) -> int:
