@@ -175,7 +175,7 @@ def test_at_most_twenty_reject_lines_then_a_count() -> None:
 def test_read_ahead_keeps_order_and_runs_the_producer_in_another_thread() -> None:
     import threading
 
-    from forestguard.ingest import read_ahead
+    from forestguard.streams import read_ahead
 
     made_in = []
 
@@ -189,7 +189,7 @@ def test_read_ahead_keeps_order_and_runs_the_producer_in_another_thread() -> Non
 
 
 def test_read_ahead_hands_the_producers_error_to_the_consumer() -> None:
-    from forestguard.ingest import read_ahead
+    from forestguard.streams import read_ahead
 
     def items():
         yield 1
@@ -205,7 +205,7 @@ def test_read_ahead_hands_the_producers_error_to_the_consumer() -> None:
 def test_read_ahead_stops_the_producer_when_the_consumer_stops() -> None:
     import threading
 
-    from forestguard.ingest import read_ahead
+    from forestguard.streams import read_ahead
 
     made = []
 

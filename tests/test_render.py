@@ -28,6 +28,7 @@ from forestguard.render import (
     view_ranges,
     zone_layer,
 )
+from forestguard.render.layer import ROW_BYTES
 from forestguard.render.raster import POLYGON_MIN_PIXELS
 from forestguard.schema import Classification
 from forestguard.stores.base import ZoneFilter
@@ -122,7 +123,7 @@ def test_polygons_are_read_for_the_view_only_and_kept(store_url):
     """A zoomed view reads the polygons it draws from the store, once: the layer itself holds no geometry."""
     with stores.open(store_url, read_only=True) as store:
         layer = build_layer(store)
-        assert set(layer.base.columns).isdisjoint({"geometry", "geom_row"}) and layer.nbytes <= len(layer) * 41
+        assert set(layer.base.columns).isdisjoint({"geometry", "geom_row"}) and layer.nbytes <= len(layer) * ROW_BYTES
         big = layer.zones.iloc[-3:]
         x_range = (float(big["x"].min() - big["size"].max()), float(big["x"].max() + big["size"].max()))
         y_range = (float(big["y"].min() - big["size"].max()), float(big["y"].max() + big["size"].max()))

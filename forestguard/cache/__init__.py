@@ -24,6 +24,7 @@ import logging
 import threading
 
 from ..config import redact, settings
+from ..memory import budget_bytes
 from .base import Cache, CacheUnavailable
 from .codecs import CorruptValue, decode_dataarray, encode_dataarray
 from .keys import TTL_SECONDS, KeySpace, store_scope
@@ -74,7 +75,7 @@ def default_cache() -> Cache:
     with _lock:
         if _default is None or _default[0] != wanted:
             # In-process, the cache is part of this process's memory budget: a tenth of it.
-            options = {} if config.redis_url else {"max_bytes": int(config.memory_mb * MEMORY_CACHE_SHARE * 2**20)}
+            options = {} if config.redis_url else {"max_bytes": budget_bytes(MEMORY_CACHE_SHARE)}
             cache = open_cache(config.redis_url, config.cache_prefix, **options)
             if _default is None:
                 atexit.register(_publish_at_exit)

@@ -116,7 +116,7 @@ def demo_command(db, n, seed, append):
       forestguard demo --zones 1000000 --db data/forestguard.duckdb
     """
     from ..demo import DemoSpec, demo_batches
-    from ..ingest import read_ahead
+    from ..streams import read_ahead
 
     started = time.perf_counter()
     with stores.open(db, create=True) as store:

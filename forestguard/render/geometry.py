@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-from ..config import settings
+from .. import memory
 
 if TYPE_CHECKING:
     from ..stores.base import ZoneStore
@@ -159,7 +159,7 @@ class GeometrySource:
 
     def __init__(self, store: "ZoneStore", budget_bytes: int | None = None) -> None:
         self.store = store
-        self.budget_bytes = int(settings().memory_mb * GEOMETRY_SHARE * 2**20) if budget_bytes is None else budget_bytes
+        self.budget_bytes = memory.budget_bytes(GEOMETRY_SHARE) if budget_bytes is None else budget_bytes
         self._items: OrderedDict[int, tuple[shapely.Geometry, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()

@@ -29,9 +29,11 @@ import pyarrow.compute as pc
 
 from ..config import redact, settings
 from ..errors import UserError
+from ..memory import budget_bytes, release_unused
 from ..schema import Classification
 from ..stores.base import ZoneFilter, ZoneStore
-from .geometry import GeometrySource, ZoneGeometry, mercator_box, to_lonlat, to_mercator  # noqa: F401 - re-exported
+from ..streams import read_ahead
+from .geometry import GeometrySource, ZoneGeometry
 
 #: Categories of the ``classification`` column, in colour-key order ("none": unclassified).
 CATEGORIES: tuple[str, ...] = ("legal", "illegal", "none")
@@ -40,9 +42,9 @@ CATEGORIES: tuple[str, ...] = ("legal", "illegal", "none")
 WORLD: tuple[float, float, float, float] = (-20037508.34, -8399737.89, 20037508.34, 15538711.10)
 
 #: Bytes a zone costs in a layer (the columns below, as held).
-ROW_BYTES = 41
+ROW_BYTES = 37
 #: Zones read from the store at a time while a layer is built.
-BUILD_BATCH_ROWS = 250_000
+BUILD_BATCH_ROWS = 100_000
 #: Rows handed to the rasterizer at a time (bounded scratch memory, whatever the selection).
 CHUNK_ROWS = 1_000_000
 #: Share of the process's memory budget (FORESTGUARD_MEMORY_MB) the layer's rows may take.
@@ -58,7 +60,7 @@ class LayerTooLarge(UserError):
 
 
 def layer_budget_bytes() -> int:
-    return int(settings().memory_mb * LAYER_SHARE * 1024 * 1024)
+    return budget_bytes(LAYER_SHARE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,8 +68,7 @@ class ZoneLayer:
     """Zones ready to draw: compact rows sorted by Mercator area, optionally a selection of them.
 
     ``base`` holds, per zone: ``x``/``y`` (Web Mercator area centroid, float32), ``size``
-    (larger side of the bounding box, m), ``mercator_area`` (m²), ``area_ha``, ``zones``
-    (1.0, the count measure), ``classification`` (categorical of :data:`CATEGORIES`),
+    (larger side of the bounding box, m), ``mercator_area`` (m²), ``area_ha``, ``classification`` (categorical of :data:`CATEGORIES`),
     ``year``, ``country``/``region``/``source`` (categoricals), ``verified``,
     ``confidence`` (hundredths, :data:`NO_CONFIDENCE` when none) and ``id``. Treat it as
     read-only: every session of the process shares it. ``rows`` (sorted positions into
@@ -267,9 +268,10 @@ def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version
                 budget_bytes: int | None = None) -> ZoneLayer:
     """Read the zones ``where`` selects, batch by batch, into compact rows (use :func:`zone_layer` for the shared copy).
 
-    Geometry is read once to measure each zone and let go with its batch. A store whose
-    rows would not fit ``budget_bytes`` (default: half of FORESTGUARD_MEMORY_MB) is
-    refused up front with a one-line reason.
+    The columns are allocated once for the zones counted and filled in place; each batch's
+    geometry is measured and let go with the batch, so the peak is the layer plus one batch.
+    A store whose rows would not fit ``budget_bytes`` (default: half of
+    FORESTGUARD_MEMORY_MB) is refused up front with a one-line reason.
     """
     version = store.data_version() if data_version is None else data_version
     budget = layer_budget_bytes() if budget_bytes is None else budget_bytes
@@ -280,67 +282,92 @@ def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version
             f"budget of {budget / 2**20:,.0f} MB (half of FORESTGUARD_MEMORY_MB={settings().memory_mb}): raise the budget, "
             "serve a filtered store, or draw maps with --dask"
         )
-    parts, extents = [], []
-    for batch in store.zone_batches(where, columns=_READ_COLUMNS, batch_rows=BUILD_BATCH_ROWS):
-        rows, extent = _compact(batch)
-        parts.append(rows)
-        extents.append(extent)
-    base = _concat(parts)
-    order = np.argsort(base["mercator_area"].to_numpy(), kind="stable")
-    base = base.take(order).reset_index(drop=True)
-    country_extents = pd.concat(extents).groupby(level=0).agg({"xmin": "min", "ymin": "min", "xmax": "max", "ymax": "max"}) if extents else None
-    return ZoneLayer(redact(store.url), version, where, base, GeometrySource(store), extents=country_extents)
+    columns = _Columns(expected)
+    # The store reads (and DuckDB or the network work) in a thread while the previous batch is measured.
+    for batch in read_ahead(store.zone_batches(where, columns=_READ_COLUMNS, batch_rows=BUILD_BATCH_ROWS)):
+        columns.add(batch)
+    base, extents = columns.finish()
+    release_unused()  # the batches' buffers: freed, but kept by the allocators until handed back
+    return ZoneLayer(redact(store.url), version, where, base, GeometrySource(store), extents=extents)
 
 
-def _compact(table: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One batch of zones as compact rows (its geometry measured, then dropped), and each country's extent in it."""
-    measures = ZoneGeometry.from_wkb(table.column("geometry")).measures()
-    extent = (pd.DataFrame({k: measures[k] for k in ("xmin", "ymin", "xmax", "ymax")}, index=pd.Index(table.column("country").to_pandas(), name="country"))
-              .groupby(level=0).agg({"xmin": "min", "ymin": "min", "xmax": "max", "ymax": "max"}))
-    stored = table.column("classification")
-    classification = np.full(len(table), CATEGORIES.index("none"), dtype=np.int8)
-    for cls in Classification:
-        classification[pc.fill_null(pc.equal(stored, cls.stored), False).to_numpy(zero_copy_only=False)] = CATEGORIES.index(cls.value)
-    confidence = pc.cast(table.column("confidence"), pa.float64()).to_numpy(zero_copy_only=False)
-    rows = pd.DataFrame(
-        {
-            "x": measures["x"].astype(np.float32),
-            "y": measures["y"].astype(np.float32),
-            "size": np.maximum(measures["xmax"] - measures["xmin"], measures["ymax"] - measures["ymin"]).astype(np.float32),
-            "mercator_area": measures["mercator_area"].astype(np.float32),
+_DTYPES = {"x": np.float32, "y": np.float32, "size": np.float32, "mercator_area": np.float32, "area_ha": np.float64,
+           "classification": np.int8, "year": np.int16, "country": np.int32, "region": np.int32, "source": np.int32,
+           "verified": np.bool_, "confidence": np.uint8, "id": np.int32}
+_TEXT = ("country", "region", "source")
+
+
+class _Columns:
+    """The layer's columns, allocated for the zones expected and filled a batch at a time."""
+
+    def __init__(self, expected: int) -> None:
+        self.arrays = {name: np.empty(expected, dtype=dtype) for name, dtype in _DTYPES.items()}
+        self.codes: dict[str, dict[str, int]] = {name: {} for name in _TEXT}
+        self.filled = 0
+        self.extents: list[pd.DataFrame] = []
+
+    def add(self, table: pa.Table) -> None:
+        n = len(table)
+        if self.filled + n > len(self.arrays["x"]):  # zones added since they were counted
+            grown = max(self.filled + n, int(len(self.arrays["x"]) * 1.25))
+            self.arrays = {k: np.resize(a, grown) for k, a in self.arrays.items()}
+        measures = ZoneGeometry.from_wkb(table.column("geometry")).measures()
+        confidence = pc.cast(table.column("confidence"), pa.float64()).to_numpy(zero_copy_only=False)
+        classification = np.full(n, CATEGORIES.index("none"), dtype=np.int8)
+        for cls in Classification:
+            classification[pc.fill_null(pc.equal(table.column("classification"), cls.stored), False).to_numpy(zero_copy_only=False)] = CATEGORIES.index(cls.value)
+        values = {
+            "x": measures["x"],
+            "y": measures["y"],
+            "size": np.maximum(measures["xmax"] - measures["xmin"], measures["ymax"] - measures["ymin"]),
+            "mercator_area": measures["mercator_area"],
             "area_ha": pc.cast(table.column("area_ha"), pa.float64()).to_numpy(zero_copy_only=False),
-            "zones": np.ones(len(table), dtype=np.float32),
-            "classification": pd.Categorical.from_codes(classification, categories=CATEGORIES),
-            "year": table.column("year").to_numpy().astype(np.int16),
-            "country": _categorical(table.column("country")),
-            "region": _categorical(table.column("region")),
-            "source": _categorical(table.column("source")),
-            "verified": table.column("verified").fill_null(False).to_numpy(zero_copy_only=False).astype(bool),
-            "confidence": np.where(np.isnan(confidence), NO_CONFIDENCE, np.rint(confidence * 100)).astype(np.uint8),
-            "id": table.column("id").to_numpy().astype(np.int32),
+            "classification": classification,
+            "year": table.column("year").to_numpy(),
+            "verified": table.column("verified").fill_null(False).to_numpy(zero_copy_only=False),
+            "confidence": np.where(np.isnan(confidence), NO_CONFIDENCE, np.rint(confidence * 100)),
+            "id": table.column("id").to_numpy(),
+            **{name: self._codes(name, table.column(name)) for name in _TEXT},
         }
-    )
-    return rows, extent
+        span = slice(self.filled, self.filled + n)
+        for name, array in values.items():
+            self.arrays[name][span] = array
+        self.filled += n
+        self.extents.append(pd.DataFrame({k: measures[k] for k in ("xmin", "ymin", "xmax", "ymax")},
+                                         index=pd.Index(table.column("country").to_pandas(), name="country"))
+                            .groupby(level=0).agg({"xmin": "min", "ymin": "min", "xmax": "max", "ymax": "max"}))
 
+    def _codes(self, name: str, column: pa.ChunkedArray) -> np.ndarray:
+        """Codes into this column's growing dictionary (-1: missing), via the batch's own small dictionary."""
+        encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+        known = self.codes[name]
+        mapping = np.array([known.setdefault(v, len(known)) for v in encoded.dictionary.to_pylist()] + [-1], dtype=np.int32)
+        return mapping[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
 
-def _categorical(column: pa.ChunkedArray | pa.Array) -> pd.Categorical:
-    return pd.Categorical(column.to_pandas())
-
-
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Batches into one frame, categoricals unified (codes re-mapped, values not copied as strings)."""
-    if not parts:
-        return _compact(pa.table({c: pa.array([], type=t) for c, t in _EMPTY_TYPES.items()}))[0]
-    frame = pd.concat(parts, ignore_index=True)  # categoricals with different categories become objects …
-    for name in ("country", "region", "source"):  # … so they are unified here
-        frame[name] = pd.api.types.union_categoricals([p[name] for p in parts], sort_categories=True)
-    frame["classification"] = pd.Categorical(frame["classification"], categories=CATEGORIES)
-    return frame
-
-
-_EMPTY_TYPES = {"id": pa.int32(), "country": pa.string(), "region": pa.string(), "classification": pa.string(),
-                "area_ha": pa.float64(), "year": pa.int32(), "source": pa.string(), "confidence": pa.float64(),
-                "verified": pa.bool_(), "geometry": pa.binary()}
+    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Rows sorted by Mercator area (one column reordered at a time), text columns as categoricals in sorted order."""
+        n = self.filled
+        arrays = {k: a[:n] for k, a in self.arrays.items()}
+        order = np.argsort(arrays["mercator_area"], kind="stable")
+        frame: dict[str, object] = {}
+        for name, array in arrays.items():
+            ordered = array[order]
+            if name in _TEXT:
+                names = np.array(list(self.codes[name]), dtype=object)
+                rank = np.argsort(names, kind="stable")  # codes in sorted-category order, as pandas shows them
+                position = np.empty(len(names) + 1, dtype=np.int32)
+                position[rank] = np.arange(len(names), dtype=np.int32)
+                position[-1] = -1
+                frame[name] = pd.Categorical.from_codes(position[ordered], categories=pd.Index(names[rank], dtype=object), validate=False)
+            elif name == "classification":
+                frame[name] = pd.Categorical.from_codes(ordered, categories=CATEGORIES, validate=False)
+            else:
+                frame[name] = ordered
+            arrays[name] = None  # type: ignore[assignment] - let go of the unsorted column now
+            self.arrays[name] = None  # type: ignore[assignment]
+        extents = (pd.concat(self.extents).groupby(level=0).agg({"xmin": "min", "ymin": "min", "xmax": "max", "ymax": "max"})
+                   if self.extents else pd.DataFrame(columns=["xmin", "ymin", "xmax", "ymax"]))
+        return pd.DataFrame(frame, copy=False), extents
 
 
 class _LayerCache:

@@ -51,8 +51,12 @@ def canvas(x_range: Range, y_range: Range, width: int, height: int) -> ds.Canvas
     return ds.Canvas(plot_width=int(width), plot_height=int(height), x_range=tuple(map(float, x_range)), y_range=tuple(map(float, y_range)))
 
 
-def _reduction(measure: str, column: str) -> ds.reductions.Reduction:
-    return ds.by("classification", ds.count() if measure == "zones" and column == "zones" else ds.sum(column))
+def _reduction(measure: str) -> ds.reductions.Reduction:
+    return ds.by("classification", ds.count() if measure == "zones" else ds.sum(measure))
+
+
+def _point_columns(measure: str) -> list[str]:
+    return ["x", "y", "classification", *(["area_ha"] if measure == "area_ha" else [])]
 
 
 def empty_aggregate(x_range: Range, y_range: Range, width: int, height: int, measure: str = "area_ha") -> xr.DataArray:
@@ -85,10 +89,10 @@ def aggregate(layer: ZoneLayer, x_range: Range, y_range: Range, width: int, heig
     big = np.flatnonzero(layer.in_box((x_range[0], y_range[0], x_range[1], y_range[1]), n_points)) + n_points
     as_points = big[:-MAX_VIEW_POLYGONS] if len(big) > MAX_VIEW_POLYGONS else big[:0]  # the smallest of too many
     values = out.data
-    for chunk in layer.chunks(["x", "y", measure, "classification"], 0, n_points):
-        _add(values, cvs.points(chunk, "x", "y", agg=_reduction(measure, measure)))
+    for chunk in layer.chunks(_point_columns(measure), 0, n_points):
+        _add(values, cvs.points(chunk, "x", "y", agg=_reduction(measure)))
     if len(as_points):
-        _add(values, cvs.points(_rows(layer, as_points, ["x", "y", measure, "classification"]), "x", "y", agg=_reduction(measure, measure)))
+        _add(values, cvs.points(_rows(layer, as_points, _point_columns(measure)), "x", "y", agg=_reduction(measure)))
         log.info("view with %d polygons: the %d smallest drawn as points", len(big), len(as_points))
     polygons = big[len(as_points):]
     drawn = _polygons(layer, polygons, measure, pixel_area)
@@ -115,12 +119,13 @@ def _polygons(layer: ZoneLayer, positions: np.ndarray, measure: str, pixel_area:
     """The zones at ``positions`` as Mercator polygons with their per-pixel weight (zones missing from the store are left out)."""
     if not len(positions) or layer.geometry is None:
         return gpd.GeoDataFrame({"weight": [], "classification": pd.Categorical([], categories=CATEGORIES)}, geometry=gpd.GeoSeries([]))
-    rows = _rows(layer, positions, ["id", "mercator_area", measure, "classification"])
+    rows = _rows(layer, positions, ["id", "mercator_area", "area_ha", "classification"])
     shapes = layer.geometry.polygons(rows["id"].to_numpy())
     found = np.array([s is not None for s in shapes], dtype=bool)
     expected_pixels = np.maximum(rows["mercator_area"].to_numpy(np.float64) / pixel_area, 1.0)
+    amount = rows["area_ha"].to_numpy(np.float64) if measure == "area_ha" else np.ones(len(rows))
     frame = gpd.GeoDataFrame(
-        {"weight": (rows[measure].to_numpy(np.float64) / expected_pixels)[found], "classification": rows["classification"].to_numpy()[found]},
+        {"weight": (amount / expected_pixels)[found], "classification": rows["classification"].to_numpy()[found]},
         geometry=gpd.GeoSeries(shapes[found]),
     )
     frame["classification"] = pd.Categorical(frame["classification"], categories=CATEGORIES)

@@ -26,7 +26,7 @@ def compile_kernels() -> None:
     cvs = canvas((0.0, 10.0), (0.0, 10.0), 10, 10)
     out = empty_aggregate((0.0, 10.0), (0.0, 10.0), 10, 10)
     points = pd.DataFrame({"x": np.array([1.0, 5.0], dtype=np.float32), "y": np.array([1.0, 5.0], dtype=np.float32),
-                           "area_ha": [1.0, 2.0], "zones": np.ones(2, dtype=np.float32),
+                           "area_ha": [1.0, 2.0],
                            "classification": pd.Categorical(["legal", "illegal"], categories=CATEGORIES)})
     _add(out.data, cvs.points(points, "x", "y", agg=ds.by("classification", ds.sum("area_ha"))))
     _add(out.data, cvs.points(points, "x", "y", agg=ds.by("classification", ds.count())))

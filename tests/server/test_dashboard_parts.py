@@ -172,11 +172,18 @@ def test_a_filter_change_puts_the_new_image_into_the_drawn_map(dashboard):
     np.testing.assert_array_equal(plot.handles["source"].data["image"][0], illegal.packed)
 
 
-def test_country_bounds_equal_the_selected_zones_bounds(dashboard):
+def test_country_bounds_are_the_zones_exact_extent_and_selections_hold_them(dashboard):
+    """Countries' bounds (what the map zooms to) are the store's exact extent; a selection's bounds hold its zones."""
+    from forestguard.render import mercator_box
+
     layer = dashboard._base
     for countries in (["Brazil"], ["Peru", "Indonesia"], []):
-        expected = layer.select(ZoneFilter(countries=tuple(countries))).bounds
-        assert layer.bounds_of(countries) == pytest.approx(expected)
+        where = ZoneFilter(countries=tuple(countries))
+        lon_lat = dashboard._store.zones(where).total_bounds
+        assert layer.bounds_of(countries) == pytest.approx(mercator_box(tuple(lon_lat)), rel=1e-9)
+        held = layer.select(where).bounds
+        exact = layer.bounds_of(countries)
+        assert held[0] <= exact[0] + 1 and held[1] <= exact[1] + 1 and held[2] >= exact[2] - 1 and held[3] >= exact[3] - 1
 
 
 def test_warm_up_caches_the_numbers_of_one_country_views(demo_duckdb, monkeypatch):
