@@ -26,7 +26,11 @@ VARIABLES: dict[str, str] = {
     "FORESTGUARD_DATA_DIR": "Folder of the embedded store, local snapshots and reports (default ./data).",
     "FORESTGUARD_LOG_LEVEL": "Logging level (default INFO).",
     "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
+    "FORESTGUARD_MEMORY_MB": "Memory budget of one process in MB (default 1536, for a 2 GB task): sizes the in-memory map layer, caches and DuckDB's memory limit.",
 }
+
+#: A process's memory budget when FORESTGUARD_MEMORY_MB is not set: the design's 2 GB task, less headroom.
+DEFAULT_MEMORY_MB = 1536
 
 DEFAULT_DB_NAME = "forestguard.duckdb"
 
@@ -45,6 +49,12 @@ class Settings:
     data_dir: Path
     log_level: str
     tile_url: str | None
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    @property
+    def duckdb_memory_limit(self) -> str:
+        """DuckDB's own limit: a quarter of the budget (it spills to disk beyond), at least 128 MB."""
+        return f"{max(128, self.memory_mb // 4)}MB"
 
     @property
     def default_db(self) -> Path:
@@ -83,7 +93,23 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(_get(env, "FORESTGUARD_DATA_DIR") or "data"),
         log_level=(_get(env, "FORESTGUARD_LOG_LEVEL") or "INFO").upper(),
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
+        memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
     )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = _get(env, name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from .errors import UserError
+
+        raise UserError(f"{name} must be a whole number of megabytes above 0, not {text!r}")
+    return value
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)

@@ -1,21 +1,19 @@
 """Ingest: read → map columns → validate → load, all or nothing.
 
-Every file of an invocation is opened and checked before the store is touched (big
-ones are then streamed in batches rather than held whole), and the load is one
-transaction. The embedded engine is written only once every record has passed;
-PostGIS stores each batch of validated records while the next is checked (the
-server's work overlaps ours), and a reject found later rolls the transaction back,
-so nothing is half-written either way. With ``skip_invalid`` the good records load
+Every file of an invocation is opened before the store is touched (big ones are then
+streamed in batches rather than held whole), and the load is one transaction: the store
+takes each batch of validated records while the next is read and checked, and a reject
+found later rolls the transaction back (an embedded store the load created is removed
+again), so nothing is half-written and memory holds a batch or two, not the load. With ``skip_invalid`` the good records load
 and the bad ones go to a rejects file with their reasons.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import os
-import queue
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -27,6 +25,7 @@ from . import stores
 from .config import settings
 from .errors import UserError
 from .sources import READ_PROBLEMS, ColumnMapping, open_zones_file
+from .streams import read_ahead
 from .validation import Reject, validate
 
 MAX_SHOWN_REJECTS = 20
@@ -162,59 +161,23 @@ def ingest(
             # Written even when empty, so an old rejects file never outlives the run that would replace it.
             write_rejects(result.rejected, Path(skip_invalid))
 
-    if result.read and stores.loads_while_validating(url):
-        # The server stores one batch while the next is checked in a thread; the load is
-        # still one transaction, so a rejected record rolls back what was sent.
-        batches = read_ahead(checked(batches))
-    else:
-        batches = list(checked(batches))  # every record checked before the store is opened (or created)
-        if not batches:
-            return result
-    with stores.open(url, create=True) as store:
-        result.loaded = store.insert_batches(batches, rows=result.read)
-        result.data_version = store.data_version()
-        result.engine = store.engine
-    return result
-
-
-def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Yield ``items`` while a thread already makes the next ``depth`` of them.
-
-    Worth it when making an item (shapely, numpy, Arrow) and using it (a COPY to a server)
-    both spend their time outside the GIL. The producer's exceptions reach the consumer.
-    """
-    done = object()
-    handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stopping = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stopping.is_set():
-                    return
-                handoff.put((item, None))
-            handoff.put((done, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            handoff.put((done, exc))
-
-    worker = threading.Thread(target=produce, name="forestguard-read-ahead", daemon=True)
-    worker.start()
+    # The store takes one batch while the next is read and checked in a thread; the load is one
+    # transaction, so a record rejected later rolls back what was sent (memory: a batch or two).
+    pending = read_ahead(checked(batches))
+    first = next(pending, None)  # every record rejected, or none read: refused before the store is touched
+    if first is None:
+        return result
+    created = stores.new_embedded_store(url)
     try:
-        while True:
-            item, error = handoff.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stopping.set()
-        while worker.is_alive():  # unblock a producer waiting to hand over, so it sees `stopping`
-            try:
-                handoff.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        worker.join()
+        with stores.open(url, create=True) as store:
+            result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read)
+            result.data_version = store.data_version()
+            result.engine = store.engine
+    except BaseException:
+        if created:
+            stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
+        raise
+    return result
 
 
 def _check_distinct(paths: Sequence[str | Path]) -> None:

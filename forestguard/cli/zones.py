@@ -98,6 +98,11 @@ def stats_command(db, by, fmt, **filters):
         click.echo(result.to_table())
 
 
+def _counted(batch, bar):
+    bar.update(len(batch))
+    return batch
+
+
 @click.command("demo")
 @db_option
 @click.option("--zones", "n", type=click.IntRange(1, 50_000_000), default=100_000, show_default=True, help="How many zones to generate.")
@@ -110,15 +115,17 @@ def demo_command(db, n, seed, append):
     Example:
       forestguard demo --zones 1000000 --db data/forestguard.duckdb
     """
-    from ..demo import DemoSpec, demo_zones
+    from ..demo import DemoSpec, demo_batches
+    from ..streams import read_ahead
 
     started = time.perf_counter()
     with stores.open(db, create=True) as store:
         existing = store.count()
         if existing and not append:
             raise click.UsageError(f"{redact(store.url)} already has {existing:,} zones; use --append or another --db")
-        zones = demo_zones(DemoSpec(zones=n, seed=seed))
-        loaded = store.insert(zones)
+        # Generated and validated a batch ahead (in a thread) while the previous one is stored: bounded memory.
+        with tqdm(total=n, unit="zone", unit_scale=True, desc="demo", file=sys.stderr, disable=None, leave=False) as bar:
+            loaded = store.insert_batches((_counted(batch, bar) for batch in read_ahead(demo_batches(DemoSpec(zones=n, seed=seed)))), rows=n)
         click.echo(
             f"demo: {loaded:,} zones (seed {seed}) loaded into {store.engine} {redact(store.url)} "
             f"(data version {store.data_version()}) in {time.perf_counter() - started:.1f} s"

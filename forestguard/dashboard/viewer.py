@@ -89,7 +89,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     # -- filters ---------------------------------------------------------------------------
     def _set_choices(self, layer: ZoneLayer) -> None:
-        z = layer.zones
+        z = layer.base
         self.param.countries.objects = sorted(map(str, z["country"].cat.categories))
         self.param.sources.objects = sorted(map(str, z["source"].cat.categories))
         for name, widget in getattr(self, "_choice_widgets", {}).items():
@@ -422,6 +422,7 @@ def warm_views(countries: list[str], store: ZoneStore | None = None, cache: Any 
     for country in countries:
         view.countries = [country]  # no page: nothing is drawn
         view._top_regions()  # selects the zones too
+        mapview.view_image(view.selection(), *view._view_args(), cache=view._cache)  # and reads the polygons it draws
     return len(countries)
 
 

@@ -11,10 +11,11 @@ from functools import lru_cache
 
 import holoviews as hv
 import numpy as np
+import xarray as xr
 
-from .image import BACKGROUND, BORDER_COLOR, COLOR_KEY, LABELS, map_image, view_ranges, world_mercator
+from .image import BACKGROUND, BORDER_COLOR, COLOR_KEY, LABELS, map_picture, view_ranges, world_mercator
 from .layer import CATEGORIES, ZoneLayer
-from .raster import Measure
+from .raster import Measure, cached_aggregate
 
 
 def bokeh_extension(**options) -> None:
@@ -50,23 +51,31 @@ def hv_map(
     *,
     title: str = "Deforestation zones",
     measure: Measure = "area_ha",
+    cache=None,
 ) -> hv.Overlay:
     """Zones as a rasterized RGB image, country outlines and a legend, in Web Mercator.
 
     Display it with the bokeh backend (``hv.extension("bokeh")``); it survives
     ``nbconvert --to html`` because nothing in it calls back to Python.
     """
+    x_range, y_range = view_ranges(layer, bounds, width, height)
+    return hv_map_of(cached_aggregate(layer, x_range, y_range, width, height, measure=measure, cache=cache), title=title)
+
+
+def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones") -> hv.Overlay:
+    """An aggregate as the static map overlay of :func:`hv_map`."""
     import holoviews.plotting.bokeh  # noqa: F401 - registers the options used below
 
-    x_range, y_range = view_ranges(layer, bounds, width, height)
-    image = map_image(layer, bounds, width, height, outlines=False, legend=False, measure=measure, background=None)
+    x_range, y_range = agg.attrs["x_range"], agg.attrs["y_range"]
+    height, width = agg.shape[:2]
+    image = map_picture(agg, outlines=False, legend=False, background=None)
     rgb = hv.RGB(np.asarray(image), bounds=(x_range[0], y_range[0], x_range[1], y_range[1]), kdims=["x", "y"])
     outlines = hv.Path(outline_paths(), kdims=["x", "y"]).opts(color=BORDER_COLOR, line_width=0.7, backend="bokeh")
     keys = [
         hv.Points([], kdims=["x", "y"], label=LABELS[c]).opts(color=COLOR_KEY[c], size=10, marker="square", backend="bokeh")
         for c in CATEGORIES
     ]
-    overlay = hv.Overlay([outlines, rgb, *keys]).opts(
+    return hv.Overlay([outlines, rgb, *keys]).opts(
         width=width,
         height=height,
         title=title,
@@ -80,4 +89,3 @@ def hv_map(
         toolbar="above",
         backend="bokeh",
     )
-    return overlay

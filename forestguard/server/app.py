@@ -85,24 +85,26 @@ def _check_store(url: str, explicit: bool) -> None:
 
 
 def warm_up() -> None:
-    """Load the shared zone layer and compile the rendering kernels before the first visitor (and before forking)."""
-    from ..render import aggregate, shade, view_ranges, zone_layer
+    """Before the first visitor (and before forking): the shared layer, datashader's kernels, the common views.
 
-    layer = zone_layer(runtime.shared_store())
-    x_range, y_range = view_ranges(layer, None, 400, 300)
-    shade(aggregate(layer, x_range, y_range, 400, 300))
-    if len(layer):  # a zoomed view compiles the polygon path too
-        z = layer.zones.iloc[len(layer) // 2]
-        span = max(float(z["size"]) * 20, 5_000.0)
-        aggregate(layer, (z["x"] - span, z["x"] + span), (z["y"] - span, z["y"] + span), 400, 300)
+    datashader compiles its kernels (numba) on first use in each process: done here once, the
+    full extent, the largest countries' views and their polygons (read from the store once and
+    kept) are ready when sessions arrive.
+    """
+    from ..render import zone_layer
+    from ..render.warm import compile_kernels
+
     started = time.perf_counter()
-    views = warm_statistics(runtime.shared_store(), sorted(map(str, layer.zones["country"].cat.categories)))
+    layer = zone_layer(runtime.shared_store())
+    compile_kernels()
+    views = warm_statistics(runtime.shared_store(), sorted(map(str, layer.base["country"].cat.categories)))
     from ..dashboard import shared
     from ..dashboard.viewer import warm_views
     from . import metrics
 
     # The countries with the most zones, as many as the shared selections keep with room for the visitors' own.
-    largest = [str(c) for c, n in layer.zones["country"].value_counts().items() if n][: shared.SELECTIONS.size // 2]
+    counts = layer.base["country"].value_counts()
+    largest = [str(c) for c, n in counts.items() if n][: shared.SELECTIONS.size // 2]
     selected = warm_views(largest)
     metrics.LAYER_ZONES.set(len(layer))
     log.info("warm: %s zones ready (data version %s, %.0f MB); numbers of %d dashboard views cached, zones of %d countries selected in %.1f s",

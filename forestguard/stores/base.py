@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import geopandas as gpd
 import pandas as pd
@@ -36,6 +36,42 @@ class ZoneFilter:
 
     def with_(self, **changes: Any) -> "ZoneFilter":
         return replace(self, **changes)
+
+    def narrowed(self, other: "ZoneFilter") -> "ZoneFilter | None":
+        """One filter selecting exactly the zones both select, or None when no single filter can say it.
+
+        (Disjoint country, class or source lists, or boxes that do not meet, select nothing: an
+        empty list would mean "all".)
+        """
+
+        def both(a: tuple, b: tuple) -> tuple | None:
+            if a and b:
+                common = tuple(v for v in a if v in b)
+                return common or None
+            return a or b
+
+        countries, classifications, sources = both(self.countries, other.countries), both(self.classifications, other.classifications), both(self.sources, other.sources)
+        if countries is None or classifications is None or sources is None:
+            return None
+        bbox = self.bbox or other.bbox
+        if self.bbox and other.bbox:
+            bbox = (max(self.bbox[0], other.bbox[0]), max(self.bbox[1], other.bbox[1]), min(self.bbox[2], other.bbox[2]), min(self.bbox[3], other.bbox[3]))
+            if bbox[0] > bbox[2] or bbox[1] > bbox[3]:
+                return None
+
+        def bound(a, b, pick):
+            return b if a is None else a if b is None else pick(a, b)
+
+        return ZoneFilter(
+            countries=countries,
+            year_from=bound(self.year_from, other.year_from, max),
+            year_to=bound(self.year_to, other.year_to, min),
+            classifications=classifications,
+            sources=sources,
+            verified_only=self.verified_only or other.verified_only,
+            min_confidence=bound(self.min_confidence, other.min_confidence, max),
+            bbox=bbox,
+        )
 
     def key(self) -> str:
         """A stable text form for cache keys."""
@@ -91,6 +127,17 @@ class ZoneStore(abc.ABC):
         frame = table.to_pandas()
         geometry = gpd.GeoSeries.from_wkb(frame.pop("geometry"), crs=4326) if "geometry" in frame else None
         return gpd.GeoDataFrame(frame, geometry=geometry, crs=4326)
+
+    def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        """Zones as Arrow tables of about ``batch_rows`` each, in no particular order: bounded memory for any store.
+
+        Engines that can stream override this; the default reads one table.
+        """
+        yield self.zones_arrow(where, columns)
+
+    @abc.abstractmethod
+    def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        """``id`` and ``geometry`` (WKB) of the zones ``ids`` (those that exist), looked up by primary key."""
 
     @abc.abstractmethod
     def count(self, where: ZoneFilter = ZoneFilter()) -> int: ...

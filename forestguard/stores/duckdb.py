@@ -9,13 +9,14 @@ from __future__ import annotations
 import threading
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import duckdb
 import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
 
+from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGI
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 """
 
+#: Zones looked up by id in one query (the statement grows with it).
+_IDS_PER_QUERY = 2_000
+#: The zone columns readers get when they name none.
+ZONE_FIELDS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
+
 # A bounding box test that needs no index: DuckDB prunes by min/max statistics.
 _BBOX_SQL = "(ST_XMax(geometry) >= ? AND ST_YMax(geometry) >= ? AND ST_XMin(geometry) <= ? AND ST_YMin(geometry) <= ?)"
 
@@ -58,11 +64,20 @@ def extension_path(name: str) -> Path:
 
 def connect(path: str | None = None, *, read_only: bool = False, extensions: Sequence[str] = ("spatial",)) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with our extensions loaded from their wheels and no downloads."""
-    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    config = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": settings().duckdb_memory_limit,  # part of the process's budget, not 80 % of the machine
+    }
     con = duckdb.connect(path or ":memory:", read_only=read_only, config=config)
     for name in extensions:
         con.execute(f"LOAD '{extension_path(name)}'")
     return con
+
+
+def store_path(url: str) -> Path:
+    """The file an embedded store URL names (``duckdb://`` prefix optional)."""
+    return Path(url.removeprefix("duckdb://"))
 
 
 class DuckDBStore(ZoneStore):
@@ -72,7 +87,7 @@ class DuckDBStore(ZoneStore):
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
         super().__init__(url)
-        path = Path(url.removeprefix("duckdb://"))
+        path = store_path(url)
         if not path.exists():
             if not create:
                 raise StoreNotFound(f"no store at {path} (create it with 'forestguard ingest' or 'forestguard demo')")
@@ -134,22 +149,67 @@ class DuckDBStore(ZoneStore):
         rows = self._cursor().execute(query, sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+    def _select(self, where: ZoneFilter, columns: Sequence[str] | None) -> tuple[str, list]:
         sql = self._filter(where)
-        wanted = list(columns) if columns else ["id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry"]
+        wanted = list(columns) if columns else list(ZONE_FIELDS)
         select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
-        query = f"SELECT {select} FROM {TABLE} WHERE {sql.clause} ORDER BY country, year, id"
-        params = list(sql.params)
+        return f"SELECT {select} FROM {TABLE} WHERE {sql.clause}", list(sql.params)
+
+    def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        query, params = self._select(where, columns)
+        reader = self._cursor().execute(query, params).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+
+    def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        # An IN list of values, not a join with a list: DuckDB answers it from the primary key's
+        # index (3,000 zones in ~0.2 s of 10M, where a join scans every row: 1-2 s).
+        wanted = [int(i) for i in ids]
+        cursor = self._cursor()
+        tables = []
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            part = wanted[start : start + _IDS_PER_QUERY]
+            query = f"SELECT id, ST_AsWKB(geometry) AS geometry FROM {TABLE} WHERE id IN ({', '.join(['?'] * len(part))})"
+            tables.append(cursor.execute(query, part).to_arrow_table())
+        return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.int32()), "geometry": pa.array([], pa.binary())})
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        query, params = self._select(where, columns)
+        query += " ORDER BY country, year, id"
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
         return self._cursor().execute(query, params).to_arrow_table()
 
     def insert(self, zones: gpd.GeoDataFrame) -> int:
+        return self.insert_batches([zones], rows=len(zones))
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+        """Append zones batch by batch in one transaction: memory holds one batch, not the load.
+
+        DuckDB writes a large transaction's rows to the file as they come (optimistic writes)
+        and drops them on rollback, so an exception from ``batches`` leaves nothing behind.
+        """
         if self.read_only:
             raise ReadOnlyStore(f"{self.path} is open read-only")
-        if len(zones) == 0:
-            return 0
+        loaded = 0
+        with self._lock:
+            con = self._cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for zones in batches:
+                    if len(zones):
+                        loaded += self._append(con, zones)
+                if loaded:
+                    con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return loaded
+
+    @staticmethod
+    def _append(con: duckdb.DuckDBPyConnection, zones: gpd.GeoDataFrame) -> int:
         table = pa.table(
             {
                 "country": pa.array(zones["country"], pa.string()),
@@ -163,24 +223,20 @@ class DuckDBStore(ZoneStore):
                 "geometry": zone_wkb(zones),
             }
         )
-        with self._lock:
-            con = self._cursor()
-            con.register("incoming_zones", table)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(
-                    f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
-                        SELECT country, region, classification, area_ha::DECIMAL(10,2), year, source,
-                               confidence::DECIMAL(3,2), verified, ST_GeomFromWKB(geometry)
-                        FROM incoming_zones"""
-                )
-                con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("incoming_zones")
+        # A stream, not the table: DuckDB keeps a registered table alive until the transaction ends
+        # (a whole load in memory), a consumed stream's batches are let go.
+        # One record batch: DuckDB scans an Arrow stream's batches in parallel, and ids (the sequence)
+        # would then not follow the file's order.
+        con.register("incoming_zones", pa.RecordBatchReader.from_batches(table.schema, table.combine_chunks().to_batches(max_chunksize=len(table) or None)))
+        try:
+            con.execute(
+                f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
+                    SELECT country, region, classification, area_ha::DECIMAL(10,2), year, source,
+                           confidence::DECIMAL(3,2), verified, ST_GeomFromWKB(geometry)
+                    FROM incoming_zones"""
+            )
+        finally:
+            con.unregister("incoming_zones")
         return len(table)
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches
 from .migrations import META_TABLE, has_zone_table, state
 from .role import read_only_refusal, require_primary, server_role
-from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, read_csv_copy
+from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, csv_batches, read_csv_copy
 
 __all__ = ["PostGISStore"]
 
@@ -143,6 +143,32 @@ class PostGISStore(ZoneStore):
             # One chunk per column first: a take across the CSV reader's many chunks was ~12× slower.
             table = table.combine_chunks().sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
         return table
+
+    def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        """Streamed from one COPY: Arrow parses a block (~8 MB) while the server sends the next."""
+        wanted = list(columns) if columns else list(ZONE_FIELDS)
+        unknown = [c for c in wanted if c not in ARROW_TYPES]
+        if unknown:
+            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        compiled = where_sql(where)
+        select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
+        query = f"COPY (SELECT {select} FROM {TABLE} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        with self._reads.connection() as con, con.cursor() as cursor, cursor.copy(query, compiled.params) as copy:
+            for batch in csv_batches(copy, wanted):
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield pa.Table.from_batches(pending)
+                    pending, rows = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+    def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        query = f"SELECT id, ST_AsBinary(geometry) FROM {TABLE} WHERE id = ANY(%s)"
+        rows = self._reads.run(lambda con: con.execute(query, [[int(i) for i in ids]]).fetchall())
+        return pa.table({"id": pa.array([r[0] for r in rows], pa.int32()), "geometry": pa.array([bytes(r[1]) for r in rows], pa.binary())})
 
     # -- writing ---------------------------------------------------------------------------
     def insert(self, zones: gpd.GeoDataFrame) -> int:
