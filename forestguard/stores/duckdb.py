@@ -2,11 +2,19 @@
 
 The extension is loaded from the ``duckdb-extension-spatial`` wheel by path,
 with DuckDB's autoinstall/autoload turned off, so nothing is ever downloaded.
+
+The data version is derived from what was committed: every write appends a load record
+(``forestguard_loads``, with the version it made) in its own transaction, and the version is
+the larger of that table's highest and the ``forestguard_meta`` row, which a writable open
+repairs. An append is the part of a write least exposed to a crash at commit (an ingest
+killed at its commit was reported to keep the zones but lose the meta row's update); the
+two can no longer disagree in the way a cache key would hide.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
+from ..loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
 from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
@@ -39,7 +48,22 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
+CREATE SEQUENCE IF NOT EXISTS {LOADS_TABLE}_id_seq;
+CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
+    id BIGINT NOT NULL DEFAULT nextval('{LOADS_TABLE}_id_seq'),
+    file VARCHAR,
+    sha256 VARCHAR,
+    rows BIGINT NOT NULL,
+    loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    data_version BIGINT NOT NULL
+);
 """
+#: The committed data version: the meta row, or the newest load record if that is newer.
+_VERSION_SQL = f"""
+SELECT greatest((SELECT value FROM forestguard_meta WHERE key = 'data_version'),
+                coalesce((SELECT max(data_version) FROM {LOADS_TABLE}), 0))
+"""
+_LOADS_COLUMNS = "id, file, sha256, rows, loaded_at, data_version"
 
 # A bounding box test that needs no index: DuckDB prunes by min/max statistics.
 _BBOX_SQL = "(ST_XMax(geometry) >= ? AND ST_YMax(geometry) >= ? AND ST_XMin(geometry) <= ? AND ST_YMin(geometry) <= ?)"
@@ -93,12 +117,15 @@ class DuckDBStore(ZoneStore):
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
             self._con.execute(DUCKDB_DDL)
+            # Check and repair: the meta row follows the newest committed load record.
+            self._con.execute(f"UPDATE forestguard_meta SET value = ({_VERSION_SQL}) WHERE key = 'data_version' AND value < ({_VERSION_SQL})")
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
+        self._has_loads = self._has_table(LOADS_TABLE)  # a store written before load records has none
 
-    def _has_table(self) -> bool:
+    def _has_table(self, name: str = TABLE) -> bool:
         return bool(
-            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0]
+            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
         )
 
     def _filter(self, where: ZoneFilter):
@@ -118,7 +145,8 @@ class DuckDBStore(ZoneStore):
         # open: its version is read once. This takes a query off every cached request.
         if self.read_only and self._read_only_version is not None:
             return self._read_only_version
-        version = int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
+        sql = _VERSION_SQL if self._has_loads else "SELECT value FROM forestguard_meta WHERE key = 'data_version'"
+        version = int(self._cursor().execute(sql).fetchone()[0])
         if self.read_only:
             self._read_only_version = version
         return version
@@ -145,11 +173,25 @@ class DuckDBStore(ZoneStore):
             params.append(int(limit))
         return self._cursor().execute(query, params).to_arrow_table()
 
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        if not self._has_loads:
+            return []
+        query = f"SELECT {_LOADS_COLUMNS} FROM {LOADS_TABLE}"
+        params: list = []
+        if sha256s is not None:
+            if not sha256s:
+                return []
+            query += f" WHERE sha256 IN ({', '.join('?' * len(sha256s))})"
+            params = list(sha256s)
+        rows = self._cursor().execute(query + " ORDER BY id", params).fetchall()
+        return [LoadRecord(*row) for row in rows]
+
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         if self.read_only:
             raise ReadOnlyStore(f"{self.path} is open read-only")
         if len(zones) == 0:
             return 0
+        list(counted([zones], files))
         table = pa.table(
             {
                 "country": pa.array(zones["country"], pa.string()),
@@ -168,13 +210,21 @@ class DuckDBStore(ZoneStore):
             con.register("incoming_zones", table)
             try:
                 con.execute("BEGIN TRANSACTION")
+                if files and not again:
+                    earlier = {r.sha256: r for r in self._loads_in(con, [f.sha256 for f in files])}
+                    refuse_repeats(files, earlier)
                 con.execute(
                     f"""INSERT INTO {TABLE} (country, region, classification, area_ha, year, source, confidence, verified, geometry)
                         SELECT country, region, classification, area_ha::DECIMAL(10,2), year, source,
                                confidence::DECIMAL(3,2), verified, ST_GeomFromWKB(geometry)
                         FROM incoming_zones"""
                 )
-                con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                version = int(con.execute(_VERSION_SQL).fetchone()[0]) + 1
+                records = [(f.file, f.sha256, f.rows) for f in files] or [(None, None, len(table))]
+                now = datetime.now(timezone.utc).replace(tzinfo=None)
+                con.executemany(f"INSERT INTO {LOADS_TABLE} (file, sha256, rows, loaded_at, data_version) VALUES (?, ?, ?, ?, ?)",
+                                [[*record, now, version] for record in records])
+                con.execute("UPDATE forestguard_meta SET value = ? WHERE key = 'data_version'", [version])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -182,6 +232,10 @@ class DuckDBStore(ZoneStore):
             finally:
                 con.unregister("incoming_zones")
         return len(table)
+
+    def _loads_in(self, con: duckdb.DuckDBPyConnection, sha256s: list[str]) -> list[LoadRecord]:
+        query = f"SELECT {_LOADS_COLUMNS} FROM {LOADS_TABLE} WHERE sha256 IN ({', '.join('?' * len(sha256s))}) ORDER BY id"
+        return [LoadRecord(*row) for row in con.execute(query, sha256s).fetchall()]
 
     def close(self) -> None:
         self._con.close()

@@ -102,7 +102,7 @@ class SnapshotStore(DuckDBStore):
     def data_version(self) -> int:
         return self.manifest.data_version
 
-    def insert(self, zones) -> int:
+    def insert(self, zones, *, files=(), again=False) -> int:
         raise ReadOnlyStore(
             f"snapshot {self.manifest.id} is read-only: ingest into the store it came from, then take a new snapshot"
         )
