@@ -93,6 +93,7 @@ class DuckDBStore(ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
+    _has_loads = False  # set when the file is opened (a snapshot view has no load records)
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
         super().__init__(url)
