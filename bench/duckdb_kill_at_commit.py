@@ -21,7 +21,6 @@ from this machine (no network); the issue tracker's stored copy has no matching 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys

@@ -9,41 +9,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from forestguard import stores
-from tests.fixtures.services import free_port, stop_process, unavailable, wait_until
+from tests.fixtures.services import stop_process, wait_until
 
 from .conftest import start_server, stop_server
 
 pytestmark = pytest.mark.postgis
 
 NOTICE = "not available right now"
-
-
-@pytest.fixture
-def own_database():
-    """A cluster this test may stop and start (the shared fixture's is used by other tests)."""
-    pytest.importorskip("psycopg")
-    from tests.fixtures import postgis as pg
-
-    bindir = pg.postgres_bindir()
-    if bindir is None or not pg.postgis_installed(bindir):
-        unavailable("PostgreSQL 15 + PostGIS are not installed")
-    workdir = tempfile.TemporaryDirectory(prefix="fg-pg-")  # like the fixture: a folder the postgres account may enter
-    database = pg.PostgresServer(bindir, Path(workdir.name), free_port())
-    database.start()
-    try:
-        yield database, pg.create_database(database.url())
-    finally:
-        database.stop()
-        workdir.cleanup()
 
 
 def _page_text(served) -> str:
@@ -78,8 +57,11 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def test_database_outage_keeps_probes_fast_and_recovers(tmp_path, demo_small, own_database):
-    database, url = own_database
+def test_database_outage_keeps_probes_fast_and_recovers(tmp_path, demo_small, own_postgis_server):
+    from tests.fixtures.postgis import create_database
+
+    database = own_postgis_server
+    url = create_database(database.url())
     with stores.open(url, create=True) as store:
         store.insert(demo_small.iloc[:300])
     served = start_server(tmp_path, url)
