@@ -26,12 +26,20 @@ NOTICE = "not available right now"
 
 
 def _page_text(served) -> str:
-    """What a visitor's page holds: the session's document, pulled as a browser would (websocket)."""
+    """What a visitor's page holds: the session's document, pulled as a browser would (websocket).
+
+    On a thread of its own: Bokeh's client runs an event loop, and the test process may already
+    have one running (Playwright's, when the browser tests ran first).
+    """
     import panel.models  # noqa: F401 - the page is made of Panel models, which the client must know
     from bokeh.client import pull_session
 
-    with pull_session(url=served.base + "/") as session:
-        return " ".join(str(value) for model in session.document.models for value in model.properties_with_values().values())
+    def pull() -> str:
+        with pull_session(url=served.base + "/") as session:
+            return " ".join(str(value) for model in session.document.models for value in model.properties_with_values().values())
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(pull).result(timeout=120)
 
 
 #: Asks /healthz back to back until told to stop (a line on stdin) and it has 100 answers, and prints
