@@ -20,9 +20,9 @@ from tornado.web import RequestHandler
 
 from ..errors import UserError
 from ..schema import GROUP_KEYS
-from ..stats import statistics
 from . import metrics, runtime
 from .access import auth_enabled
+from .responses import send_encoded, stats_answer
 
 #: /api/stats query parameters, as ``forestguard stats`` names its options.
 STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence")
@@ -103,18 +103,13 @@ class StatsHandler(JSONHandler, AuthRequestHandler):
             self.write_json(400, {"error": str(exc), "request_id": self.request_id})
             return
 
-        def compute() -> str:
-            from ..cache import default_cache
-
-            return statistics(runtime.shared_store(), where, by, cache=default_cache()).to_json()
-
         try:
-            body = await IOLoop.current().run_in_executor(None, compute)
+            answer = await IOLoop.current().run_in_executor(None, stats_answer, where, by)
         except UserError as exc:
             runtime.reset_store()
             self.write_json(503, {"error": str(exc), "request_id": self.request_id})
             return
-        self.write_json(200, body)
+        send_encoded(self, answer, "application/json; charset=utf-8", private=auth_enabled(self))
 
 
 def stats_query(arguments: dict[str, list[str]]):
