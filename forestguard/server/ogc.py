@@ -46,6 +46,14 @@ OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 FORMATS = {"json": JSON, "geojson": GEOJSON, "html": HTML}
 
 
+class OGCError(Exception):
+    """An answer other than 200, as an OGC exception document."""
+
+    def __init__(self, status: int, code: str, description: str) -> None:
+        super().__init__(description)
+        self.status, self.code, self.description = status, code, description
+
+
 class OGCHandler(JSONHandler, AuthRequestHandler):
     """Auth as for ``/api/stats`` (401 for API clients, no login redirect), errors as OGC exceptions."""
 
@@ -96,22 +104,35 @@ class OGCHandler(JSONHandler, AuthRequestHandler):
         """An OGC exception document (``code``, ``description``), with the request id."""
         self.write_json(status, {"code": code, "description": description, "request_id": self.request_id})
 
-    def collection_or_404(self, collection_id: str) -> Collection | None:
+    def collection(self, collection_id: str) -> Collection:
         found = COLLECTIONS.get(collection_id)
         if found is None:
-            self.fail(404, "NotFound", f"no collection {collection_id!r}; see {self.base}/collections")
+            raise OGCError(404, "NotFound", f"no collection {collection_id!r}; see {self.base}/collections")
         return found
 
     async def blocking(self, work, *args) -> Any:
         """Store and cache work on a thread; an unreachable store is a 503 with the reason."""
         try:
             return await IOLoop.current().run_in_executor(None, work, *args)
+        except FilterError:
+            raise
         except UserError as exc:
-            if isinstance(exc, FilterError):
-                raise
             runtime.reset_store()
-            self.fail(503, "ServiceUnavailable", str(exc))
-            return None
+            raise OGCError(503, "ServiceUnavailable", str(exc)) from None
+
+    async def get(self, *args: str) -> None:
+        """:meth:`respond`, with refused parameters as 400 and the other failures as OGC exceptions."""
+        try:
+            await self.respond(*args)
+        except LimitExceeded as exc:
+            self.fail(400, "LimitExceeded", str(exc))
+        except FilterError as exc:
+            self.fail(400, "InvalidParameterValue", str(exc))
+        except OGCError as exc:
+            self.fail(exc.status, exc.code, exc.description)
+
+    async def respond(self, *args: str) -> None:  # pragma: no cover - each endpoint's
+        raise NotImplementedError
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.fail(status_code, "ServerError" if status_code >= 500 else "InvalidRequest", self._reason)
@@ -121,24 +142,8 @@ def _f(media: str) -> str:
     return "html" if media == HTML else "json"
 
 
-def _guarded(method):
-    """Parameter errors (FilterError) become 400 answers, a page over the download limit says so."""
-
-    async def run(self: OGCHandler, *args: str) -> None:
-        try:
-            await method(self, *args)
-        except LimitExceeded as exc:
-            self.fail(400, "LimitExceeded", str(exc))
-        except FilterError as exc:
-            self.fail(400, "InvalidParameterValue", str(exc))
-
-    run.__doc__ = method.__doc__
-    return run
-
-
 class LandingHandler(OGCHandler):
-    @_guarded
-    async def get(self) -> None:
+    async def respond(self) -> None:
         html = self.wants_html()
         document = {
             "title": TITLE,
@@ -154,28 +159,23 @@ class LandingHandler(OGCHandler):
 
 
 class ConformanceHandler(OGCHandler):
-    @_guarded
-    async def get(self) -> None:
+    async def respond(self) -> None:
         html = self.wants_html()
         document = {"conformsTo": CONFORMANCE, "links": self.links("/conformance", "Conformance", HTML if html else JSON)}
         self.answer(document, JSON, ogc_html.conformance(document) if html else None)
 
 
 class OpenAPIHandler(OGCHandler):
-    @_guarded
-    async def get(self) -> None:
+    async def respond(self) -> None:
         from .ogc_openapi import openapi
 
         self.answer(openapi(self.base, TITLE, DESCRIPTION, COLLECTIONS, runtime.options().download_limit), OPENAPI)
 
 
 class CollectionsHandler(OGCHandler):
-    @_guarded
-    async def get(self) -> None:
+    async def respond(self) -> None:
         html = self.wants_html()
         described = await self.blocking(lambda: [self.describe(c) for c in COLLECTIONS.values()])
-        if described is None:
-            return
         document = {"collections": described, "links": self.links("/collections", "Collections", HTML if html else JSON)}
         self.answer(document, JSON, ogc_html.collections(document) if html else None)
 
@@ -202,23 +202,16 @@ class CollectionsHandler(OGCHandler):
 
 
 class CollectionHandler(CollectionsHandler):
-    @_guarded
-    async def get(self, collection_id: str) -> None:
+    async def respond(self, collection_id: str) -> None:
         html = self.wants_html()
-        collection = self.collection_or_404(collection_id)
-        if collection is None:
-            return
+        collection = self.collection(collection_id)
         document = await self.blocking(self.describe, collection)
-        if document is not None:
-            self.answer(document, JSON, ogc_html.collection(document) if html else None)
+        self.answer(document, JSON, ogc_html.collection(document) if html else None)
 
 
 class QueryablesHandler(OGCHandler):
-    @_guarded
-    async def get(self, collection_id: str) -> None:
-        collection = self.collection_or_404(collection_id)
-        if collection is None:
-            return
+    async def respond(self, collection_id: str) -> None:
+        collection = self.collection(collection_id)
         self.answer({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{self.base}/collections/{collection.id}/queryables",
@@ -229,12 +222,9 @@ class QueryablesHandler(OGCHandler):
 
 
 class ItemsHandler(OGCHandler):
-    @_guarded
-    async def get(self, collection_id: str) -> None:
+    async def respond(self, collection_id: str) -> None:
         html = self.wants_html()
-        collection = self.collection_or_404(collection_id)
-        if collection is None:
-            return
+        collection = self.collection(collection_id)
         arguments = self.arguments()
         query = collection.query(arguments, runtime.options().download_limit)
 
@@ -244,8 +234,6 @@ class ItemsHandler(OGCHandler):
             return collection.items(runtime.shared_store(), query, default_cache())
 
         page = await self.blocking(fetch)
-        if page is None:
-            return
         path = f"/collections/{collection.id}/items"
         media = HTML if html else GEOJSON
         other = GEOJSON if html else HTML
@@ -268,18 +256,12 @@ class ItemsHandler(OGCHandler):
 
 
 class ItemHandler(OGCHandler):
-    @_guarded
-    async def get(self, collection_id: str, feature_id: str) -> None:
+    async def respond(self, collection_id: str, feature_id: str) -> None:
         html = self.wants_html()
-        collection = self.collection_or_404(collection_id)
-        if collection is None:
-            return
-        found = await self.blocking(lambda: collection.item(runtime.shared_store(), feature_id) or "")
+        collection = self.collection(collection_id)
+        found = await self.blocking(collection.item, runtime.shared_store(), feature_id)
         if found is None:
-            return
-        if found == "":
-            self.fail(404, "NotFound", f"no feature {feature_id!r} in {collection.id}")
-            return
+            raise OGCError(404, "NotFound", f"no feature {feature_id!r} in {collection.id}")
         path = f"/collections/{collection.id}/items/{feature_id}"
         links = [*self.links(path, f"Feature {feature_id}", HTML if html else GEOJSON),
                  {"href": f"{self.base}/collections/{collection.id}?f=json", "rel": "collection", "type": JSON, "title": collection.title}]
