@@ -223,3 +223,21 @@ def test_a_login_guards_the_features_too(tmp_path, ogc_store):
             assert response.status == 200 and response.headers["Cache-Control"] == "private, no-cache"
     finally:
         stop_server(served)
+
+
+def test_gdal_reads_the_layer(ogc_server, tmp_path):
+    """GDAL's OAPIF driver (what QGIS builds on) is a third, independent client: all of a country's zones, paged."""
+    import shutil
+    import subprocess
+
+    from tests.fixtures.services import unavailable
+
+    if shutil.which("ogr2ogr") is None:
+        unavailable("GDAL's ogr2ogr is not installed (apt-get install gdal-bin, or make system-deps)")
+    out = tmp_path / "peru.geojson"
+    done = subprocess.run(["ogr2ogr", "-f", "GeoJSON", str(out), f"OAPIF:{ogc_server.base}/ogc", "zones", "-where", "country = 'Peru'",
+                           "-oo", "PAGE_SIZE=25"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    features = json.loads(out.read_text())["features"]
+    assert len(features) == cli_zones(ogc_server, "--country", "Peru") > 25
+    assert {f["properties"]["country"] for f in features} == {"Peru"}
