@@ -183,7 +183,8 @@ class ZoneCollection(Collection):
         if unknown:
             raise FilterError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(self.parameters())}")
         limit, offset = paging(arguments, max_limit)
-        if not filters.parse_boolean(single(arguments, "verified"), "verified", default=True):
+        verified = single(arguments, "verified")
+        if verified is not None and not filters.parse_boolean(verified, "verified"):
             raise FilterError("verified=false is not supported: leave verified out for every zone, or verified=true")
         year_from, year_to = parse_datetime(single(arguments, "datetime"))
         where = filters.zone_filter(
@@ -192,7 +193,7 @@ class ZoneCollection(Collection):
             year_to=year_to,
             classifications=arguments.get("classification", []),
             sources=arguments.get("source", []),
-            verified_only=single(arguments, "verified") is not None,
+            verified_only=verified is not None,
             min_confidence=filters.parse_confidence(single(arguments, "min_confidence"), "min_confidence"),
             bbox=filters.parse_bbox(single(arguments, "bbox")),
         )

@@ -60,7 +60,10 @@ class OGCHandler(JSONHandler, AuthRequestHandler):
     async def prepare(self) -> None:
         JSONHandler.prepare(self)
         await AuthRequestHandler.prepare(self)
-        if auth_enabled(self) and not self.current_user:
+        if not auth_enabled(self):
+            # Open data: web maps on other origins may read it (OGC API's cross-origin recommendation).
+            self.set_header("Access-Control-Allow-Origin", "*")
+        elif not self.current_user:
             self.fail(401, "NotAuthorized", "authentication required")
 
     # -- answering -------------------------------------------------------------------------------

@@ -180,6 +180,7 @@ def test_html_and_json_are_negotiated(ogc_server):
     assert status == 200 and headers["Content-Type"].startswith("text/html") and b"Deforestation zones" in body
     status, headers, body = ogc_server.get("/ogc/collections", headers={"Accept": "application/json"})
     assert status == 200 and headers["Content-Type"].startswith("application/json") and json.loads(body)["collections"]
+    assert headers["Access-Control-Allow-Origin"] == "*"  # no login: web maps elsewhere may read it
 
 
 def test_a_country_page_is_cached_under_its_geojson_key(tmp_path, ogc_store, redis_server, cache_prefix):
@@ -210,6 +211,7 @@ def test_a_login_guards_the_features_too(tmp_path, ogc_store):
     try:
         status, _, body = served.get("/ogc/collections/zones/items")
         assert status == 401 and json.loads(body)["code"] == "NotAuthorized"
+        assert "Access-Control-Allow-Origin" not in served.get("/ogc/collections")[1]
         assert served.get("/ogc")[0] == 401
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)  # no dashboard session
