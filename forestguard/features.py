@@ -11,6 +11,7 @@ and ``/api/stats`` use too); a value it refuses is a :class:`~forestguard.filter
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import json
 import re
@@ -118,7 +119,7 @@ def _year_of(part: str, whole: str) -> int:
         raise FilterError(f"datetime must be RFC 3339 (2020-06-01T00:00:00Z, or a date or year), not {whole!r}") from None
 
 
-class Collection:
+class Collection(abc.ABC):
     """One published collection (a pygeoapi provider's shape): metadata, pages and single features."""
 
     id: ClassVar[str]
@@ -130,17 +131,21 @@ class Collection:
     def parameters(self) -> tuple[str, ...]:
         return (*COMMON_PARAMETERS, *self.queryables)
 
-    def extent(self, store: ZoneStore, cache: Any = None) -> dict[str, Any]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def extent(self, store: ZoneStore, cache: Any = None) -> dict[str, Any]:
+        """OGC ``extent``: ``spatial`` (lon/lat bbox) and ``temporal`` (interval)."""
 
-    def query(self, arguments: Mapping[str, Sequence[str]], max_limit: int) -> ItemQuery:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def query(self, arguments: Mapping[str, Sequence[str]], max_limit: int) -> ItemQuery:
+        """An items request's parameters → what to select; unknown or bad values raise :class:`FilterError`."""
 
-    def items(self, store: ZoneStore, query: ItemQuery, cache: Any = None) -> FeaturePage:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def items(self, store: ZoneStore, query: ItemQuery, cache: Any = None) -> FeaturePage:
+        """One page of the features ``query`` selects."""
 
-    def item(self, store: ZoneStore, identifier: str) -> str | None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def item(self, store: ZoneStore, identifier: str) -> str | None:
+        """One Feature's GeoJSON text, or None when there is no such feature."""
 
 
 def paging(arguments: Mapping[str, Sequence[str]], max_limit: int) -> tuple[int, int]:
