@@ -184,6 +184,7 @@ class ZoneCollection(Collection):
 
     def query(self, arguments: Mapping[str, Sequence[str]], max_limit: int) -> ItemQuery:
         """Query parameters (name → values, as given) → the filter and page; unknown names are refused."""
+        filters.refuse_nul(arguments)
         unknown = sorted(set(arguments) - set(self.parameters()))
         if unknown:
             raise FilterError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(self.parameters())}")

@@ -10,13 +10,14 @@ errors, the server into 400 answers.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, Sequence
 
 from .errors import UserError
 from .schema import Classification
 from .stores.base import ZoneFilter
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+NUL = "\x00"
 
 #: How a face names a parameter in messages (identity: query parameters; the CLI prefixes ``--``).
 Spell = Callable[[str], str]
@@ -28,6 +29,14 @@ class FilterError(UserError, ValueError):
 
 def _plain(name: str) -> str:
     return name
+
+
+def refuse_nul(arguments: Mapping[str, Sequence[str]]) -> None:
+    """Refuse parameters holding NUL: no zone field can hold one (PostgreSQL text refuses it outright)."""
+    for name, values in arguments.items():
+        if any(NUL in v for v in (name, *values)):
+            shown = "a parameter name" if NUL in name else name
+            raise FilterError(f"{shown} contains a NUL character, which no zone field can hold")
 
 
 def parse_integer(text: str | None, name: str) -> int | None:

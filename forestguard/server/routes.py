@@ -117,6 +117,7 @@ def stats_query(arguments: dict[str, list[str]]):
 
     Raises ValueError (:class:`~forestguard.filters.FilterError`) with a one-line message for anything the CLI would refuse.
     """
+    filters.refuse_nul(arguments)
     unknown = sorted(set(arguments) - set(STATS_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(STATS_PARAMETERS)}")

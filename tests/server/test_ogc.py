@@ -159,6 +159,7 @@ def test_hostile_values_are_data(ogc_server):
         ("min_confidence=2", "InvalidParameterValue", "between 0 and 1"),
         ("colour=red", "InvalidParameterValue", "unknown parameter"),
         ("f=xml", "InvalidParameterValue", "f must be one of"),
+        ("country=Bra%00zil", "InvalidParameterValue", "NUL character"),
     ],
 )
 def test_bad_parameters_are_400_exceptions(ogc_server, query, code, message):
