@@ -167,6 +167,7 @@ def serve(options: ServeOptions) -> None:
     from panel.io.server import get_server
 
     from .access import configure_access_log, log_request
+    from .ogc import ROUTES as OGC_ROUTES
     from .routes import ROUTES
 
     logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,7 +221,7 @@ def serve(options: ServeOptions) -> None:
         oauth_encryption_key=options.oauth_encryption_key,
         cookie_secret=options.cookie_secret,
         num_procs=options.num_procs,
-        extra_patterns=list(ROUTES),
+        extra_patterns=[*ROUTES, *OGC_ROUTES],
         server_id=server_id,
         http_server_kwargs={"max_header_size": frontdoor.READ_LIMIT},
         warm=options.warm and options.num_procs == 1,
@@ -230,7 +231,7 @@ def serve(options: ServeOptions) -> None:
     frontdoor.install(server._http)  # 414/431 instead of dropped connections; a static notice while the store is down
     host = options.address or "localhost"
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats)", file=sys.stderr, flush=True)
+    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats /ogc)", file=sys.stderr, flush=True)
 
     def stop(*_: Any) -> None:
         server.io_loop.add_callback_from_signal(server.io_loop.stop)

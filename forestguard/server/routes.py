@@ -14,23 +14,22 @@ import logging
 import uuid
 from typing import Any
 
-import click
 from bokeh.server.views.auth_request_handler import AuthRequestHandler
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
+from .. import filters
 from ..errors import UserError
 from ..schema import GROUP_KEYS
-from ..stats import statistics
+from ..stores.base import check_group_keys
 from . import metrics, runtime
 from .access import auth_enabled
+from .responses import send_encoded, stats_answer
 
 log = logging.getLogger("forestguard.server")
 
 #: /api/stats query parameters, as ``forestguard stats`` names its options.
 STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence")
-NUL = "\x00"
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 class JSONHandler(RequestHandler):
@@ -119,33 +118,23 @@ class StatsHandler(JSONHandler, AuthRequestHandler):
             self.write_json(400, {"error": str(exc), "request_id": self.request_id})
             return
 
-        def compute() -> str:
-            from ..cache import default_cache
-
-            return statistics(runtime.shared_store(), where, by, cache=default_cache()).to_json()
-
         try:
-            body = await IOLoop.current().run_in_executor(None, compute)
+            answer = await IOLoop.current().run_in_executor(None, stats_answer, where, by)
         except UserError as exc:
             runtime.reset_store()
             log.warning("/api/stats %s: %s", self.request_id, runtime.detail(exc))
             self.write_json(503, {"error": runtime.public_reason(exc), "request_id": self.request_id})
             return
-        self.write_json(200, body)
+        send_encoded(self, answer, "application/json; charset=utf-8", private=auth_enabled(self))
 
 
 
 def stats_query(arguments: dict[str, list[str]]):
-    """Query parameters → (ZoneFilter, group keys), validated exactly like the CLI's options.
+    """Query parameters → (ZoneFilter, group keys), checked by :mod:`forestguard.filters` as the CLI's options are.
 
-    Raises ValueError with a one-line message for anything the CLI would refuse.
+    Raises ValueError (:class:`~forestguard.filters.FilterError`) with a one-line message for anything the CLI would refuse.
     """
-    from ..cli.options import parse_by, zone_filter
-
-    for name, values in arguments.items():
-        if any(NUL in v for v in (name, *values)):
-            shown = "a parameter name" if NUL in name else name
-            raise ValueError(f"{shown} contains a NUL character, which no zone field can hold")
+    filters.refuse_nul(arguments)
     unknown = sorted(set(arguments) - set(STATS_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(STATS_PARAMETERS)}")
@@ -155,51 +144,18 @@ def stats_query(arguments: dict[str, list[str]]):
         if len(values) > 1:
             raise ValueError(f"{name} is given {len(values)} times; give it once")
         single[name] = values[0].strip() if values else None
-    try:
-        where = zone_filter(
-            countries=tuple(v for v in arguments.get("country", []) if v),
-            year=_integer(single["year"], "year"),
-            year_from=_integer(single["from"], "from"),
-            year_to=_integer(single["to"], "to"),
-            classifications=tuple(arguments.get("classification", [])),
-            sources=tuple(v for v in arguments.get("source", []) if v),
-            verified_only=_boolean(single["verified_only"]),
-            min_confidence=_confidence(single["min_confidence"]),
-        )
-        by = parse_by(single["by"]) if single["by"] is not None else GROUP_KEYS
-    except click.ClickException as exc:
-        raise ValueError(exc.format_message()) from None
+    where = filters.zone_filter(
+        countries=arguments.get("country", []),
+        year=filters.parse_integer(single["year"], "year"),
+        year_from=filters.parse_integer(single["from"], "from"),
+        year_to=filters.parse_integer(single["to"], "to"),
+        classifications=arguments.get("classification", []),
+        sources=arguments.get("source", []),
+        verified_only=filters.parse_boolean(single["verified_only"], "verified_only"),
+        min_confidence=filters.parse_confidence(single["min_confidence"], "min_confidence"),
+    )
+    by = check_group_keys(single["by"].split(",")) if single["by"] is not None else GROUP_KEYS
     return where, by
-
-
-def _integer(text: str | None, name: str) -> int | None:
-    if text is None or text == "":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {text!r}") from None
-
-
-def _boolean(text: str | None) -> bool:
-    lowered = (text or "").lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"verified_only must be true or false, not {text!r}")
-
-
-def _confidence(text: str | None) -> float | None:
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"min_confidence must be a number between 0 and 1, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_confidence must be between 0 and 1, not {value:g}")
-    return value
 
 
 #: (pattern, handler, kwargs) for Bokeh's ``extra_patterns`` and ``panel serve --plugins``.

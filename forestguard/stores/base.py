@@ -120,8 +120,11 @@ class ZoneStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
-        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id."""
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id.
+
+        ``limit``/``offset`` give one page of that order (feature services page through it).
+        """
 
     def zones(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> gpd.GeoDataFrame:
         table = self.zones_arrow(where, columns, limit)
@@ -139,6 +142,10 @@ class ZoneStore(abc.ABC):
     @abc.abstractmethod
     def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
         """``id`` and ``geometry`` (WKB) of the zones ``ids`` (those that exist), looked up by primary key."""
+
+    @abc.abstractmethod
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """The zones ``ids`` (those that exist) with ``columns`` (all by default), by primary key, sorted by id."""
 
     @abc.abstractmethod
     def count(self, where: ZoneFilter = ZoneFilter()) -> int: ...

@@ -51,6 +51,14 @@ def where_sql(where: ZoneFilter) -> SQLFilter:
     return compiled
 
 
+def _columns(columns: Sequence[str] | None) -> list[str]:
+    wanted = list(columns) if columns else list(ZONE_FIELDS)
+    unknown = [c for c in wanted if c not in ARROW_TYPES]
+    if unknown:
+        raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+    return wanted
+
+
 def _sortable(column: str) -> str:
     # Byte order, as DuckDB sorts, whatever the database's locale.
     return f'{column} COLLATE "C"' if column in ("country", "classification") else column
@@ -116,13 +124,12 @@ class PostGISStore(ZoneStore):
         rows = self._reads.run(lambda con: con.execute(query, compiled.params).fetchall())
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
-        wanted = list(columns) if columns else list(ZONE_FIELDS)
-        unknown = [c for c in wanted if c not in ARROW_TYPES]
-        if unknown:
-            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        wanted = _columns(columns)
         compiled = where_sql(where)
         params = list(compiled.params)
+        if limit is None and offset:
+            limit = 2**62  # PostgreSQL's LIMIT ALL, as a parameter
         if limit is None:
             # Arrow sorts faster than the server, whose sort of whole rows spills to disk at the
             # default work_mem; sort keys not asked for ride along and are dropped after.
@@ -130,27 +137,32 @@ class PostGISStore(ZoneStore):
             order = ""
         else:
             fetched = wanted
-            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s"
-            params.append(int(limit))
+            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s OFFSET %s"
+            params.extend([int(limit), int(offset)])
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in fetched)
-        query = f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}"
-
-        def export(con: psycopg.Connection) -> pa.Table:
-            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
-                return read_csv_copy(copy, fetched)
-
-        table = self._reads.run(export)
+        table = self._export(f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}", params, fetched)
         if limit is None:
             # One chunk per column first: a take across the CSV reader's many chunks was ~12× slower.
             table = table.combine_chunks().sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
         return table
 
+    def _export(self, query: str, params: list, columns: list[str]) -> pa.Table:
+        """One query's rows through COPY … TO STDOUT (CSV parsed by Arrow)."""
+
+        def export(con: psycopg.Connection) -> pa.Table:
+            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
+                return read_csv_copy(copy, columns)
+
+        return self._reads.run(export)
+
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        wanted = _columns(columns)
+        select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
+        return self._export(f"SELECT {select} FROM {TABLE} WHERE id = ANY(%s) ORDER BY id", [[int(i) for i in ids]], wanted)
+
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """Streamed from one COPY: Arrow parses a block (~8 MB) while the server sends the next."""
-        wanted = list(columns) if columns else list(ZONE_FIELDS)
-        unknown = [c for c in wanted if c not in ARROW_TYPES]
-        if unknown:
-            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        wanted = _columns(columns)
         compiled = where_sql(where)
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
         query = f"COPY (SELECT {select} FROM {TABLE} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
