@@ -20,7 +20,19 @@ from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
-from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
+from .base import (
+    AGGREGATE_COLUMNS,
+    SUMMARIES,
+    ZoneFilter,
+    ZoneStore,
+    aggregate_sql,
+    check_group_keys,
+    filter_sql,
+    summary_aggregate_sql,
+    summary_folding_sql,
+    summary_for,
+    summary_rows_sql,
+)
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -41,6 +53,18 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 """
+_SUMMARY_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    country VARCHAR NOT NULL, year INTEGER NOT NULL, classification VARCHAR, source VARCHAR, verified BOOLEAN NOT NULL,{confidence}
+    zones BIGINT NOT NULL, area_ha DECIMAL(18,2) NOT NULL, confidence_sum DECIMAL(18,2),
+    confidence_n BIGINT NOT NULL, verified_zones BIGINT NOT NULL
+);
+"""
+#: DECIMAL(18,2), not (38,2): DuckDB sums 64-bit decimals ~20× faster than 128-bit ones (9.9e15 ha is room enough).
+SUMMARY_DDL = "".join(_SUMMARY_DDL.format(table=t, confidence=" confidence DECIMAL(3,2)," if "confidence" in keys else "")
+                      for t, keys in SUMMARIES.items())
+#: A summary is folded when it holds this many rows more than after its last folding.
+_SUMMARY_SLACK_ROWS = 100_000
 
 #: Zones looked up by id in one query (the statement grows with it).
 _IDS_PER_QUERY = 2_000
@@ -107,14 +131,56 @@ class DuckDBStore(ZoneStore):
         except duckdb.Error as exc:  # not a DuckDB file, a directory, locked by another process…
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
-            self._con.execute(DUCKDB_DDL)
+            self._con.execute(DUCKDB_DDL + SUMMARY_DDL)
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
+        self._summary_ok = self._check_summary()
 
-    def _has_table(self) -> bool:
+    def _has_table(self, name: str = TABLE) -> bool:
         return bool(
-            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0]
+            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
         )
+
+    def _check_summary(self) -> bool:
+        """Are the statistics summaries there and in step with the zones? Rebuilt if not (when writable).
+
+        Their zone counts against the table's (DuckDB answers ``count(*)`` from metadata): a store
+        from before the summaries, or one whose summaries a crash lost, is caught here.
+        """
+        if not all(self._has_table(t) for t in SUMMARIES):
+            return False
+        counts = self._con.execute(
+            f"SELECT (SELECT count(*) FROM {TABLE}), " + ", ".join(f"(SELECT coalesce(sum(zones), 0) FROM {t})" for t in SUMMARIES)).fetchone()
+        if all(c == counts[0] for c in counts[1:]):
+            return True
+        if self.read_only:
+            return False  # statistics read the zones instead
+        with self._lock:
+            con = self._cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in SUMMARIES:
+                    con.execute(f"DELETE FROM {table}")
+                    con.execute(f"INSERT INTO {table} {summary_rows_sql(TABLE, table)}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return True
+
+    def _summarise(self, con: duckdb.DuckDBPyConnection, after_id: int) -> None:
+        """Add the zones loaded in this transaction (ids above ``after_id``) to the summaries, folding one that grew."""
+        for table in SUMMARIES:
+            con.execute(f"INSERT INTO {table} {summary_rows_sql(f'(SELECT * FROM {TABLE} WHERE id > ?)', table)}", [after_id])
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            folded = con.execute("SELECT value FROM forestguard_meta WHERE key = ?", [f"{table}_rows"]).fetchone()
+            if rows > (folded[0] if folded else 0) + _SUMMARY_SLACK_ROWS:
+                con.execute(f"CREATE TEMP TABLE folded_summary AS {summary_folding_sql(table, table)}")
+                con.execute(f"DELETE FROM {table}")
+                con.execute(f"INSERT INTO {table} SELECT * FROM folded_summary")
+                con.execute("DROP TABLE folded_summary")
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                con.execute("INSERT INTO forestguard_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [f"{table}_rows", rows])
 
     def _filter(self, where: ZoneFilter):
         if where.bbox is not None and not self._spatial:
@@ -123,6 +189,9 @@ class DuckDBStore(ZoneStore):
                     self._con.execute(f"LOAD '{extension_path('spatial')}'")
                     self._spatial = True
         return filter_sql(where, bbox_sql=_BBOX_SQL)
+
+    def _summary_ready(self) -> bool:
+        return self._summary_ok
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # A cursor per call lets threads (a Panel server) share one database handle.
@@ -145,7 +214,8 @@ class DuckDBStore(ZoneStore):
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
         sql = self._filter(where)
-        query = aggregate_sql(TABLE, keys, sql.clause)
+        summary = summary_for(where) if self._summary_ready() else None
+        query = summary_aggregate_sql(summary, keys, sql.clause) if summary else aggregate_sql(TABLE, keys, sql.clause)
         rows = self._cursor().execute(query, sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
@@ -197,10 +267,13 @@ class DuckDBStore(ZoneStore):
             con = self._cursor()
             con.execute("BEGIN TRANSACTION")
             try:
+                last_id = con.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
                 for zones in batches:
                     if len(zones):
                         loaded += self._append(con, zones)
                 if loaded:
+                    if self._summary_ok:
+                        self._summarise(con, last_id)
                     con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
                 con.execute("COMMIT")
             except BaseException:

@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from ...schema import TABLE
+from ..base import SUMMARIES, summary_folding_sql
 from .migrations import META_TABLE
 from .transfer import binary_copy, copy_in_statement
 
@@ -92,10 +93,32 @@ def load_batches(
             for index in rebuilt:
                 for statement in index.create():
                     con.execute(statement)
+        fold_summary(con)
         version = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'data_version'").fetchone()
     if version is None:
         raise RuntimeError(f"{META_TABLE} has no data_version row: run 'forestguard db upgrade'")
     return int(version[0])
+
+
+#: The summary is folded when it holds this many rows more than after its last folding.
+SUMMARY_SLACK_ROWS = 100_000
+
+
+def fold_summary(con: psycopg.Connection) -> None:
+    """Fold the statistics summaries' repeated combinations (each write appends its own sums) once they have grown.
+
+    In the load's transaction: the rows deleted are exactly those folded (a concurrent load's
+    rows, not yet visible, stay as they are).
+    """
+    for table in SUMMARIES:
+        rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        folded = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = %s", [f"{table}_rows"]).fetchone()
+        if rows <= (folded[0] if folded else 0) + SUMMARY_SLACK_ROWS:
+            continue
+        con.execute(f"WITH removed AS (DELETE FROM {table} RETURNING *) INSERT INTO {table} {summary_folding_sql('removed', table)}")
+        rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    [f"{table}_rows", rows])
 
 
 def _start_bulk(con: psycopg.Connection, incoming: int) -> list[_Index]:
