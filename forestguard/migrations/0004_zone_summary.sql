@@ -1,14 +1,17 @@
--- 0004: the statistics summaries, kept in step with the zones by every writer.
+-- 0004: the statistics summaries (forestguard/stores/summary.py), and who keeps them exact.
 --
 -- Statistics of millions of zones must answer within the design's database latency (< 100 ms):
 -- a GROUP BY over every zone cannot. The summaries hold exact sums per combination of the columns
 -- a statistic filters or groups by: forestguard_zone_summary per (country, year, classification,
 -- source, verified), a few thousand rows however many zones, for every statistic without a
--- minimum confidence; forestguard_zone_summary_confidence with confidence too, for those with
--- one. Statement-level triggers with transition tables add each write's sums (negative for
--- removed zones) in the writer's own transaction, so psql, a legacy loader and ForestGuard's
--- COPY alike keep them exact; loads fold repeated combinations (forestguard.stores.postgis.load).
--- Statistics with a bounding box still read the zones.
+-- minimum confidence; forestguard_zone_summary_confidence with confidence too, for those with one.
+--
+-- ForestGuard's loads append their own sums (computed from the batches they COPY: a trigger with
+-- a transition table would copy every loaded row once more, tripling a bulk load's time) and set
+-- summary_version to the data version they commit. Updates, deletes and truncations by anyone
+-- are summed by the triggers below. An insert by another writer bumps the data version but not
+-- summary_version: statistics then read the zones (exact, slower) until the next ForestGuard load
+-- rebuilds the summaries. Statistics use them only while summary_version = data_version.
 
 CREATE TABLE IF NOT EXISTS forestguard_zone_summary (
     country VARCHAR(100) NOT NULL,
@@ -47,17 +50,31 @@ INSERT INTO forestguard_zone_summary_confidence
 SELECT country, year, classification, source, coalesce(verified, false), confidence, count(*), sum(area_ha), sum(confidence), count(confidence), count(*) FILTER (WHERE verified)
 FROM deforestation_zones GROUP BY country, year, classification, source, coalesce(verified, false), confidence;
 
-CREATE OR REPLACE FUNCTION forestguard_summary_added() RETURNS trigger
+INSERT INTO forestguard_meta (key, value)
+SELECT 'summary_version', value FROM forestguard_meta WHERE key = 'data_version'
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+
+CREATE OR REPLACE FUNCTION forestguard_summary_updated() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 BEGIN
+    INSERT INTO forestguard_zone_summary
+    SELECT country, year, classification, source, coalesce(verified, false), -count(*), -sum(area_ha), -sum(confidence), -count(confidence), -count(*) FILTER (WHERE verified)
+    FROM removed_zones GROUP BY country, year, classification, source, coalesce(verified, false);
+    INSERT INTO forestguard_zone_summary_confidence
+    SELECT country, year, classification, source, coalesce(verified, false), confidence, -count(*), -sum(area_ha), -sum(confidence), -count(confidence), -count(*) FILTER (WHERE verified)
+    FROM removed_zones GROUP BY country, year, classification, source, coalesce(verified, false), confidence;
     INSERT INTO forestguard_zone_summary
     SELECT country, year, classification, source, coalesce(verified, false), count(*), sum(area_ha), sum(confidence), count(confidence), count(*) FILTER (WHERE verified)
     FROM added_zones GROUP BY country, year, classification, source, coalesce(verified, false);
     INSERT INTO forestguard_zone_summary_confidence
     SELECT country, year, classification, source, coalesce(verified, false), confidence, count(*), sum(area_ha), sum(confidence), count(confidence), count(*) FILTER (WHERE verified)
     FROM added_zones GROUP BY country, year, classification, source, coalesce(verified, false), confidence;
+    -- The data version trigger fired first (triggers fire in name order): the summaries are in step
+    -- again only if they were before this statement.
+    UPDATE forestguard_meta SET value = (SELECT value FROM forestguard_meta WHERE key = 'data_version')
+    WHERE key = 'summary_version' AND value = (SELECT value FROM forestguard_meta WHERE key = 'data_version') - 1;
     RETURN NULL;
 END
 $$;
@@ -73,6 +90,10 @@ BEGIN
     INSERT INTO forestguard_zone_summary_confidence
     SELECT country, year, classification, source, coalesce(verified, false), confidence, -count(*), -sum(area_ha), -sum(confidence), -count(confidence), -count(*) FILTER (WHERE verified)
     FROM removed_zones GROUP BY country, year, classification, source, coalesce(verified, false), confidence;
+    -- The data version trigger fired first (triggers fire in name order): the summaries are in step
+    -- again only if they were before this statement.
+    UPDATE forestguard_meta SET value = (SELECT value FROM forestguard_meta WHERE key = 'data_version')
+    WHERE key = 'summary_version' AND value = (SELECT value FROM forestguard_meta WHERE key = 'data_version') - 1;
     RETURN NULL;
 END
 $$;
@@ -84,19 +105,14 @@ AS $$
 BEGIN
     DELETE FROM forestguard_zone_summary;
     DELETE FROM forestguard_zone_summary_confidence;
+    UPDATE forestguard_meta SET value = (SELECT value FROM forestguard_meta WHERE key = 'data_version') WHERE key = 'summary_version';
     RETURN NULL;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER forestguard_summary_insert
-    AFTER INSERT ON deforestation_zones REFERENCING NEW TABLE AS added_zones
-    FOR EACH STATEMENT EXECUTE FUNCTION forestguard_summary_added();
-CREATE OR REPLACE TRIGGER forestguard_summary_update_old
-    AFTER UPDATE ON deforestation_zones REFERENCING OLD TABLE AS removed_zones
-    FOR EACH STATEMENT EXECUTE FUNCTION forestguard_summary_removed();
-CREATE OR REPLACE TRIGGER forestguard_summary_update_new
-    AFTER UPDATE ON deforestation_zones REFERENCING NEW TABLE AS added_zones
-    FOR EACH STATEMENT EXECUTE FUNCTION forestguard_summary_added();
+CREATE OR REPLACE TRIGGER forestguard_summary_update
+    AFTER UPDATE ON deforestation_zones REFERENCING OLD TABLE AS removed_zones NEW TABLE AS added_zones
+    FOR EACH STATEMENT EXECUTE FUNCTION forestguard_summary_updated();
 CREATE OR REPLACE TRIGGER forestguard_summary_delete
     AFTER DELETE ON deforestation_zones REFERENCING OLD TABLE AS removed_zones
     FOR EACH STATEMENT EXECUTE FUNCTION forestguard_summary_removed();

@@ -222,67 +222,6 @@ def aggregate_sql(table: str, keys: Sequence[str], clause: str, sort_key: Callab
     """
 
 
-#: The statistics summaries: exact sums per combination of the columns a statistic can filter or
-#: group by. Every write adds its rows' sums in its own transaction (PostGIS: triggers; DuckDB:
-#: the load), so statistics without a bounding box read thousands of rows instead of every zone.
-#: The coarse one leaves confidence out (a few thousand rows: every statistic without a minimum
-#: confidence); the fine one keeps it (hundreds of thousands). Rows may repeat a combination
-#: (each write appends its own); a folding merges them. Same column names as the zone table's,
-#: so :func:`filter_sql` applies as is.
-SUMMARY_TABLE = "forestguard_zone_summary"
-SUMMARY_FINE_TABLE = "forestguard_zone_summary_confidence"
-SUMMARY_KEYS = ("country", "year", "classification", "source", "verified")
-SUMMARY_FINE_KEYS = (*SUMMARY_KEYS, "confidence")
-SUMMARIES = {SUMMARY_TABLE: SUMMARY_KEYS, SUMMARY_FINE_TABLE: SUMMARY_FINE_KEYS}
-
-
-def _summary_group(keys: Sequence[str]) -> str:
-    return ", ".join("coalesce(verified, false)" if k == "verified" else k for k in keys)
-
-
-def summary_rows_sql(source: str, table: str = SUMMARY_TABLE, sign: str = "") -> str:
-    """The rows of summary ``table`` for the zones in ``source`` (a table or parenthesised query); ``sign="-"`` for removed zones."""
-    group = _summary_group(SUMMARIES[table])
-    select = ", ".join("coalesce(verified, false) AS verified" if k == "verified" else k for k in SUMMARIES[table])
-    return f"""
-        SELECT {select}, {sign}count(*) AS zones, {sign}sum(area_ha) AS area_ha, {sign}sum(confidence) AS confidence_sum,
-               {sign}count(confidence) AS confidence_n, {sign}count(*) FILTER (WHERE verified) AS verified_zones
-        FROM {source} AS zones GROUP BY {group}
-    """
-
-
-def summary_folding_sql(source: str, table: str = SUMMARY_TABLE) -> str:
-    """The rows of summary ``table`` in ``source`` folded to one per combination (groups whose zones all went are dropped)."""
-    keys = ", ".join(SUMMARIES[table])
-    return f"""
-        SELECT {keys}, sum(zones) AS zones, sum(area_ha) AS area_ha, sum(confidence_sum) AS confidence_sum,
-               sum(confidence_n) AS confidence_n, sum(verified_zones) AS verified_zones
-        FROM {source} AS summary GROUP BY {keys} HAVING sum(zones) <> 0
-    """
-
-
-def summary_for(where: ZoneFilter) -> str | None:
-    """The summary that answers statistics of ``where``, or None (a bounding box needs the zones)."""
-    if where.bbox is not None:
-        return None
-    return SUMMARY_TABLE if where.min_confidence is None else SUMMARY_FINE_TABLE
-
-
-def summary_aggregate_sql(table: str, keys: Sequence[str], clause: str, sort_key: Callable[[str], str] = str) -> str:
-    """:func:`aggregate_sql` over a summary: the same groups and exact sums, from far fewer rows."""
-    group = ", ".join(keys)
-    order = ", ".join(f"{sort_key(k)} NULLS LAST" for k in keys)
-    return f"""
-        SELECT {group + ',' if keys else ''}
-               sum(zones) AS zones, sum(area_ha) AS area_ha,
-               CASE WHEN sum(confidence_n) > 0 THEN sum(confidence_sum) END AS confidence_sum,
-               sum(confidence_n) AS confidence_n, sum(verified_zones) AS verified_zones
-        FROM {table} WHERE {clause}
-        {'GROUP BY ' + group if keys else ''} HAVING sum(zones) > 0
-        {'ORDER BY ' + order if keys else ''}
-    """
-
-
 def filter_sql(where: ZoneFilter, placeholder: str = "?", bbox_sql: str | None = None) -> SQLFilter:
     """Compile a filter to a parameterized WHERE clause (values never enter the SQL text).
 

@@ -22,17 +22,13 @@ from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
 from .base import (
     AGGREGATE_COLUMNS,
-    SUMMARIES,
     ZoneFilter,
     ZoneStore,
     aggregate_sql,
     check_group_keys,
     filter_sql,
-    summary_aggregate_sql,
-    summary_folding_sql,
-    summary_for,
-    summary_rows_sql,
 )
+from .summary import SUMMARIES, summary_aggregate_sql, summary_folding_sql, summary_for, summary_rows_sql
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;

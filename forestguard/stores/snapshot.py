@@ -31,7 +31,8 @@ from .. import snapshots, storage
 from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
-from .base import SUMMARIES, SQLFilter, ZoneFilter, ZoneStore, filter_sql, summary_rows_sql
+from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
+from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
 
 

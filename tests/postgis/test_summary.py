@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from forestguard import stores
-from forestguard.stores.base import SUMMARY_FINE_TABLE
+from forestguard.stores.summary import SUMMARY_FINE_TABLE
+from forestguard.stores.postgis import _SUMMARY_IN_STEP as SUMMARY_IN_STEP
 from forestguard.stores.postgis import load as load_module
 from tests.stores.test_summary import assert_summary_answers_as_the_zones
 
@@ -39,12 +40,22 @@ def test_writes_from_outside_forestguard_keep_the_summary_exact(zones_db, demo_s
         con.execute("DELETE FROM deforestation_zones WHERE year = 2017")
         con.execute("INSERT INTO deforestation_zones (country, year, area_ha, geometry) "
                     "SELECT country, 2030, area_ha, geometry FROM deforestation_zones WHERE id % 5 = 0")
+        # An insert by another writer is not summed: statistics read the zones until ForestGuard's next load.
+        assert not con.execute(SUMMARY_IN_STEP).fetchone()[0]
         with con.transaction():  # a rolled-back write adds nothing
             con.execute("DELETE FROM deforestation_zones WHERE country = 'Brazil'")
             raise psycopg.Rollback()
     with stores.open(zones_db) as store:
         assert_summary_answers_as_the_zones(store)
         assert int(store.aggregate(stores.ZoneFilter(year_from=2030), ()).iloc[0]["zones"]) > 0
+    with stores.open(zones_db, create=True) as store:
+        store.insert(demo_small.iloc[:10])  # rebuilds the summaries from the zones
+    with psycopg.connect(zones_db, autocommit=True) as con:
+        assert con.execute(SUMMARY_IN_STEP).fetchone()[0]
+        con.execute("DELETE FROM deforestation_zones WHERE country = 'Peru'")  # summed by the trigger: still in step
+        assert con.execute(SUMMARY_IN_STEP).fetchone()[0]
+    with stores.open(zones_db) as store:
+        assert_summary_answers_as_the_zones(store)
     with psycopg.connect(zones_db, autocommit=True) as con:
         con.execute("TRUNCATE deforestation_zones")
         assert con.execute(f"SELECT count(*) FROM {SUMMARY_FINE_TABLE}").fetchone()[0] == 0

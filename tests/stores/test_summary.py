@@ -11,7 +11,8 @@ import pytest
 from forestguard import snapshots, stores
 from forestguard.schema import GROUP_KEYS, Classification
 from forestguard.stores import duckdb as duckdb_store
-from forestguard.stores.base import SUMMARY_FINE_TABLE, SUMMARY_TABLE, ZoneFilter
+from forestguard.stores.base import ZoneFilter
+from forestguard.stores.summary import SUMMARY_FINE_TABLE, SUMMARY_TABLE
 
 pytestmark = pytest.mark.duckdb
 

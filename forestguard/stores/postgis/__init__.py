@@ -27,9 +27,8 @@ from ..base import (
     aggregate_sql,
     check_group_keys,
     filter_sql,
-    summary_aggregate_sql,
-    summary_for,
 )
+from ..summary import summary_aggregate_sql, summary_for
 from .admin import init
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches
@@ -49,6 +48,10 @@ _BBOX_SQL = (
     "geometry && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
     " AND ST_XMax(geometry) >= %s AND ST_YMax(geometry) >= %s AND ST_XMin(geometry) <= %s AND ST_YMin(geometry) <= %s"
 )
+
+
+_SUMMARY_IN_STEP = (f"SELECT coalesce((SELECT value FROM {META_TABLE} WHERE key = 'summary_version') = "
+                    f"(SELECT value FROM {META_TABLE} WHERE key = 'data_version'), false)")
 
 
 def where_sql(where: ZoneFilter) -> SQLFilter:
@@ -121,10 +124,18 @@ class PostGISStore(ZoneStore):
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
         compiled = where_sql(where)
-        # The summaries (migration 0004) answer every filter but a bounding box from a few rows per combination.
+        # The summaries (migration 0004) answer every filter but a bounding box from a few rows per
+        # combination, while they are in step with the zones (another writer's insert can leave them behind).
         summary = summary_for(where)
-        query = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else aggregate_sql(TABLE, keys, compiled.clause, _sortable)
-        rows = self._reads.run(lambda con: con.execute(query, compiled.params).fetchall())
+        by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
+        by_zones = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
+
+        def read(con: psycopg.Connection) -> list[tuple]:
+            if by_summary is not None and con.execute(_SUMMARY_IN_STEP).fetchone()[0]:
+                return con.execute(by_summary, compiled.params).fetchall()
+            return con.execute(by_zones, compiled.params).fetchall()
+
+        rows = self._reads.run(read)
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:

@@ -15,17 +15,20 @@ planner are left to autovacuum, which analyses a table that has just grown this 
 
 from __future__ import annotations
 
+import io
 import itertools
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import geopandas as gpd
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from ...schema import TABLE
-from ..base import SUMMARIES, summary_folding_sql
+from ..summary import SUMMARIES, SummaryDelta, summary_folding_sql, summary_rows_sql
 from .migrations import META_TABLE
 from .transfer import binary_copy, copy_in_statement
 
@@ -82,34 +85,86 @@ def load_batches(
     first = next(pending, None)  # a load of nothing must not start a COPY, whose trigger bumps the version
     if first is None:
         return None
+    delta = SummaryDelta()
     with con.transaction():
         rebuilt = _start_bulk(con, rows) if rows >= bulk_min_rows else []
         with con.cursor() as cursor:
             with cursor.copy(copy_in_statement(TABLE), writer=QueuedLibpqWriter(cursor)) as copy:
-                for block in binary_copy(itertools.chain([first], pending)):
+                for block in binary_copy(_summed(itertools.chain([first], pending), delta)):
                     copy.write(block)
+        summarise(con, delta)
         if rebuilt:
             con.execute("SELECT set_config('maintenance_work_mem', %s, true)", [BULK_MAINTENANCE_WORK_MEM])
             for index in rebuilt:
                 for statement in index.create():
                     con.execute(statement)
-        fold_summary(con)
         version = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'data_version'").fetchone()
     if version is None:
         raise RuntimeError(f"{META_TABLE} has no data_version row: run 'forestguard db upgrade'")
     return int(version[0])
 
 
-#: The summary is folded when it holds this many rows more than after its last folding.
+#: A summary is folded when it holds this many rows more than after its last folding.
 SUMMARY_SLACK_ROWS = 100_000
 
 
-def fold_summary(con: psycopg.Connection) -> None:
-    """Fold the statistics summaries' repeated combinations (each write appends its own sums) once they have grown.
+def _summed(batches: Iterable[gpd.GeoDataFrame], delta: SummaryDelta) -> Iterator[gpd.GeoDataFrame]:
+    for batch in batches:
+        delta.add(batch)
+        yield batch
 
-    In the load's transaction: the rows deleted are exactly those folded (a concurrent load's
-    rows, not yet visible, stay as they are).
+
+def summarise(con: psycopg.Connection, delta: SummaryDelta) -> None:
+    """Add a load's sums to the statistics summaries, in the load's transaction, after its COPY.
+
+    The COPY's trigger has just bumped the data version and holds its row until commit, so
+    loads pass here one at a time. If the summaries were in step before (summary_version one
+    behind), this load's sums are appended; if another writer's insert left them behind, they
+    are rebuilt from the zones. Either way they end in step with the version committed.
     """
+    version, summarised = con.execute(
+        f"SELECT (SELECT value FROM {META_TABLE} WHERE key = 'data_version'), (SELECT value FROM {META_TABLE} WHERE key = 'summary_version')"
+    ).fetchone()
+    if summarised == version - 1:
+        _append_delta(con, delta.table())
+    else:
+        for table in SUMMARIES:
+            con.execute(f"DELETE FROM {table}")
+            con.execute(f"INSERT INTO {table} {summary_rows_sql(TABLE, table)}")
+    con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES ('summary_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [version])
+    fold_summary(con)
+
+
+def _append_delta(con: psycopg.Connection, delta: pa.Table) -> None:
+    """The load's sums (hundredths) into both summaries: one CSV COPY into a scratch table, two INSERTs."""
+    if not delta.num_rows:
+        return
+    con.execute("""CREATE TEMP TABLE forestguard_summary_delta (
+        country TEXT, year INTEGER, classification TEXT, source TEXT, verified BOOLEAN, confidence BIGINT,
+        zones BIGINT, area BIGINT, confidence_sum BIGINT, confidence_n BIGINT, verified_zones BIGINT) ON COMMIT DROP""")
+    text = io.BytesIO()
+    pacsv.write_csv(delta.select(_DELTA_COLUMNS), text, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    with con.cursor().copy("COPY forestguard_summary_delta FROM STDIN (FORMAT csv)") as copy:
+        copy.write(text.getbuffer())
+    for table, keys in SUMMARIES.items():
+        fine = "confidence" in keys
+        con.execute(f"""
+            INSERT INTO {table} ({', '.join(keys)}, zones, area_ha, confidence_sum, confidence_n, verified_zones)
+            SELECT country, year, classification, source, verified{', (confidence / 100.0)::numeric(3,2)' if fine else ''},
+                   sum(zones), (sum(area) / 100.0)::numeric(20,2),
+                   CASE WHEN sum(confidence_n) > 0 THEN (sum(confidence_sum) / 100.0)::numeric(20,2) END,
+                   sum(confidence_n), sum(verified_zones)
+            FROM forestguard_summary_delta
+            GROUP BY country, year, classification, source, verified{', confidence' if fine else ''}""")
+    con.execute("DROP TABLE forestguard_summary_delta")
+
+
+_DELTA_COLUMNS = ["country", "year", "classification", "source", "verified", "confidence", "zones", "area", "confidence_sum",
+                  "confidence_n", "verified_zones"]
+
+
+def fold_summary(con: psycopg.Connection) -> None:
+    """Fold the statistics summaries' repeated combinations (each load appends its own sums) once they have grown."""
     for table in SUMMARIES:
         rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         folded = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = %s", [f"{table}_rows"]).fetchone()
