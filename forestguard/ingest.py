@@ -6,6 +6,10 @@ takes each batch of validated records while the next is read and checked, and a 
 found later rolls the transaction back (an embedded store the load created is removed
 again), so nothing is half-written and memory holds a batch or two, not the load. With ``skip_invalid`` the good records load
 and the bad ones go to a rejects file with their reasons.
+
+Each file's content is hashed first: a file the store has a load record of is refused
+before anything is read (and again inside the load's transaction, which writes the new
+records), unless ``again`` (see :mod:`forestguard.loads`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import pandas as pd
 
 from . import stores
 from .config import settings
-from .errors import UserError
+from .errors import StoreUnavailable, UserError
+from .loads import FileLoad, LoadRecord, plan, refuse_repeats
 from .sources import READ_PROBLEMS, ColumnMapping, open_zones_file
 from .streams import map_ahead, read_ahead
 from .validation import Reject, validate
@@ -60,6 +65,7 @@ class IngestResult:
     column_lines: list[str] = field(default_factory=list)
     data_version: int | None = None
     engine: str | None = None
+    files: list[FileLoad] = field(default_factory=list)
 
 
 def prepare(
@@ -156,14 +162,22 @@ def ingest(
     repair: bool = False,
     skip_invalid: str | Path | None = None,
     on_file: Callable[[str, int], None] | None = None,
+    again: bool = False,
 ) -> IngestResult:
-    """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record."""
+    """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record.
+
+    :class:`~forestguard.loads.AlreadyLoaded` when a file's content was loaded before (nothing
+    is loaded), unless ``again``.
+    """
     url = db or settings().store_url
     stores.engine_of(url)  # a store URL nobody can open fails before the reading
     _check_distinct(paths)
     if skip_invalid is not None and _same_file(skip_invalid, paths):
         raise UserError(f"{skip_invalid}: the rejects file would overwrite an input file")
     result = IngestResult()
+    result.files = plan(paths)
+    if not again:
+        refuse_repeats(result.files, {r.sha256: r for r in loaded_before(url, [f.sha256 for f in result.files])})
     files = read_files(paths, mapping, result)
     batches = validated_batches(files, result, repair=repair, stop_at_reject=skip_invalid is None, on_file=on_file)
 
@@ -185,7 +199,7 @@ def ingest(
     created = stores.new_embedded_store(url)
     try:
         with stores.open(url, create=True) as store:
-            result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read)
+            result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read, files=result.files, again=again)
             result.data_version = store.data_version()
             result.engine = store.engine
     except BaseException:
@@ -193,6 +207,26 @@ def ingest(
             stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
         raise
     return result
+
+
+def loaded_before(db: str | None, sha256s: list[str]) -> list[LoadRecord]:
+    """The store's load records of these contents; none when the store does not exist (yet) or keeps none.
+
+    An early look only (it spares reading and validating a file that will be refused): the
+    load's own transaction checks again. A store that cannot be reached fails here, at once.
+    """
+    try:
+        with stores.open(db, read_only=True) as store:
+            return store.loads(sha256s)
+    except StoreUnavailable:
+        raise
+    except UserError:  # no store yet, or one that needs its migrations (which the load applies)
+        return []
+
+
+def load_status(paths: Sequence[str | Path], db: str | None = None) -> list[tuple[str, str, list[LoadRecord]]]:
+    """(file, sha256, its load records) for each file: did it go into the store, and when?"""
+    return [(f.file, f.sha256, loaded_before(db, [f.sha256])) for f in plan(paths)]
 
 
 def _check_distinct(paths: Sequence[str | Path]) -> None:

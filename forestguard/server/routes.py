@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -24,8 +25,11 @@ from ..stats import statistics
 from . import metrics, runtime
 from .access import auth_enabled
 
+log = logging.getLogger("forestguard.server")
+
 #: /api/stats query parameters, as ``forestguard stats`` names its options.
 STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence")
+NUL = "\x00"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -60,12 +64,12 @@ class HealthHandler(JSONHandler):
 
 
 class ReadyHandler(JSONHandler):
-    """Readiness: the store (and Redis when configured) answer now; 503 with the reasons otherwise."""
+    """Readiness: 200 when the store answers now ("degraded" when only Redis does not), 503 when it does not."""
 
     async def get(self) -> None:
         timeout = runtime.options().readiness_timeout
         try:
-            result = await asyncio.wait_for(IOLoop.current().run_in_executor(None, runtime.readiness), timeout + 1.0)
+            result = await asyncio.wait_for(IOLoop.current().run_in_executor(runtime.probe_executor(), runtime.readiness), timeout + 1.0)
         except asyncio.TimeoutError:
             metrics.READY.set(0)
             self.write_json(503, {"status": "unavailable", "checks": {"timeout": {"ok": False, "error": f"checks took over {timeout + 1.0:g} s"}}})
@@ -74,10 +78,22 @@ class ReadyHandler(JSONHandler):
         self.write_json(200 if result.ready else 503, result.to_dict())
 
 
-class MetricsHandler(RequestHandler):
-    """Prometheus exposition (merged across worker processes when there are several)."""
+class MetricsHandler(JSONHandler, AuthRequestHandler):
+    """Prometheus exposition (merged across worker processes when there are several).
+
+    With a login in front of the dashboard, only signed-in users and peers in
+    ``serve --metrics-from`` (default: loopback, i.e. an agent sidecar in the same task)
+    may read it; anything through the load balancer comes from another address: 401.
+    """
+
+    async def prepare(self) -> None:
+        JSONHandler.prepare(self)
+        await AuthRequestHandler.prepare(self)
+        if auth_enabled(self) and not self.current_user and not runtime.options().metrics_allowed(self.request.remote_ip):
+            self.write_json(401, {"error": "authentication required", "request_id": self.request_id})
 
     def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
         body, content_type = metrics.exposition()
         self.set_header("Content-Type", content_type)
         self.finish(body)
@@ -112,9 +128,11 @@ class StatsHandler(JSONHandler, AuthRequestHandler):
             body = await IOLoop.current().run_in_executor(None, compute)
         except UserError as exc:
             runtime.reset_store()
-            self.write_json(503, {"error": str(exc), "request_id": self.request_id})
+            log.warning("/api/stats %s: %s", self.request_id, runtime.detail(exc))
+            self.write_json(503, {"error": runtime.public_reason(exc), "request_id": self.request_id})
             return
         self.write_json(200, body)
+
 
 
 def stats_query(arguments: dict[str, list[str]]):
@@ -124,6 +142,10 @@ def stats_query(arguments: dict[str, list[str]]):
     """
     from ..cli.options import parse_by, zone_filter
 
+    for name, values in arguments.items():
+        if any(NUL in v for v in (name, *values)):
+            shown = "a parameter name" if NUL in name else name
+            raise ValueError(f"{shown} contains a NUL character, which no zone field can hold")
     unknown = sorted(set(arguments) - set(STATS_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(STATS_PARAMETERS)}")

@@ -15,6 +15,7 @@ import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
 
+from ..loads import FileLoad, LoadRecord
 from ..schema import GROUP_KEYS, Classification
 
 #: Columns of :meth:`ZoneStore.aggregate`: the group keys chosen, then these.
@@ -156,12 +157,21 @@ class ZoneStore(abc.ABC):
     def years(self) -> list[int]:
         return sorted(int(y) for y in self.aggregate(ZoneFilter(), ["year"])["year"])
 
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        """Load records (all, or those of these contents), oldest first; a store that keeps none has none."""
+        return []
+
     # -- writing -------------------------------------------------------------
     @abc.abstractmethod
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
-        """Append validated zones in one transaction and bump the data version; return the count."""
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
+        """Append validated zones in one transaction and bump the data version; return the count.
 
-    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+        ``files``: the input files the zones came from; a load record for each is written in
+        the same transaction, and a file whose content is already recorded raises
+        :class:`~forestguard.loads.AlreadyLoaded` (nothing written) unless ``again``.
+        """
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         """Like :meth:`insert` for zones that arrive in batches (about ``rows`` in all).
 
         One transaction still: an exception from ``batches`` loads nothing. Engines that
@@ -170,7 +180,7 @@ class ZoneStore(abc.ABC):
         frames = [batch for batch in batches if len(batch)]
         if not frames:
             return 0
-        return self.insert(gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326))
+        return self.insert(gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326), files=files, again=again)
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing

@@ -2,11 +2,19 @@
 
 The extension is loaded from the ``duckdb-extension-spatial`` wheel by path,
 with DuckDB's autoinstall/autoload turned off, so nothing is ever downloaded.
+
+The data version is derived from what was committed: every write appends a load record
+(``forestguard_loads``, with the version it made) in its own transaction, and the version is
+the larger of that table's highest and the ``forestguard_meta`` row, which a writable open
+repairs. An append is the part of a write least exposed to a crash at commit (an ingest
+killed at its commit was reported to keep the zones but lose the meta row's update); the
+two can no longer disagree in the way a cache key would hide.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -18,6 +26,7 @@ import pyarrow as pa
 
 from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
+from ..loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
 from .base import (
@@ -48,6 +57,15 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
+CREATE SEQUENCE IF NOT EXISTS {LOADS_TABLE}_id_seq;
+CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
+    id BIGINT NOT NULL DEFAULT nextval('{LOADS_TABLE}_id_seq'),
+    file VARCHAR,
+    sha256 VARCHAR,
+    rows BIGINT NOT NULL,
+    loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    data_version BIGINT NOT NULL
+);
 """
 _SUMMARY_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -61,6 +79,12 @@ SUMMARY_DDL = "".join(_SUMMARY_DDL.format(table=t, confidence=" confidence DECIM
                       for t, keys in SUMMARIES.items())
 #: A summary is folded when it holds this many rows more than after its last folding.
 _SUMMARY_SLACK_ROWS = 100_000
+#: The committed data version: the meta row, or the newest load record if that is newer.
+_VERSION_SQL = f"""
+SELECT greatest((SELECT value FROM forestguard_meta WHERE key = 'data_version'),
+                coalesce((SELECT max(data_version) FROM {LOADS_TABLE}), 0))
+"""
+_LOADS_COLUMNS = "id, file, sha256, rows, loaded_at, data_version"
 
 #: Zones looked up by id in one query (the statement grows with it).
 _IDS_PER_QUERY = 2_000
@@ -104,6 +128,7 @@ class DuckDBStore(ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
+    _has_loads = False  # set when the file is opened (a snapshot view has no load records)
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
         super().__init__(url)
@@ -128,8 +153,11 @@ class DuckDBStore(ZoneStore):
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
             self._con.execute(DUCKDB_DDL + SUMMARY_DDL)
+            # Check and repair: the meta row follows the newest committed load record.
+            self._con.execute(f"UPDATE forestguard_meta SET value = ({_VERSION_SQL}) WHERE key = 'data_version' AND value < ({_VERSION_SQL})")
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
+        self._has_loads = self._has_table(LOADS_TABLE)  # a store written before load records has none
         self._summary_ok = self._check_summary()
 
     def _has_table(self, name: str = TABLE) -> bool:
@@ -198,7 +226,8 @@ class DuckDBStore(ZoneStore):
         # open: its version is read once. This takes a query off every cached request.
         if self.read_only and self._read_only_version is not None:
             return self._read_only_version
-        version = int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
+        sql = _VERSION_SQL if self._has_loads else "SELECT value FROM forestguard_meta WHERE key = 'data_version'"
+        version = int(self._cursor().execute(sql).fetchone()[0])
         if self.read_only:
             self._read_only_version = version
         return version
@@ -247,14 +276,29 @@ class DuckDBStore(ZoneStore):
             params.append(int(limit))
         return self._cursor().execute(query, params).to_arrow_table()
 
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
-        return self.insert_batches([zones], rows=len(zones))
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        if not self._has_loads:
+            return []
+        query = f"SELECT {_LOADS_COLUMNS} FROM {LOADS_TABLE}"
+        params: list = []
+        if sha256s is not None:
+            if not sha256s:
+                return []
+            query += f" WHERE sha256 IN ({', '.join('?' * len(sha256s))})"
+            params = list(sha256s)
+        rows = self._cursor().execute(query + " ORDER BY id", params).fetchall()
+        return [LoadRecord(*row) for row in rows]
 
-    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
+        return self.insert_batches([zones], rows=len(zones), files=files, again=again)
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         """Append zones batch by batch in one transaction: memory holds one batch, not the load.
 
         DuckDB writes a large transaction's rows to the file as they come (optimistic writes)
         and drops them on rollback, so an exception from ``batches`` leaves nothing behind.
+        The load records (one per input file) and the data version derived from them are
+        written in the same transaction; a file already recorded is refused unless ``again``.
         """
         if self.read_only:
             raise ReadOnlyStore(f"{self.path} is open read-only")
@@ -263,14 +307,22 @@ class DuckDBStore(ZoneStore):
             con = self._cursor()
             con.execute("BEGIN TRANSACTION")
             try:
+                if files and not again:
+                    earlier = {r.sha256: r for r in self._loads_in(con, [f.sha256 for f in files])}
+                    refuse_repeats(files, earlier)
                 last_id = con.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
-                for zones in batches:
+                for zones in counted(batches, files):
                     if len(zones):
                         loaded += self._append(con, zones)
                 if loaded:
                     if self._summary_ok:
                         self._summarise(con, last_id)
-                    con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                    version = int(con.execute(_VERSION_SQL).fetchone()[0]) + 1
+                    records = [(f.file, f.sha256, f.rows) for f in files] or [(None, None, loaded)]
+                    now = datetime.now(timezone.utc).replace(tzinfo=None)
+                    con.executemany(f"INSERT INTO {LOADS_TABLE} (file, sha256, rows, loaded_at, data_version) VALUES (?, ?, ?, ?, ?)",
+                                    [[*record, now, version] for record in records])
+                    con.execute("UPDATE forestguard_meta SET value = ? WHERE key = 'data_version'", [version])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -307,6 +359,10 @@ class DuckDBStore(ZoneStore):
         finally:
             con.unregister("incoming_zones")
         return len(table)
+
+    def _loads_in(self, con: duckdb.DuckDBPyConnection, sha256s: list[str]) -> list[LoadRecord]:
+        query = f"SELECT {_LOADS_COLUMNS} FROM {LOADS_TABLE} WHERE sha256 IN ({', '.join('?' * len(sha256s))}) ORDER BY id"
+        return [LoadRecord(*row) for row in con.execute(query, sha256s).fetchall()]
 
     def close(self) -> None:
         self._con.close()

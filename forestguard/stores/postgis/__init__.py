@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ...config import redact
 from ...errors import ReadOnlyStore, StoreNotFound, UserError
+from ...loads import FileLoad, LoadRecord
 from ...schema import TABLE
 from ..base import (
     AGGREGATE_COLUMNS,
@@ -31,7 +32,7 @@ from ..base import (
 from ..summary import summary_aggregate_sql, summary_for
 from .admin import init
 from .connection import ReadPool, connect, one_line
-from .load import BULK_MIN_ROWS, load_batches
+from .load import BULK_MIN_ROWS, load_batches, loads_of
 from .migrations import META_TABLE, has_zone_table, state
 from .role import read_only_refusal, require_primary, server_role
 from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, csv_batches, read_csv_copy
@@ -124,7 +125,7 @@ class PostGISStore(ZoneStore):
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
         compiled = where_sql(where)
-        # The summaries (migration 0004) answer every filter but a bounding box from a few rows per
+        # The summaries (migration 0005) answer every filter but a bounding box from a few rows per
         # combination, while they are in step with the zones (another writer's insert can leave them behind).
         summary = summary_for(where)
         by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
@@ -194,12 +195,15 @@ class PostGISStore(ZoneStore):
         return pa.table({"id": pa.array([r[0] for r in rows], pa.int32()), "geometry": pa.array([bytes(r[1]) for r in rows], pa.binary())})
 
     # -- writing ---------------------------------------------------------------------------
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        return self._reads.run(lambda con: loads_of(con, sha256s))
+
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
-        return self.insert_batches([zones], len(zones)) if len(zones) else 0
+        return self.insert_batches([zones], len(zones), files=files, again=again) if len(zones) else 0
 
-    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
         counted = _Counted(batches)
@@ -207,7 +211,7 @@ class PostGISStore(ZoneStore):
             require_primary(con, self.url, "an ingest")  # before a batch is read: nothing half-done
             con.rollback()  # the check's transaction; the load opens its own
             try:
-                version = load_batches(con, counted, rows, bulk_min_rows=self.bulk_min_rows)
+                version = load_batches(con, counted, rows, bulk_min_rows=self.bulk_min_rows, files=files, again=again)
             except psycopg.errors.ReadOnlySqlTransaction:
                 raise read_only_refusal(self.url, "an ingest") from None
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:

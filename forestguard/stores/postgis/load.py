@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import geopandas as gpd
 import psycopg
@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from ...loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ...schema import TABLE
 from ..summary import SUMMARIES, SummaryDelta, summary_folding_sql, summary_rows_sql
 from .migrations import META_TABLE
@@ -74,19 +75,34 @@ class _Index:
 
 
 def load_batches(
-    con: psycopg.Connection, batches: Iterable[gpd.GeoDataFrame], rows: int, *, bulk_min_rows: int = BULK_MIN_ROWS
+    con: psycopg.Connection,
+    batches: Iterable[gpd.GeoDataFrame],
+    rows: int,
+    *,
+    bulk_min_rows: int = BULK_MIN_ROWS,
+    files: Sequence[FileLoad] = (),
+    again: bool = False,
 ) -> int | None:
     """Append zones arriving in ``batches`` (about ``rows``) in one transaction on ``con``.
 
     Returns the data version committed, or None when the batches held no zone (nothing is
     written then, not even a version bump). An exception from ``batches`` rolls back.
+    A load record per file of ``files`` is written in the same transaction; a file whose
+    content is recorded already raises :class:`AlreadyLoaded` before the COPY (unless
+    ``again``). Loads of the same content queue on a transaction lock, so two concurrent
+    runs of one file cannot both pass that check.
     """
-    pending = (batch for batch in batches if len(batch))
+    pending = (batch for batch in counted(batches, files) if len(batch))
     first = next(pending, None)  # a load of nothing must not start a COPY, whose trigger bumps the version
     if first is None:
         return None
     delta = SummaryDelta()
     with con.transaction():
+        if files:
+            for sha in sorted({f.sha256 for f in files}):
+                con.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(sha)])
+            if not again:
+                refuse_repeats(files, {r.sha256: r for r in loads_of(con, [f.sha256 for f in files])})
         rebuilt = _start_bulk(con, rows) if rows >= bulk_min_rows else []
         with con.cursor() as cursor:
             with cursor.copy(copy_in_statement(TABLE), writer=QueuedLibpqWriter(cursor)) as copy:
@@ -99,8 +115,12 @@ def load_batches(
                 for statement in index.create():
                     con.execute(statement)
         version = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'data_version'").fetchone()
-    if version is None:
-        raise RuntimeError(f"{META_TABLE} has no data_version row: run 'forestguard db upgrade'")
+        if version is None:
+            raise RuntimeError(f"{META_TABLE} has no data_version row: run 'forestguard db upgrade'")
+        if files:
+            with con.cursor() as cursor:
+                cursor.executemany(f"INSERT INTO {LOADS_TABLE} (file, sha256, rows, data_version) VALUES (%s, %s, %s, %s)",
+                                   [(f.file, f.sha256, f.rows, int(version[0])) for f in files])
     return int(version[0])
 
 
@@ -174,6 +194,21 @@ def fold_summary(con: psycopg.Connection) -> None:
         rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                     [f"{table}_rows", rows])
+
+
+def loads_of(con: psycopg.Connection, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+    """Load records (all, or those of these contents), oldest first."""
+    query = f"SELECT id, file, sha256, rows, loaded_at, data_version FROM {LOADS_TABLE}"
+    params: list = []
+    if sha256s is not None:
+        query += " WHERE sha256 = ANY(%s)"
+        params = [list(sha256s)]
+    return [LoadRecord(*row) for row in con.execute(query + " ORDER BY id", params).fetchall()]
+
+
+def _lock_key(sha256: str) -> int:
+    """pg_advisory_xact_lock key of one file content: 8 bytes of its sha256, as a signed bigint."""
+    return int.from_bytes(bytes.fromhex(sha256)[:8], "big", signed=True)
 
 
 def _start_bulk(con: psycopg.Connection, incoming: int) -> list[_Index]:

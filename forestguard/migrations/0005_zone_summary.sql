@@ -1,4 +1,4 @@
--- 0004: the statistics summaries (forestguard/stores/summary.py), and who keeps them exact.
+-- 0005: the statistics summaries (forestguard/stores/summary.py), and who keeps them exact.
 --
 -- Statistics of millions of zones must answer within the design's database latency (< 100 ms):
 -- a GROUP BY over every zone cannot. The summaries hold exact sums per combination of the columns
