@@ -12,6 +12,8 @@ with a bounding box read the zones.
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Callable, Sequence
 
 import numpy as np
@@ -19,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import ZoneFilter
+from .base import AGGREGATE_COLUMNS, ZoneFilter
 
 SUMMARY_TABLE = "forestguard_zone_summary"
 SUMMARY_FINE_TABLE = "forestguard_zone_summary_confidence"
@@ -32,24 +34,61 @@ def _summary_group(keys: Sequence[str]) -> str:
     return ", ".join("coalesce(verified, false)" if k == "verified" else k for k in keys)
 
 
+#: What a summary row holds beside its keys: counts, and hectares and confidences summed in
+#: hundredths (integers: both engines sum 64-bit integers many times faster than decimals).
+SUMMARY_MEASURES = ("zones", "area_cents", "confidence_cents", "confidence_n", "verified_zones")
+
+
 def summary_rows_sql(source: str, table: str = SUMMARY_TABLE, sign: str = "") -> str:
     """The rows of summary ``table`` for the zones in ``source`` (a table or parenthesised query); ``sign="-"`` for removed zones."""
     group = _summary_group(SUMMARIES[table])
     select = ", ".join("coalesce(verified, false) AS verified" if k == "verified" else k for k in SUMMARIES[table])
     return f"""
-        SELECT {select}, {sign}count(*) AS zones, {sign}sum(area_ha) AS area_ha, {sign}sum(confidence) AS confidence_sum,
+        SELECT {select}, {sign}count(*) AS zones, {sign}CAST(sum(area_ha) * 100 AS BIGINT) AS area_cents,
+               {sign}CAST(coalesce(sum(confidence), 0) * 100 AS BIGINT) AS confidence_cents,
                {sign}count(confidence) AS confidence_n, {sign}count(*) FILTER (WHERE verified) AS verified_zones
         FROM {source} AS zones GROUP BY {group}
     """
 
 
-def summary_folding_sql(source: str, table: str = SUMMARY_TABLE) -> str:
-    """The rows of summary ``table`` in ``source`` folded to one per combination (groups whose zones all went are dropped)."""
-    keys = ", ".join(SUMMARIES[table])
+def summary_folding_sql(source: str, table: str | Sequence[str] = SUMMARY_TABLE) -> str:
+    """The rows of summary ``table`` (or of a summary with these keys) in ``source`` folded to one per combination.
+
+    Groups whose zones all went are dropped.
+    """
+    keys = ", ".join(SUMMARIES[table] if isinstance(table, str) else table)
     return f"""
-        SELECT {keys}, sum(zones) AS zones, sum(area_ha) AS area_ha, sum(confidence_sum) AS confidence_sum,
-               sum(confidence_n) AS confidence_n, sum(verified_zones) AS verified_zones
+        SELECT {keys}, {', '.join(f'sum({m}) AS {m}' for m in SUMMARY_MEASURES)}
         FROM {source} AS summary GROUP BY {keys} HAVING sum(zones) <> 0
+    """
+
+
+#: PostGIS keeps a third summary: per combination and confidence threshold (every THRESHOLD_STEP
+#: hundredths, the dashboard slider's step), the sums of the zones at or above it. A minimum
+#: confidence on a threshold reads one threshold's rows (thousands) instead of the fine summary's
+#: hundreds of thousands; DuckDB scans those fast enough without it.
+SUMMARY_THRESHOLDS_TABLE = "forestguard_zone_summary_thresholds"
+THRESHOLD_STEP = 5
+
+
+def threshold_of(where: ZoneFilter) -> int | None:
+    """The thresholds summary's threshold (hundredths) answering ``where``'s minimum confidence, if there is one.
+
+    Stored confidences are hundredths, so "at least x" is "at least ceil(100·x) hundredths".
+    """
+    if where.min_confidence is None or where.bbox is not None:
+        return None
+    hundredths = max(0, int(math.ceil(round(where.min_confidence * 100, 9))))
+    return hundredths if hundredths % THRESHOLD_STEP == 0 and hundredths <= 100 else None
+
+
+def thresholds_sql(fine_source: str) -> str:
+    """Rows of the thresholds summary from rows of the fine one (``fine_source``: a table or parenthesised query)."""
+    keys = ", ".join(SUMMARY_KEYS)
+    return f"""
+        SELECT {keys}, t.threshold, {', '.join(f'sum({m})' for m in SUMMARY_MEASURES)}
+        FROM {fine_source} AS s JOIN generate_series(0, 100, {THRESHOLD_STEP}) AS t(threshold) ON s.confidence * 100 >= t.threshold
+        GROUP BY {keys}, t.threshold
     """
 
 
@@ -61,19 +100,29 @@ def summary_for(where: ZoneFilter) -> str | None:
 
 
 def summary_aggregate_sql(table: str, keys: Sequence[str], clause: str, sort_key: Callable[[str], str] = str) -> str:
-    """:func:`aggregate_sql` over a summary: the same groups and exact sums, from far fewer rows."""
+    """The statistics query over a summary: the same groups as over the zones, from far fewer rows.
+
+    Its measures are :data:`SUMMARY_MEASURES`; :func:`summary_frame` turns them into the
+    aggregate's exact decimals.
+    """
     group = ", ".join(keys)
     order = ", ".join(f"{sort_key(k)} NULLS LAST" for k in keys)
     return f"""
-        SELECT {group + ',' if keys else ''}
-               sum(zones) AS zones, sum(area_ha) AS area_ha,
-               CASE WHEN sum(confidence_n) > 0 THEN sum(confidence_sum) END AS confidence_sum,
-               sum(confidence_n) AS confidence_n, sum(verified_zones) AS verified_zones
+        SELECT {group + ',' if keys else ''} {', '.join(f'sum({m}) AS {m}' for m in SUMMARY_MEASURES)}
         FROM {table} WHERE {clause}
         {'GROUP BY ' + group if keys else ''} HAVING sum(zones) > 0
         {'ORDER BY ' + order if keys else ''}
     """
 
+
+def summary_frame(rows: list[tuple], keys: Sequence[str]) -> pd.DataFrame:
+    """Rows of :func:`summary_aggregate_sql` as :meth:`ZoneStore.aggregate` gives them: hundredths back to exact decimals."""
+    out = []
+    for row in rows:
+        *values, zones, area_cents, confidence_cents, confidence_n, verified_zones = row
+        out.append((*values, int(zones), Decimal(int(area_cents)).scaleb(-2),
+                    Decimal(int(confidence_cents)).scaleb(-2) if confidence_n else None, int(confidence_n), int(verified_zones)))
+    return pd.DataFrame(out, columns=[*keys, *AGGREGATE_COLUMNS])
 
 
 class SummaryDelta:

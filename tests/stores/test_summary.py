@@ -22,7 +22,8 @@ FILTERS = [
     ZoneFilter(countries=("Brazil", "Peru")),
     ZoneFilter(year_from=2018, year_to=2021, classifications=(Classification.ILLEGAL,)),
     ZoneFilter(sources=("GLAD",), verified_only=True),
-    ZoneFilter(min_confidence=0.85),
+    ZoneFilter(min_confidence=0.85),  # on a threshold (PostGIS: the thresholds summary)
+    ZoneFilter(min_confidence=0.826, countries=("Brazil",)),  # between thresholds: the fine summary
     ZoneFilter(countries=("Nowhere",)),
 ]
 GROUPINGS = [(), ("classification",), ("year", "classification"), GROUP_KEYS]

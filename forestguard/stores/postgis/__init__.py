@@ -29,7 +29,7 @@ from ..base import (
     check_group_keys,
     filter_sql,
 )
-from ..summary import summary_aggregate_sql, summary_for
+from ..summary import SUMMARY_THRESHOLDS_TABLE, summary_aggregate_sql, summary_for, summary_frame, threshold_of
 from .admin import init
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches, loads_of
@@ -127,17 +127,22 @@ class PostGISStore(ZoneStore):
         compiled = where_sql(where)
         # The summaries (migration 0005) answer every filter but a bounding box from a few rows per
         # combination, while they are in step with the zones (another writer's insert can leave them behind).
-        summary = summary_for(where)
-        by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
+        summary, summary_params = summary_for(where), compiled.params
+        threshold = threshold_of(where)
+        if threshold is not None:  # the dashboard's slider: one threshold's rows of the thresholds summary
+            other = where_sql(where.with_(min_confidence=None))
+            summary, summary_params = SUMMARY_THRESHOLDS_TABLE, [*other.params, threshold]
+            by_summary = summary_aggregate_sql(summary, keys, f"({other.clause}) AND threshold = %s", _sortable)
+        else:
+            by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
         by_zones = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
 
-        def read(con: psycopg.Connection) -> list[tuple]:
+        def read(con: psycopg.Connection) -> pd.DataFrame:
             if by_summary is not None and con.execute(_SUMMARY_IN_STEP).fetchone()[0]:
-                return con.execute(by_summary, compiled.params).fetchall()
-            return con.execute(by_zones, compiled.params).fetchall()
+                return summary_frame(con.execute(by_summary, summary_params).fetchall(), keys)
+            return pd.DataFrame(con.execute(by_zones, compiled.params).fetchall(), columns=[*keys, *AGGREGATE_COLUMNS])
 
-        rows = self._reads.run(read)
-        return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
+        return self._reads.run(read)
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
         wanted = list(columns) if columns else list(ZONE_FIELDS)

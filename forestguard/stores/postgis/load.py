@@ -29,7 +29,17 @@ from psycopg.copy import QueuedLibpqWriter
 
 from ...loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ...schema import TABLE
-from ..summary import SUMMARIES, SummaryDelta, summary_folding_sql, summary_rows_sql
+from ..summary import (
+    SUMMARIES,
+    SUMMARY_FINE_TABLE,
+    SUMMARY_KEYS,
+    SUMMARY_MEASURES,
+    SUMMARY_THRESHOLDS_TABLE,
+    SummaryDelta,
+    summary_folding_sql,
+    summary_rows_sql,
+    thresholds_sql,
+)
 from .migrations import META_TABLE
 from .transfer import binary_copy, copy_in_statement
 
@@ -151,6 +161,8 @@ def summarise(con: psycopg.Connection, delta: SummaryDelta) -> None:
         for table in SUMMARIES:
             con.execute(f"DELETE FROM {table}")
             con.execute(f"INSERT INTO {table} {summary_rows_sql(TABLE, table)}")
+        con.execute(f"DELETE FROM {SUMMARY_THRESHOLDS_TABLE}")
+        con.execute(f"INSERT INTO {SUMMARY_THRESHOLDS_TABLE} {thresholds_sql(SUMMARY_FINE_TABLE)}")
     con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES ('summary_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [version])
     fold_summary(con)
 
@@ -169,13 +181,13 @@ def _append_delta(con: psycopg.Connection, delta: pa.Table) -> None:
     for table, keys in SUMMARIES.items():
         fine = "confidence" in keys
         con.execute(f"""
-            INSERT INTO {table} ({', '.join(keys)}, zones, area_ha, confidence_sum, confidence_n, verified_zones)
+            INSERT INTO {table} ({', '.join(keys)}, {', '.join(SUMMARY_MEASURES)})
             SELECT country, year, classification, source, verified{', (confidence / 100.0)::numeric(3,2)' if fine else ''},
-                   sum(zones), (sum(area) / 100.0)::numeric(20,2),
-                   CASE WHEN sum(confidence_n) > 0 THEN (sum(confidence_sum) / 100.0)::numeric(20,2) END,
-                   sum(confidence_n), sum(verified_zones)
+                   sum(zones), sum(area), sum(confidence_sum), sum(confidence_n), sum(verified_zones)
             FROM forestguard_summary_delta
             GROUP BY country, year, classification, source, verified{', confidence' if fine else ''}""")
+    fine_delta = "(SELECT *, (confidence / 100.0)::numeric(3,2) AS confidence_value FROM forestguard_summary_delta)"
+    con.execute(f"INSERT INTO {SUMMARY_THRESHOLDS_TABLE} {thresholds_sql(_as_fine(fine_delta))}")
     con.execute("DROP TABLE forestguard_summary_delta")
 
 
@@ -183,14 +195,20 @@ _DELTA_COLUMNS = ["country", "year", "classification", "source", "verified", "co
                   "confidence_n", "verified_zones"]
 
 
+def _as_fine(delta: str) -> str:
+    """The scratch delta (hundredths in ``confidence``, ``area``) in the fine summary's column names."""
+    return (f"(SELECT {', '.join(SUMMARY_KEYS)}, confidence_value AS confidence, zones, area AS area_cents, "
+            f"confidence_sum AS confidence_cents, confidence_n, verified_zones FROM {delta} AS d)")
+
+
 def fold_summary(con: psycopg.Connection) -> None:
     """Fold the statistics summaries' repeated combinations (each load appends its own sums) once they have grown."""
-    for table in SUMMARIES:
+    for table, keys in {**SUMMARIES, SUMMARY_THRESHOLDS_TABLE: (*SUMMARY_KEYS, "threshold")}.items():
         rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         folded = con.execute(f"SELECT value FROM {META_TABLE} WHERE key = %s", [f"{table}_rows"]).fetchone()
         if rows <= (folded[0] if folded else 0) + SUMMARY_SLACK_ROWS:
             continue
-        con.execute(f"WITH removed AS (DELETE FROM {table} RETURNING *) INSERT INTO {table} {summary_folding_sql('removed', table)}")
+        con.execute(f"WITH removed AS (DELETE FROM {table} RETURNING *) INSERT INTO {table} {summary_folding_sql('removed', keys)}")
         rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                     [f"{table}_rows", rows])
