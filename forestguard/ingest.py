@@ -30,10 +30,12 @@ from .config import settings
 from .errors import StoreUnavailable, UserError
 from .loads import FileLoad, LoadRecord, plan, refuse_repeats
 from .sources import READ_PROBLEMS, ColumnMapping, open_zones_file
-from .streams import read_ahead
+from .streams import map_ahead, read_ahead
 from .validation import Reject, validate
 
 MAX_SHOWN_REJECTS = 20
+#: Batches validated at once, each in a thread.
+VALIDATION_THREADS = 2
 #: Records validated at a time: big enough for vectorised checks, small enough to overlap the load.
 BATCH_ROWS = 100_000
 T = TypeVar("T")
@@ -122,21 +124,34 @@ def validated_batches(
     every record is still checked so that the error lists all of them.
     """
     step = batch_rows or BATCH_ROWS
-    for path, frames in files:
-        offset = 0  # features of this file before the current frame
-        for frame in frames:
-            problems = frame.attrs.get(READ_PROBLEMS) or {}
-            for start in range(0, len(frame), step):
-                stop = min(start + step, len(frame))
-                chunk = frame.iloc[start:stop]
-                chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
-                checked = validate(chunk, file=path, repair=repair, features=range(offset + start, offset + stop))
-                result.rejected.extend(checked.rejects)
-                if len(checked.zones) and not (stop_at_reject and result.rejected):
-                    yield checked.zones
-            offset += len(frame)
-        if on_file:
-            on_file(path, offset)
+
+    def chunks() -> Iterator[tuple[str, int | None, pd.DataFrame | None, range | None]]:
+        """(file, records so far when the file ends, chunk, its feature numbers) in file order."""
+        for path, frames in files:
+            offset = 0  # features of this file before the current frame
+            for frame in frames:
+                problems = frame.attrs.get(READ_PROBLEMS) or {}
+                for start in range(0, len(frame), step):
+                    stop = min(start + step, len(frame))
+                    chunk = frame.iloc[start:stop]
+                    chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
+                    yield path, None, chunk, range(offset + start, offset + stop)
+                offset += len(frame)
+            yield path, offset, None, None
+
+    def check(item: tuple[str, int | None, pd.DataFrame | None, range | None]):
+        path, _, chunk, features = item
+        return None if chunk is None else validate(chunk, file=path, repair=repair, features=features)
+
+    # Two batches are checked at once (shapely and NumPy work outside the GIL: both cores), in order.
+    for (path, done, _, _), checked in map_ahead(check, chunks(), workers=VALIDATION_THREADS):
+        if checked is None:
+            if on_file:
+                on_file(path, done)
+            continue
+        result.rejected.extend(checked.rejects)
+        if len(checked.zones) and not (stop_at_reject and result.rejected):
+            yield checked.zones
 
 
 def ingest(

@@ -55,7 +55,8 @@ FORMAT = "forestguard-snapshot/1"
 MANIFEST = "manifest.json"
 ROW_GROUP_ROWS = 122_880
 FILE_ROWS = 1_000_000
-BATCH_ROWS = FILE_ROWS
+#: Zones read and prepared at a time: bounded memory; files are still cut at FILE_ROWS.
+BATCH_ROWS = 250_000
 SORTED_BY = ("country", "year", "id")
 #: Local staging folders are named so; left behind by a killed create, they go after a day.
 STAGING_PREFIX = ".tmp-snapshot-"

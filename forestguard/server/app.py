@@ -86,6 +86,17 @@ def _check_store(url: str, explicit: bool) -> None:
         log.warning("store %s not reachable yet (%s: %s); /readyz reports 503 until it is", redact(url), type(exc).__name__, exc)
 
 
+def _check_budget() -> None:
+    """A store whose map layer would not fit the memory budget is refused now, in one line, not killed later."""
+    from ..render.layer import check_layer_budget
+
+    try:
+        store = runtime.shared_store()
+    except UserError:
+        return  # not there (yet): /readyz says so
+    check_layer_budget(store)
+
+
 def warm_up() -> None:
     """Before the first visitor (and before forking): the shared layer, datashader's kernels, the common views.
 
@@ -162,6 +173,7 @@ def serve(options: ServeOptions) -> None:
                                             metrics_from=options.metrics_from))
     url = runtime.options().resolved_store_url
     _check_store(url, explicit=bool(options.db or settings().database_url))
+    _check_budget()
 
     import panel as pn
     from panel.io.server import get_server

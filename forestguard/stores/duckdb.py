@@ -29,7 +29,15 @@ from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
-from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
+from .base import (
+    AGGREGATE_COLUMNS,
+    ZoneFilter,
+    ZoneStore,
+    aggregate_sql,
+    check_group_keys,
+    filter_sql,
+)
+from .summary import SUMMARIES, summary_aggregate_sql, summary_folding_sql, summary_for, summary_frame, summary_rows_sql
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -59,6 +67,17 @@ CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
     data_version BIGINT NOT NULL
 );
 """
+_SUMMARY_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    country VARCHAR NOT NULL, year INTEGER NOT NULL, classification VARCHAR, source VARCHAR, verified BOOLEAN NOT NULL,{confidence}
+    zones BIGINT NOT NULL, area_cents BIGINT NOT NULL, confidence_cents BIGINT NOT NULL,
+    confidence_n BIGINT NOT NULL, verified_zones BIGINT NOT NULL
+);
+"""
+SUMMARY_DDL = "".join(_SUMMARY_DDL.format(table=t, confidence=" confidence DECIMAL(3,2)," if "confidence" in keys else "")
+                      for t, keys in SUMMARIES.items())
+#: A summary is folded when it holds this many rows more than after its last folding.
+_SUMMARY_SLACK_ROWS = 100_000
 #: The committed data version: the meta row, or the newest load record if that is newer.
 _VERSION_SQL = f"""
 SELECT greatest((SELECT value FROM forestguard_meta WHERE key = 'data_version'),
@@ -132,17 +151,59 @@ class DuckDBStore(ZoneStore):
         except duckdb.Error as exc:  # not a DuckDB file, a directory, locked by another process…
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
-            self._con.execute(DUCKDB_DDL)
+            self._con.execute(DUCKDB_DDL + SUMMARY_DDL)
             # Check and repair: the meta row follows the newest committed load record.
             self._con.execute(f"UPDATE forestguard_meta SET value = ({_VERSION_SQL}) WHERE key = 'data_version' AND value < ({_VERSION_SQL})")
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
         self._has_loads = self._has_table(LOADS_TABLE)  # a store written before load records has none
+        self._summary_ok = self._check_summary()
 
     def _has_table(self, name: str = TABLE) -> bool:
         return bool(
             self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
         )
+
+    def _check_summary(self) -> bool:
+        """Are the statistics summaries there and in step with the zones? Rebuilt if not (when writable).
+
+        Their zone counts against the table's (DuckDB answers ``count(*)`` from metadata): a store
+        from before the summaries, or one whose summaries a crash lost, is caught here.
+        """
+        if not all(self._has_table(t) for t in SUMMARIES):
+            return False
+        counts = self._con.execute(
+            f"SELECT (SELECT count(*) FROM {TABLE}), " + ", ".join(f"(SELECT coalesce(sum(zones), 0) FROM {t})" for t in SUMMARIES)).fetchone()
+        if all(c == counts[0] for c in counts[1:]):
+            return True
+        if self.read_only:
+            return False  # statistics read the zones instead
+        with self._lock:
+            con = self._cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in SUMMARIES:
+                    con.execute(f"DELETE FROM {table}")
+                    con.execute(f"INSERT INTO {table} {summary_rows_sql(TABLE, table)}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return True
+
+    def _summarise(self, con: duckdb.DuckDBPyConnection, after_id: int) -> None:
+        """Add the zones loaded in this transaction (ids above ``after_id``) to the summaries, folding one that grew."""
+        for table in SUMMARIES:
+            con.execute(f"INSERT INTO {table} {summary_rows_sql(f'(SELECT * FROM {TABLE} WHERE id > ?)', table)}", [after_id])
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            folded = con.execute("SELECT value FROM forestguard_meta WHERE key = ?", [f"{table}_rows"]).fetchone()
+            if rows > (folded[0] if folded else 0) + _SUMMARY_SLACK_ROWS:
+                con.execute(f"CREATE TEMP TABLE folded_summary AS {summary_folding_sql(table, table)}")
+                con.execute(f"DELETE FROM {table}")
+                con.execute(f"INSERT INTO {table} SELECT * FROM folded_summary")
+                con.execute("DROP TABLE folded_summary")
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                con.execute("INSERT INTO forestguard_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [f"{table}_rows", rows])
 
     def _filter(self, where: ZoneFilter):
         if where.bbox is not None and not self._spatial:
@@ -151,6 +212,9 @@ class DuckDBStore(ZoneStore):
                     self._con.execute(f"LOAD '{extension_path('spatial')}'")
                     self._spatial = True
         return filter_sql(where, bbox_sql=_BBOX_SQL)
+
+    def _summary_ready(self) -> bool:
+        return self._summary_ok
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # A cursor per call lets threads (a Panel server) share one database handle.
@@ -174,8 +238,10 @@ class DuckDBStore(ZoneStore):
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
         sql = self._filter(where)
-        query = aggregate_sql(TABLE, keys, sql.clause)
-        rows = self._cursor().execute(query, sql.params).fetchall()
+        summary = summary_for(where) if self._summary_ready() else None
+        if summary:
+            return summary_frame(self._cursor().execute(summary_aggregate_sql(summary, keys, sql.clause), sql.params).fetchall(), keys)
+        rows = self._cursor().execute(aggregate_sql(TABLE, keys, sql.clause), sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
     @staticmethod
@@ -254,10 +320,13 @@ class DuckDBStore(ZoneStore):
                 if files and not again:
                     earlier = {r.sha256: r for r in self._loads_in(con, [f.sha256 for f in files])}
                     refuse_repeats(files, earlier)
+                last_id = con.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
                 for zones in counted(batches, files):
                     if len(zones):
                         loaded += self._append(con, zones)
                 if loaded:
+                    if self._summary_ok:
+                        self._summarise(con, last_id)
                     version = int(con.execute(_VERSION_SQL).fetchone()[0]) + 1
                     records = [(f.file, f.sha256, f.rows) for f in files] or [(None, None, loaded)]
                     now = datetime.now(timezone.utc).replace(tzinfo=None)

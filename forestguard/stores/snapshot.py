@@ -32,6 +32,7 @@ from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
+from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
 
 
@@ -121,6 +122,17 @@ class SnapshotStore(DuckDBStore):
         files = ", ".join(_sql_string(str(self.path / f.path)) for f in self.manifest.files)
         # A view, not a copy: each query scans only the columns and row groups it needs.
         self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        self._summary_ok = False
+
+    def _summary_ready(self) -> bool:
+        """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""
+        if not self._summary_ok:
+            with self._lock:
+                if not self._summary_ok:
+                    for table in SUMMARIES:
+                        self._con.execute(f"CREATE TABLE {table} AS {summary_rows_sql(TABLE, table)}")
+                    self._summary_ok = True
+        return True
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)
