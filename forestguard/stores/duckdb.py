@@ -37,7 +37,7 @@ from .base import (
     check_group_keys,
     filter_sql,
 )
-from .summary import SUMMARIES, summary_aggregate_sql, summary_folding_sql, summary_for, summary_frame, summary_rows_sql
+from .summary import SUMMARIES, SUMMARY_MEASURES, SUMMARY_TABLE, summary_aggregate_sql, summary_folding_sql, summary_for, summary_frame, summary_rows_sql
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -172,6 +172,12 @@ class DuckDBStore(ZoneStore):
         """
         if not all(self._has_table(t) for t in SUMMARIES):
             return False
+        if not self._summary_columns_current():
+            if self.read_only:
+                return False
+            for table in SUMMARIES:  # a summary of another layout (an earlier ForestGuard): made again
+                self._con.execute(f"DROP TABLE {table}")
+            self._con.execute(SUMMARY_DDL)
         counts = self._con.execute(
             f"SELECT (SELECT count(*) FROM {TABLE}), " + ", ".join(f"(SELECT coalesce(sum(zones), 0) FROM {t})" for t in SUMMARIES)).fetchone()
         if all(c == counts[0] for c in counts[1:]):
@@ -190,6 +196,11 @@ class DuckDBStore(ZoneStore):
                 con.execute("ROLLBACK")
                 raise
         return True
+
+    def _summary_columns_current(self) -> bool:
+        found = {name for (name,) in self._con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [SUMMARY_TABLE]).fetchall()}
+        return set(SUMMARY_MEASURES) <= found
 
     def _summarise(self, con: duckdb.DuckDBPyConnection, after_id: int) -> None:
         """Add the zones loaded in this transaction (ids above ``after_id``) to the summaries, folding one that grew."""
