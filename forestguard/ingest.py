@@ -58,6 +58,8 @@ class IngestResult:
     column_lines: list[str] = field(default_factory=list)
     data_version: int | None = None
     engine: str | None = None
+    alerts: int = 0  #: deliveries recorded for watched areas the new zones met
+    delivery: str | None = None  #: what sending them right after the load did (a failing webhook never fails the ingest)
 
 
 def prepare(
@@ -141,8 +143,13 @@ def ingest(
     repair: bool = False,
     skip_invalid: str | Path | None = None,
     on_file: Callable[[str, int], None] | None = None,
+    deliver_alerts: bool = True,
 ) -> IngestResult:
-    """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record."""
+    """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record.
+
+    Zones meeting watched areas record alerts in the load's transaction; they are sent right
+    after it (``deliver_alerts``), and whatever a webhook does, the load stands.
+    """
     url = db or settings().store_url
     stores.engine_of(url)  # a store URL nobody can open fails before the reading
     _check_distinct(paths)
@@ -173,11 +180,24 @@ def ingest(
             result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read)
             result.data_version = store.data_version()
             result.engine = store.engine
+            result.alerts = store.last_alerts
+            if result.alerts and deliver_alerts:
+                result.delivery = _deliver(store)
     except BaseException:
         if created:
             stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
         raise
     return result
+
+
+def _deliver(store: stores.ZoneStore) -> str:
+    """Send the alerts just recorded (and any due): the load is committed, so nothing here may fail it."""
+    from .alerts.deliver import deliver_due
+
+    try:
+        return deliver_due(store).summary()
+    except Exception as exc:  # the outbox keeps them; `alerts deliver` (and the schedule) sends them later
+        return f"not sent now ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); 'forestguard alerts deliver' will"
 
 
 def _check_distinct(paths: Sequence[str | Path]) -> None:

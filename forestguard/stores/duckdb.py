@@ -20,7 +20,9 @@ from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
+from . import inside
 from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
+from .duckdb_areas import AREAS_DDL, DuckDBAreas
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -40,7 +42,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
-"""
+-- An R-tree over the zones (the spatial extension's): areas find their candidate zones through it.
+CREATE INDEX IF NOT EXISTS idx_zones_geometry_rtree ON {TABLE} USING RTREE (geometry);
+{AREAS_DDL}"""
 
 #: Zones looked up by id in one query (the statement grows with it).
 _IDS_PER_QUERY = 2_000
@@ -80,10 +84,12 @@ def store_path(url: str) -> Path:
     return Path(url.removeprefix("duckdb://"))
 
 
-class DuckDBStore(ZoneStore):
+class DuckDBStore(DuckDBAreas, ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
+    #: How an area's candidates are found: the R-tree answers ST_Intersects with a constant box.
+    area_candidates_sql = "ST_Intersects(geometry, ST_MakeEnvelope(?, ?, ?, ?))"
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
         super().__init__(url)
@@ -101,12 +107,14 @@ class DuckDBStore(ZoneStore):
         self._lock = threading.RLock()
         self._spatial = False
         try:
-            # GEOMETRY, ST_GeomFromWKB and ST_AsWKB are in DuckDB's core: the spatial extension
-            # (a quarter of a second to load) is loaded only when a query needs it (bbox filters).
-            self._con = connect(str(path), read_only=read_only, extensions=())
+            # GEOMETRY, ST_GeomFromWKB and ST_AsWKB are in DuckDB's core: a reader loads the spatial
+            # extension (a quarter of a second) only when a query needs it (bbox and area filters); a
+            # writer always does, since the zone table's R-tree index is the extension's.
+            self._con = connect(str(path), read_only=read_only, extensions=() if read_only else ("spatial",))
         except duckdb.Error as exc:  # not a DuckDB file, a directory, locked by another process…
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
+            self._spatial = True
             self._con.execute(DUCKDB_DDL)
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
@@ -116,12 +124,16 @@ class DuckDBStore(ZoneStore):
             self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0]
         )
 
-    def _filter(self, where: ZoneFilter):
-        if where.bbox is not None and not self._spatial:
+    def _load_spatial(self) -> None:
+        if not self._spatial:
             with self._lock:
                 if not self._spatial:
                     self._con.execute(f"LOAD '{extension_path('spatial')}'")
                     self._spatial = True
+
+    def _filter(self, where: ZoneFilter):
+        if where.bbox is not None:
+            self._load_spatial()
         return filter_sql(where, bbox_sql=_BBOX_SQL)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -139,27 +151,47 @@ class DuckDBStore(ZoneStore):
         return version
 
     def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        if where.area is not None:
+            return inside.count(self, where)
         sql = self._filter(where)
         return int(self._cursor().execute(f"SELECT count(*) FROM {TABLE} WHERE {sql.clause}", sql.params).fetchone()[0])
 
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
+        if where.area is not None:
+            return inside.aggregate(self, where, keys)
         sql = self._filter(where)
         query = aggregate_sql(TABLE, keys, sql.clause)
         rows = self._cursor().execute(query, sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
-    def _select(self, where: ZoneFilter, columns: Sequence[str] | None) -> tuple[str, list]:
+    def _select(self, where: ZoneFilter, columns: Sequence[str] | None, also: tuple[str, Sequence[float]] | None = None) -> tuple[str, list]:
+        """The zones' SELECT; ``also`` is one more condition and its parameters (an area's candidates)."""
         sql = self._filter(where)
         wanted = list(columns) if columns else list(ZONE_FIELDS)
         select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
-        return f"SELECT {select} FROM {TABLE} WHERE {sql.clause}", list(sql.params)
+        clause, params = (f"({sql.clause}) AND {also[0]}", [*sql.params, *also[1]]) if also else (sql.clause, list(sql.params))
+        return f"SELECT {select} FROM {TABLE} WHERE {clause}", params
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        if where.area is not None:
+            yield from inside.batches(self, where, columns, batch_rows)
+            return
         query, params = self._select(where, columns)
         reader = self._cursor().execute(query, params).to_arrow_reader(batch_rows)
         for batch in reader:
             yield pa.Table.from_batches([batch])
+
+    def _area_candidates(self, where: ZoneFilter, box, columns: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
+        self._load_spatial()
+        query, params = self._select(where, columns, (self.area_candidates_sql, [float(v) for v in box]))
+        reader = self._cursor().execute(query, params).to_arrow_reader(batch_rows)
+        yielded = False
+        for batch in reader:
+            yielded = True
+            yield pa.Table.from_batches([batch])
+        if not yielded:  # the schema still tells callers the columns' types
+            yield reader.schema.empty_table()
 
     def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
         # An IN list of values, not a join with a list: DuckDB answers it from the primary key's
@@ -174,6 +206,8 @@ class DuckDBStore(ZoneStore):
         return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.int32()), "geometry": pa.array([], pa.binary())})
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        if where.area is not None:
+            return inside.zones_arrow(self, where, columns, limit)
         query, params = self._select(where, columns)
         query += " ORDER BY country, year, id"
         if limit is not None:
@@ -193,18 +227,26 @@ class DuckDBStore(ZoneStore):
         if self.read_only:
             raise ReadOnlyStore(f"{self.path} is open read-only")
         loaded = 0
+        self.last_alerts = 0
         with self._lock:
             con = self._cursor()
             con.execute("BEGIN TRANSACTION")
             try:
-                for zones in batches:
+                watched = self._watch_check(con)  # watched areas, as this transaction sees them
+                for zones in watched.batches(batches):
                     if len(zones):
                         loaded += self._append(con, zones)
                 if loaded:
                     con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                    if watched:
+                        version = con.execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0]
+                        alerts = watched.deliveries(version)
+                        self._write_outbox(con, alerts)
+                        self.last_alerts = len(alerts)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
+                self.last_alerts = 0
                 raise
         return loaded
 

@@ -33,6 +33,7 @@ from ..errors import ReadOnlyStore
 from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
 from .duckdb import DuckDBStore, connect
+from .duckdb_areas import AREAS_DDL
 
 
 def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
@@ -45,7 +46,7 @@ def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
     is fetched again.
     """
     if isinstance(folder, storage.LocalFolder):
-        for entry in manifest.files:
+        for entry in manifest.all_files:
             path = folder.path / entry.path
             if not path.is_file():
                 raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is incomplete: {entry.path} is missing")
@@ -55,7 +56,7 @@ def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
         return folder.path
     cache = settings().data_dir / "cache" / "snapshots" / manifest.id
     cache.mkdir(parents=True, exist_ok=True)
-    for entry in manifest.files:
+    for entry in manifest.all_files:
         path = cache / entry.path
         if path.is_file() and not snapshots.mismatch(entry, *storage.sha256_file(path)):
             continue
@@ -85,6 +86,8 @@ class SnapshotStore(DuckDBStore):
     #: Box test on the GeoParquet covering column: answered from row-group statistics and plain
     #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
     bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
+    #: An area's candidates: the same covering-column test (a superset the exact test then narrows).
+    area_candidates_sql = bbox_sql
 
     def __init__(self, url: str) -> None:
         ZoneStore.__init__(self, url)
@@ -95,6 +98,16 @@ class SnapshotStore(DuckDBStore):
         files = ", ".join(_sql_string(str(self.path / f.path)) for f in self.manifest.files)
         # A view, not a copy: each query scans only the columns and row groups it needs.
         self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        # The saved areas it carries (small: copied into memory), and no watches or alerts: those are the live store's.
+        self._con.execute(AREAS_DDL)
+        if self.manifest.areas is not None:
+            self._con.execute(
+                "INSERT INTO forestguard_areas SELECT name, ST_GeomFromWKB(geometry), sha256, source_file, added_at::TIMESTAMP "
+                f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
+            )
+
+    def _load_spatial(self) -> None:
+        """Nothing to load: the covering column answers boxes without the extension."""
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)
