@@ -106,11 +106,17 @@ def area_from_geojson(document: Any, *, name: str, label: str = "area", repair: 
 
 def area_from_drawing(xs: list[float], ys: list[float], *, name: str = "drawn area") -> Area:
     """An area from a polygon drawn on a map, vertices in lon/lat (closed here)."""
-    if len(xs) < 3 or len(xs) != len(ys):
+    if len(xs) != len(ys):
+        raise AreaRefused("a drawn area needs as many x as y coordinates")
+    ring: list[tuple[float, float]] = []
+    for corner in zip(map(float, xs), map(float, ys)):
+        if not ring or corner != ring[-1]:  # a drawing tool repeats the corner under the pointer
+            ring.append(corner)
+    if len(ring) > 1 and ring[0] == ring[-1]:
+        ring.pop()
+    if len(ring) < 3:
         raise AreaRefused("a drawn area needs at least three corners")
-    ring = list(zip(map(float, xs), map(float, ys)))
-    if ring[0] != ring[-1]:
-        ring.append(ring[0])
+    ring.append(ring[0])
     document = {"type": "Polygon", "coordinates": [ring]}
     return area_from_geojson(document, name=name, label="drawn area")
 

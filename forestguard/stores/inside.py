@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ..areas.aggregate import MEASURE_COLUMNS, clipped_aggregate, zone_geometries
-from ..areas.clip import intersecting
+from ..areas.clip import hectares_inside, intersecting
 from ..areas.shape import Area
 from ..schema import ZONE_COLUMNS
 from .base import ZoneFilter, ZoneStore
@@ -87,6 +88,18 @@ def aggregate_per_area(store: ZoneStore, where: ZoneFilter, areas: Sequence[Area
     if not areas:
         return clipped_aggregate([], [], keys, per_area=True)
     return clipped_aggregate(_candidates(store, where, areas, [*keys, *MEASURE_COLUMNS], BATCH_ROWS), areas, keys, per_area=True)
+
+
+def hectares_by_zone(store: ZoneStore, where: ZoneFilter) -> tuple[np.ndarray, np.ndarray]:
+    """Ids (ascending) of the zones meeting ``where``'s area and the hectares of each inside it (maps' tables, downloads)."""
+    area = _area(where)
+    ids, hectares = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    for table in batches(store, where, ["id", "geometry"]):
+        ids.append(table.column("id").to_numpy().astype(np.int64))
+        hectares.append(hectares_inside(zone_geometries(table), area.geometry))
+    all_ids, all_hectares = np.concatenate(ids), np.concatenate(hectares)
+    order = np.argsort(all_ids, kind="stable")
+    return all_ids[order], all_hectares[order]
 
 
 def _area(where: ZoneFilter) -> Area:
