@@ -136,7 +136,7 @@ def demo_command(db, n, seed, append):
     Example:
       forestguard demo --zones 1000000 --db data/forestguard.duckdb
     """
-    from ..demo import DemoSpec, demo_batches
+    from ..demo import DEMO_AREA_NAME, DemoSpec, demo_area, demo_batches
     from ..streams import read_ahead
 
     started = time.perf_counter()
@@ -147,6 +147,8 @@ def demo_command(db, n, seed, append):
         # Generated and validated a batch ahead (in a thread) while the previous one is stored: bounded memory.
         with tqdm(total=n, unit="zone", unit_scale=True, desc="demo", file=sys.stderr, disable=None, leave=False) as bar:
             loaded = store.insert_batches((_counted(batch, bar) for batch in read_ahead(demo_batches(DemoSpec(zones=n, seed=seed)))), rows=n)
+        if not any(a.name == DEMO_AREA_NAME for a in store.saved_areas()):
+            store.save_area(demo_area())  # the area report and the dashboard's area list have something to show
         click.echo(
             f"demo: {loaded:,} zones (seed {seed}) loaded into {store.engine} {redact(store.url)} "
             f"(data version {store.data_version()}) in {time.perf_counter() - started:.1f} s"

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import holoviews as hv
 import numpy as np
 import panel as pn
-import shapely
 
 from ..areas import Area, area_from_drawing, read_area
 from ..errors import UserError
-from ..render import mercator_box, to_lonlat, to_mercator
+from ..render import mercator_box, to_lonlat
+from ..render.outline import OUTLINE_COLOR, outline_paths
 from . import parts
 
 if TYPE_CHECKING:
@@ -34,24 +34,7 @@ log = logging.getLogger(__name__)
 
 #: Files a user may upload as an area (a Shapefile as a .zip of its parts).
 UPLOAD_TYPES = ".geojson,.json,.gpkg,.parquet,.geoparquet,.zip,.fgb"
-#: The outline is drawn with vertices at most this far apart (degrees), so its edges follow
-#: the area's RFC 7946 edges (straight in lon/lat) on the Web Mercator map.
-OUTLINE_STEP_DEGREES = 0.05
-OUTLINE_COLOR = "#111111"
 DRAW_COLOR = "#0B6BCB"
-
-
-def outline_paths(area: Area | None) -> list[np.ndarray]:
-    """The area's rings in Web Mercator, ready for ``hv.Path`` (nothing without an area)."""
-    if area is None:
-        return []
-    dense = shapely.segmentize(area.geometry, OUTLINE_STEP_DEGREES)
-    paths = []
-    for ring in shapely.get_rings(shapely.get_parts(dense)):
-        lon, lat = shapely.get_coordinates(ring).T
-        x, y = to_mercator(lon, lat)
-        paths.append(np.column_stack([x, y]))
-    return paths
 
 
 class AreaControls:

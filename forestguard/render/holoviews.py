@@ -8,6 +8,7 @@ instead of millions of polygons, and needs no Python kernel to display.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import holoviews as hv
 import numpy as np
@@ -62,8 +63,8 @@ def hv_map(
     return hv_map_of(cached_aggregate(layer, x_range, y_range, width, height, measure=measure, cache=cache), title=title)
 
 
-def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones") -> hv.Overlay:
-    """An aggregate as the static map overlay of :func:`hv_map`."""
+def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones", extra: Sequence[hv.Element] = ()) -> hv.Overlay:
+    """An aggregate as the static map overlay of :func:`hv_map`; ``extra`` layers go over the zones (an area's outline)."""
     import holoviews.plotting.bokeh  # noqa: F401 - registers the options used below
 
     x_range, y_range = agg.attrs["x_range"], agg.attrs["y_range"]
@@ -75,7 +76,7 @@ def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones") -> hv.Ov
         hv.Points([], kdims=["x", "y"], label=LABELS[c]).opts(color=COLOR_KEY[c], size=10, marker="square", backend="bokeh")
         for c in CATEGORIES
     ]
-    return hv.Overlay([outlines, rgb, *keys]).opts(
+    return hv.Overlay([outlines, rgb, *extra, *keys]).opts(
         width=width,
         height=height,
         title=title,

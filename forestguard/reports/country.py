@@ -71,10 +71,14 @@ class CountryReport:
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {"yearly": records(self.yearly), "top_regions": records(self.regions), "confidence": records(self.confidence)}
 
-    def key_changes(self) -> list[str]:
-        from .summary import country_key_changes
+    @property
+    def place(self) -> str:
+        return self.country
 
-        return country_key_changes(self)
+    def key_changes(self) -> list[str]:
+        from .summary import place_key_changes
+
+        return place_key_changes(self)
 
 
 def country_summary(store: ZoneStore, country: str, years: str | int | None = "") -> CountryReport:

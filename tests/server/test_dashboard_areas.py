@@ -14,7 +14,7 @@ from forestguard.areas import Area
 from forestguard.cache import MemoryCache
 from forestguard.cache.keys import KeySpace
 from forestguard.dashboard import ZonesDashboard
-from forestguard.dashboard.areas import outline_paths
+from forestguard.render.outline import outline_paths
 from forestguard.render import to_mercator
 from forestguard.stats import statistics
 from forestguard.stores.base import ZoneFilter
