@@ -143,15 +143,18 @@ def statistics_by_area(
     if id_field in (*GROUP_KEYS, *MEASURES):
         raise UserError(f"the plots' id field {id_field!r} is also a column of the statistics; rename it in the file")
     version = store.data_version()
-    frame = inside.aggregate_per_area(store, where, areas, keys)
-    found = {index: part.drop(columns="area_index") for index, part in frame.groupby("area_index", sort=False)}
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in rows_from_aggregate(inside.aggregate_per_area(store, where, areas, keys), ["area_index", *keys]):  # one pass for all plots
+        found.setdefault(int(row.pop("area_index")), []).append(row)
     empty = {**{k: None for k in keys}, "zones": 0, "area_ha": 0.0, "mean_confidence": None, "verified_zones": 0}
     rows: list[dict[str, Any]] = []
     for index, area in enumerate(areas):
-        part = rows_from_aggregate(found[index], keys) if index in found else [dict(empty)]
-        rows.extend({id_field: area.name, **row} for row in part)
+        rows.extend({id_field: area.name, **row} for row in found.get(index, [empty]))
     described = None
     if areas:
+        from .areas.shape import measure
+
+        measure(areas)
         boxes = [a.bbox for a in areas]
         described = {
             "name": name,

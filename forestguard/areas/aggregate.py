@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import shapely
 
 from ..stores.base import AGGREGATE_COLUMNS
-from .clip import hectares_inside, intersecting, overlapping_pairs
+from .clip import hectares_inside, meeting, overlapping_pairs
 from .shape import Area
 
 #: The zone columns :func:`clipped_aggregate` reads besides the group keys.
@@ -60,12 +60,13 @@ def clipped_aggregate(batches: Iterable[pa.Table], areas: Sequence[Area], keys: 
     for table in batches:
         if not len(table):
             continue
-        zones = zone_geometries(table)
         if len(areas) == 1:
-            zone_at = np.flatnonzero(intersecting(zones, geometries[0]))
+            meets, inside = meeting(table.column("geometry"), areas[0])
+            zone_at = np.flatnonzero(meets)
             area_at = np.zeros(len(zone_at), dtype=np.int64)
-            hectares = hectares_inside(zones[zone_at], geometries[0])
+            hectares = inside[zone_at]
         else:
+            zones = zone_geometries(table)
             zone_at, area_at = overlapping_pairs(zones, geometries)
             hectares = hectares_inside(zones[zone_at], np.asarray(geometries, dtype=object)[area_at])
         if not len(zone_at):

@@ -23,7 +23,7 @@ from ..config import settings
 from ..errors import InputError, UserError
 from ..sources import CRS_ASSUMED, READ_PROBLEMS, READABLE, geojson_frame, read_zones_file
 from ..validation import check_polygons, polygonal_part
-from .shape import NAME_MAX_CHARS, Area
+from .shape import NAME_MAX_CHARS, Area, measure
 
 #: Saved-area names and plot ids are text; these characters would make them unreadable in a list.
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
@@ -85,8 +85,10 @@ def read_plots(path: str | Path, id_field: str, *, repair: bool = False) -> list
         if plot_id in seen:
             raise AreaRefused(f"{label}: feature {feature}: {column}: {plot_id!r} is also the id of feature {seen[plot_id]}; plot ids must be unique")
         seen[plot_id] = feature
-        plot = Area.of(plot_id, polygon, sha256=digest, source=path.name)
-        plots.append(within_limits(plot, f"{label}: feature {feature} ({column} {plot_id!r})"))
+        plots.append(Area.of(plot_id, polygon, sha256=digest, source=path.name))
+    measure(plots)
+    for feature, plot in enumerate(plots):
+        within_limits(plot, f"{label}: feature {feature} ({column} {plot.name!r})")
     return plots
 
 

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import shapely
@@ -70,6 +70,15 @@ class Area:
     def vertices(self) -> int:
         return int(shapely.get_num_coordinates(self.geometry))
 
+    @cached_property
+    def edge_index(self) -> shapely.STRtree:
+        """Its boundary's edges in an STR-tree (each edge's envelope is its box): which zones its boundary may cross."""
+        rings = shapely.get_rings(shapely.get_parts(self.geometry))
+        coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+        same = ring_of[1:] == ring_of[:-1]
+        segments = np.stack([coords[:-1][same], coords[1:][same]], axis=1)
+        return shapely.STRtree(shapely.linestrings(segments))
+
     def describe(self) -> dict[str, Any]:
         """The ``area`` block of the statistics contract."""
         return {"name": self.name, "area_ha": round(self.area_ha, 2), "bbox": [round(v, 6) for v in self.bbox]}
@@ -91,3 +100,12 @@ class Area:
 
     def __repr__(self) -> str:
         return f"<Area {self.name!r} {self.digest}>"
+
+
+def measure(areas: Sequence[Area]) -> None:
+    """Measure the geodesic size of many areas in one numpy pass (one at a time is ~0.7 ms each: 7 s for 10,000 plots)."""
+    pending = [a for a in areas if "area_ha" not in a.__dict__]
+    if pending:
+        sizes = geodesic_area_ha(np.array([a.geometry for a in pending], dtype=object))
+        for area, size in zip(pending, sizes):
+            area.__dict__["area_ha"] = float(size)  # what the cached property would have computed

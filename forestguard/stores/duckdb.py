@@ -88,8 +88,13 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
-    #: How an area's candidates are found: the R-tree answers ST_Intersects with a constant box.
+    #: How an area's candidates are found: the R-tree answers ST_Intersects with a constant box…
     area_candidates_sql = "ST_Intersects(geometry, ST_MakeEnvelope(?, ?, ?, ?))"
+    #: …but it fetches its rows one by one (~25 µs each): for a large box reading the table in order is faster.
+    area_scan_sql = "ST_Intersects_Extent(geometry, ST_MakeEnvelope(?, ?, ?, ?))"
+    #: Boxes up to this size (degrees²) use the R-tree (measured on 1M demo zones: 64k candidates in a
+    #: 120 deg² box cost 1.6 s through it and 0.6 s in order; a 100 km² box 5 ms through it, 0.5 s in order).
+    rtree_max_box_deg2 = 4.0
 
     def __init__(self, url: str, *, create: bool = False, read_only: bool = False) -> None:
         super().__init__(url)
@@ -115,6 +120,8 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
             raise UserError(f"cannot open {path}: {' '.join(str(exc).split())}") from None
         if not read_only:
             self._spatial = True
+            # Building the R-tree of a store made before it existed takes seconds: no progress bar over a command's output.
+            self._con.execute("SET enable_progress_bar = false")
             self._con.execute(DUCKDB_DDL)
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
@@ -184,7 +191,8 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
 
     def _area_candidates(self, where: ZoneFilter, box, columns: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
         self._load_spatial()
-        query, params = self._select(where, columns, (self.area_candidates_sql, [float(v) for v in box]))
+        small = (box[2] - box[0]) * (box[3] - box[1]) <= self.rtree_max_box_deg2
+        query, params = self._select(where, columns, (self.area_candidates_sql if small else self.area_scan_sql, [float(v) for v in box]))
         reader = self._cursor().execute(query, params).to_arrow_reader(batch_rows)
         yielded = False
         for batch in reader:

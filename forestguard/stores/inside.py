@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..areas.aggregate import MEASURE_COLUMNS, clipped_aggregate, zone_geometries
-from ..areas.clip import hectares_inside, intersecting
+from ..areas.aggregate import MEASURE_COLUMNS, clipped_aggregate
+from ..areas.clip import meeting
 from ..areas.shape import Area
 from ..schema import ZONE_COLUMNS
 from .base import ZoneFilter, ZoneStore
@@ -46,7 +46,7 @@ def batches(store: ZoneStore, where: ZoneFilter, columns: Sequence[str] | None =
     area = _area(where)
     wanted = list(columns) if columns else list(DEFAULT_COLUMNS)
     for table in _candidates(store, where, [area], [*wanted, "geometry"], batch_rows):
-        kept = table.filter(pa.array(intersecting(zone_geometries(table), area.geometry))).select(wanted)
+        kept = table.filter(pa.array(meeting(table.column("geometry"), area, hectares=False)[0])).select(wanted)
         if len(kept):
             yield kept
 
@@ -64,7 +64,7 @@ def zones_arrow(store: ZoneStore, where: ZoneFilter, columns: Sequence[str] | No
     schema = None
     for table in _candidates(store, where, [area], [*read, "geometry"], BATCH_ROWS):
         schema = schema or table.select(read).schema
-        kept = table.filter(pa.array(intersecting(zone_geometries(table), area.geometry))).select(read)
+        kept = table.filter(pa.array(meeting(table.column("geometry"), area, hectares=False)[0])).select(read)
         if len(kept):
             tables.append(kept)
     if not tables:
@@ -94,9 +94,10 @@ def hectares_by_zone(store: ZoneStore, where: ZoneFilter) -> tuple[np.ndarray, n
     """Ids (ascending) of the zones meeting ``where``'s area and the hectares of each inside it (maps' tables, downloads)."""
     area = _area(where)
     ids, hectares = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
-    for table in batches(store, where, ["id", "geometry"]):
-        ids.append(table.column("id").to_numpy().astype(np.int64))
-        hectares.append(hectares_inside(zone_geometries(table), area.geometry))
+    for table in _candidates(store, where, [area], ["id", "geometry"], BATCH_ROWS):
+        meets, inside = meeting(table.column("geometry"), area)
+        ids.append(table.column("id").to_numpy()[meets].astype(np.int64))
+        hectares.append(inside[meets])
     all_ids, all_hectares = np.concatenate(ids), np.concatenate(hectares)
     order = np.argsort(all_ids, kind="stable")
     return all_ids[order], all_hectares[order]

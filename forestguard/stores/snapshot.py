@@ -87,7 +87,7 @@ class SnapshotStore(DuckDBStore):
     #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
     bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
     #: An area's candidates: the same covering-column test (a superset the exact test then narrows).
-    area_candidates_sql = bbox_sql
+    area_candidates_sql = area_scan_sql = bbox_sql
 
     def __init__(self, url: str) -> None:
         ZoneStore.__init__(self, url)
