@@ -73,7 +73,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._view = None
         super().__init__(**params)
         self._set_choices(self._base)
-        self.param.area.objects = ["", *(a.name for a in self._store.saved_areas())]
+        self.param.area.objects = ["", *self._store.saved_area_names()]
         self._areas = AreaControls(self)
         self._user = pn.state.user if pn.state.curdoc is not None else None
         self._map_pane: pn.pane.HoloViews | None = None

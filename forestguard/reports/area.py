@@ -17,27 +17,17 @@ from ..areas import Area, area_of
 from ..errors import UserError
 from ..stores.base import ZoneFilter, ZoneStore
 from ..stores.inside import hectares_by_zone
-from .base import ReportError, SourceInfo, YearRange, parse_years, source_info
-from .country import region_table, yearly_table
-from .record import Reported, reported
+from .base import ReportError, parse_years
+from .country import region_table
+from .place import PlaceReport, place_numbers
 from .tables import records
 
 
 @dataclass
-class AreaReport:
+class AreaReport(PlaceReport):
     """The numbers of one area report. Build it with :func:`area_summary`."""
 
     area: Area
-    years: YearRange
-    first: int
-    last: int
-    source: SourceInfo
-    by_class: Reported
-    by_year: Reported
-    total: Reported
-    before: Reported | None
-    yearly: pd.DataFrame
-    regions: pd.DataFrame
 
     kind = "area_report"
 
@@ -50,10 +40,6 @@ class AreaReport:
         return f"the area {self.area.name}"
 
     @property
-    def period(self) -> str:
-        return str(self.first) if self.first == self.last else f"{self.first}–{self.last}"
-
-    @property
     def label(self) -> str:
         return f"{self.area.name}, {self.period}"
 
@@ -61,19 +47,11 @@ class AreaReport:
     def parameters(self) -> dict[str, Any]:
         return {"area": self.area.name, "years": f"{self.first}-{self.last}"}
 
-    def reported(self) -> dict[str, Reported]:
-        named = {"by_year_classification": self.by_class, "by_year": self.by_year, "total": self.total}
-        if self.before is not None:
-            named["previous_year"] = self.before
-        return named
-
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {"yearly": records(self.yearly), "top_regions": records(self.regions), "area": [self.area.describe()]}
 
     def key_changes(self) -> list[str]:
-        from .summary import place_key_changes
-
-        lines = place_key_changes(self)
+        lines = super().key_changes()
         lines.insert(1, f"The area covers {self.area.area_ha:,.0f} ha; hectares count only what lies inside it.")
         return lines
 
@@ -100,22 +78,9 @@ def area_summary(store: ZoneStore, area: str, years: str | int | None = "") -> A
     first = wanted.first if wanted.first is not None else covered[0]
     last = wanted.last if wanted.last is not None else covered[-1]
     where = inside.with_(year_from=first, year_to=last)
-    by_class = reported(store, where, ("year", "classification"))
-    by_year = reported(store, where, ("year",))
-    before = None
-    if first - 1 in available:
-        before = reported(store, where.with_(year_from=first - 1, year_to=first - 1), ("year", "classification"))
     return AreaReport(
         area=chosen,
-        years=wanted,
-        first=first,
-        last=last,
-        source=source_info(store),
-        by_class=by_class,
-        by_year=by_year,
-        total=reported(store, where, ()),
-        before=before,
-        yearly=yearly_table(by_year, by_class, range(first, last + 1)),
+        **place_numbers(store, where, (), wanted, first, last, available),
         regions=region_table(_inside_attributes(store, where)),
     )
 

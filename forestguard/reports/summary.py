@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .area import AreaReport
-    from .country import CountryReport
     from .overview import YearlyOverview
+    from .place import PlaceReport
 
 
 def hectares(value: float) -> str:
@@ -43,7 +42,7 @@ def _points(old: float, new: float) -> str:
     return f"{'rose' if delta > 0 else 'fell'} from {percent(old)} to {percent(new)} ({f'{delta:+.0f}'.replace('-', '−')} points)"
 
 
-def place_key_changes(report: "CountryReport | AreaReport") -> list[str]:
+def place_key_changes(report: "PlaceReport") -> list[str]:
     """Key changes of a report on one place (a country, an area), most important first."""
     yearly = report.yearly
     area = float(yearly["area_ha"].sum())

@@ -201,6 +201,10 @@ class ZoneStore(abc.ABC):
         """Every saved area, by name."""
         return []
 
+    def saved_area_names(self) -> list[str]:
+        """The saved areas' names only (a dashboard's list: no geometry read)."""
+        return [a.name for a in self.saved_areas()]
+
     def saved_area(self, name: str) -> "Area":
         """The saved area ``name``; a name that is not saved is the user's error, listing those that are."""
         found = self._saved_area(name)

@@ -96,6 +96,11 @@ class DuckDBAreas:
         rows = self._cursor().execute(f"SELECT {_AREA_COLUMNS} FROM forestguard_areas ORDER BY name").fetchall()
         return [area_of(r) for r in rows]
 
+    def saved_area_names(self) -> list[str]:
+        if not self._has_areas():
+            return []
+        return [r[0] for r in self._cursor().execute("SELECT name FROM forestguard_areas ORDER BY name").fetchall()]
+
     def _saved_area(self, name: str) -> Area | None:
         if not self._has_areas():
             return None

@@ -84,11 +84,13 @@ def test_saved_areas_go_through_the_migration_and_into_snapshots(zones_db, demo_
         store.save_area(Area.of(name, shapely.box(-57, -7, -55, -5)), replace=True)
         [listed] = store.saved_areas()
         assert listed.name == name and listed.bbox == (-57.0, -7.0, -55.0, -5.0) and listed.source == ""
+        assert store.saved_area_names() == [name]
         stats = statistics(store, ZoneFilter(area=store.saved_area(name)), ("year",))
         manifest = snapshots.create(store, tmp_path / "snaps")
     assert manifest.areas is not None and snapshots.verify(manifest.location).id == manifest.id
     with snapshots.open(manifest.location) as snap:
         [carried] = snap.saved_areas()
+        assert snap.saved_area_names() == [name]
         assert carried == listed and carried.name == name and carried.added_at == listed.added_at
         assert statistics(snap, ZoneFilter(area=snap.saved_area(name)), ("year",)).rows == stats.rows
         assert snap.watches() == [] and snap.deliveries() == []

@@ -85,6 +85,9 @@ class PostGISAreas:
         rows = self._reads.run(lambda con: con.execute(f'SELECT {_AREA_COLUMNS} FROM forestguard_areas ORDER BY name COLLATE "C"').fetchall())
         return [area_of(r) for r in rows]
 
+    def saved_area_names(self) -> list[str]:
+        return [r[0] for r in self._reads.run(lambda con: con.execute('SELECT name FROM forestguard_areas ORDER BY name COLLATE "C"').fetchall())]
+
     def _saved_area(self, name: str) -> Area | None:
         row = self._reads.run(lambda con: con.execute(f"SELECT {_AREA_COLUMNS} FROM forestguard_areas WHERE name = %s", [name]).fetchone())
         return None if row is None else area_of(row)
