@@ -123,9 +123,13 @@ def test_cli_answers_file_and_saved_name_alike_in_any_crs(area_store, cut_area, 
     lonlat = write_geojson(tmp_path / "area.geojson", cut_area)
     mercator = tmp_path / "area.gpkg"
     gpd.GeoDataFrame(geometry=[cut_area], crs=4326).to_crs(3857).to_file(mercator)
+    shapefile = tmp_path / "area.shp"  # with its .prj: Web Mercator too
+    gpd.GeoDataFrame(geometry=[cut_area], crs=4326).to_crs(3857).to_file(shapefile)
+    parquet = tmp_path / "area.parquet"
+    gpd.GeoDataFrame(geometry=list(shapely.get_parts(cut_area)), crs=4326).to_parquet(parquet)  # one feature per part: their union
     answers = []
     env = {"FORESTGUARD_AREA_MAX_HA": "1000000000"}  # the test area is larger than the default 100 Mha
-    for area in (str(lonlat), str(mercator)):
+    for area in (str(lonlat), str(mercator), str(shapefile), str(parquet)):
         done = subprocess_cli("stats", "--db", str(db), "--area", area, "--by", "year,classification", "--format", "json", env=env)
         assert done.returncode == 0, done.stderr
         answers.append(json.loads(done.stdout))
@@ -138,7 +142,7 @@ def test_cli_answers_file_and_saved_name_alike_in_any_crs(area_store, cut_area, 
     for other in answers[1:]:
         assert [(r["year"], r["classification"], r["zones"]) for r in other["rows"]] == [(r["year"], r["classification"], r["zones"]) for r in first]
         assert all(abs(a["area_ha"] - b["area_ha"]) <= 0.01 for a, b in zip(first, other["rows"]))
-    assert answers[2]["area"]["name"] == "Cut area"
+    assert answers[-1]["area"]["name"] == "Cut area" and answers[1]["area"]["name"] == "area"
 
 
 def test_cli_per_feature_csv_is_the_operators_table(area_store, tmp_path):

@@ -39,7 +39,7 @@ def test_init_status_upgrade_from_the_command_line(postgis_url):
     assert upgrade.returncode == 1 and upgrade.stderr.startswith("error: ") and "db init" in upgrade.stderr
 
     first = forestguard("db", "init", "--db", postgis_url)
-    assert first.returncode == 0 and "applied 0001_deforestation_zones, 0002_data_version, 0003_data_version_timeline" in first.stdout, first.stderr
+    assert first.returncode == 0 and "applied 0001_deforestation_zones, 0002_data_version, 0003_data_version_timeline, 0005_areas_and_alerts" in first.stdout, first.stderr
     again = forestguard("db", "init", "--db", postgis_url)
     assert again.returncode == 0 and "up to date" in again.stdout
 
@@ -47,7 +47,7 @@ def test_init_status_upgrade_from_the_command_line(postgis_url):
     assert shown.returncode == 0, shown.stdout + shown.stderr
     info = json.loads(shown.stdout)
     assert info["healthy"] and info["pending"] == [] and info["zones"] == 0 and info["zone_table_problems"] == []
-    assert [m["migration"] for m in info["applied"]] == ["0001_deforestation_zones", "0002_data_version", "0003_data_version_timeline"]
+    assert [m["migration"] for m in info["applied"]] == ["0001_deforestation_zones", "0002_data_version", "0003_data_version_timeline", "0005_areas_and_alerts"]
 
 
 def test_command_line_errors_are_one_line_and_never_show_the_password():
