@@ -1,8 +1,8 @@
 """Map rendering of the demo zones at 1200×800: ours against datashader on GeoPandas and on spatialpandas.
 
-Ours: zones prepared once (Web Mercator, sorted by size) and aggregated as
-area-weighted points where they are smaller than a pixel, as polygons where
-they are bigger. Peers: datashader ``Canvas.polygons`` on the same zones as a
+Ours: compact rows prepared once (Web Mercator centroids, sorted by area) and drawn by
+datashader as area-weighted points where zones are under a few pixels, as polygons (read
+from the store for the view) where they are bigger. Peers: datashader ``Canvas.polygons`` on the same zones as a
 GeoPandas GeoSeries and as a spatialpandas GeoDataFrame (conversion timed
 separately). One run, same data; also: a zoomed view with ~100k zones, and a
 cached aggregate served from the cache.
@@ -35,10 +35,11 @@ def agreement(ours: np.ndarray, peer: np.ndarray) -> str:
 
 def zoomed_view(layer, wanted: int = 100_000):
     """A square around the densest area holding about ``wanted`` zones' centroids."""
-    z = layer.zones
-    brazil = z[z["country"] == "Brazil"]
-    cx, cy = float(brazil["x"].median()), float(brazil["y"].median())
-    x, y = z["x"].to_numpy(), z["y"].to_numpy()
+    from forestguard.stores.base import ZoneFilter
+
+    brazil = layer.select(ZoneFilter(countries=("Brazil",)))
+    cx, cy = float(np.median(brazil.column("x"))), float(np.median(brazil.column("y")))
+    x, y = layer.column("x"), layer.column("y")
     low, high = 1_000.0, 5_000_000.0
     for _ in range(40):
         half = (low + high) / 2
@@ -62,7 +63,7 @@ def main() -> None:
         ours_s, ours = timed(lambda: aggregate(layer, x_range, y_range, WIDTH, HEIGHT), args.repeat)
         shade_s, _ = timed(lambda: shade(ours), args.repeat)
         print(f"ours: first call (numba compile) {first_s:.2f} s; warm aggregate {ours_s * 1000:.1f} ms + shade {shade_s * 1000:.1f} ms "
-              f"({ours.points:,} as points, {ours.polygons:,} as polygons)")
+              f"({ours.attrs['points']:,} as points, {ours.attrs['polygons']:,} as polygons)")
 
         read_s, frame = timed(lambda: store.zones(columns=["classification", "geometry"]), 1)
     classes = frame["classification"].map(lambda v: Classification.parse(v).value if isinstance(v, str) else "none")
@@ -88,7 +89,7 @@ def main() -> None:
     zoom_s, zoom = timed(lambda: aggregate(layer, zx, zy, WIDTH, HEIGHT), args.repeat)
     zoom_canvas = ds.Canvas(plot_width=WIDTH, plot_height=HEIGHT, x_range=zx, y_range=zy)
     zoom_peer_s, zoom_peer = timed(lambda: zoom_canvas.polygons(spdf, geometry="geometry", agg=reducer), args.repeat)
-    print(f"\nzoomed view: {inside:,} zones inside, {zoom.polygons:,} drawn as polygons")
+    print(f"\nzoomed view: {inside:,} zones inside, {zoom.attrs['polygons']:,} drawn as polygons (read from the store, then kept)")
     report("zoomed view ~100k zones, warm", zoom_s, zoom_peer_s, "datashader on spatialpandas")
     print("agreement (zoomed) with spatialpandas: " + agreement(non_empty(zoom), non_empty(zoom_peer)))
 

@@ -34,7 +34,7 @@ def arguments(
 def demo_store(zones: int, seed: int = 42) -> str:
     """Path of a DuckDB store with the demo zones, generated once and kept in bench/.cache."""
     from forestguard import stores
-    from forestguard.demo import DemoSpec, demo_zones
+    from forestguard.demo import DemoSpec, demo_batches
 
     path = CACHE / f"demo-{zones}-{seed}.duckdb"
     if not path.exists():
@@ -43,7 +43,7 @@ def demo_store(zones: int, seed: int = 42) -> str:
         tmp.unlink(missing_ok=True)
         started = time.perf_counter()
         with stores.open(str(tmp), create=True) as store:
-            store.insert(demo_zones(DemoSpec(zones=zones, seed=seed)))
+            store.insert_batches(demo_batches(DemoSpec(zones=zones, seed=seed)), rows=zones)
         tmp.rename(path)
         print(f"(generated {zones:,} demo zones in {time.perf_counter() - started:.1f} s → {path})")
     return str(path)

@@ -10,9 +10,11 @@ generated records go through the same validation as any ingested file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from .geodata import countries
@@ -85,54 +87,90 @@ def _shapes(centres: np.ndarray, area_ha: np.ndarray, rng: np.random.Generator) 
     return shapely.polygons(ring)
 
 
-def generate(spec: DemoSpec = DemoSpec()) -> gpd.GeoDataFrame:
-    """The demo records (same seed, same zones), before validation."""
+#: Zones generated, validated and loaded at a time: memory stays bounded whatever ``--zones`` asks.
+BATCH_ZONES = 100_000
+
+
+def generate_batches(spec: DemoSpec = DemoSpec(), batch_zones: int = BATCH_ZONES) -> Iterator[gpd.GeoDataFrame]:
+    """The demo records (same seed, same zones), before validation, at most ``batch_zones`` at a time.
+
+    Each country draws from its own random stream (spawned from the seed) and each of its
+    batches from a stream of that one, so a batch is made without the ones before it and
+    the zones do not depend on the batch size's history, only on (seed, zones, batch size).
+    """
     rng = np.random.default_rng(spec.seed)
     world = countries().set_index("name")
     names = [c for c in COUNTRY_WEIGHTS if c in world.index]
     weights = np.array([COUNTRY_WEIGHTS[c] for c in names])
     per_country = rng.multinomial(spec.zones, weights / weights.sum())
-    parts = []
-    for name, n in zip(names, per_country):
+    streams = np.random.SeedSequence(spec.seed).spawn(len(names))
+    for name, n, stream in zip(names, per_country, streams):
         if n == 0:
             continue
+        country_rng = np.random.default_rng(stream)
         geom = world.loc[name, "geometry"]
-        centres = _points_in(geom, n, rng)
-        centre = np.array(geom.representative_point().coords[0])
-        offset = centres - centre
-        octant = ((np.degrees(np.arctan2(offset[:, 1], offset[:, 0])) + 22.5) % 360 // 45).astype(int)
-        near = np.hypot(*offset.T) < 0.25 * np.hypot(*(np.array(geom.bounds[2:]) - geom.bounds[:2]))
-        region = np.where(near, "Central", OCTANTS[octant])
-        trend = rng.uniform(-0.08, 0.15)
-        year_w = np.clip(1 + trend * (YEARS - YEARS[0]), 0.2, None)
-        year = rng.choice(YEARS, n, p=year_w / year_w.sum())
-        p_illegal = rng.uniform(0.3, 0.8)
-        cls = np.where(rng.random(n) < p_illegal, "illegal", "legal").astype(object)
-        cls[rng.random(n) < 0.04] = None
-        confidence = np.round(rng.beta(8, 2, n), 2)
-        confidence[rng.random(n) < 0.03] = np.nan
-        verified = rng.random(n) < np.where(np.nan_to_num(confidence) > 0.9, 0.6, 0.2)
-        sources = BRAZIL_SOURCES if name == "Brazil" else OTHER_SOURCES
-        parts.append(
-            {
-                "country": np.full(n, name, dtype=object),
-                "region": region.astype(object),
-                "classification": cls,
-                "year": year,
-                "source": rng.choice(np.array(sources, dtype=object), n),
-                "confidence": confidence,
-                "verified": verified,
-                "geometry": _shapes(centres, _sizes_ha(n, rng), rng),
-            }
-        )
-    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    geometry = columns.pop("geometry")
-    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(geometry, crs=4326))
+        shapely.prepare(geom)
+        trend = country_rng.uniform(-0.08, 0.15)
+        p_illegal = country_rng.uniform(0.3, 0.8)
+        starts = range(0, int(n), batch_zones)
+        for start, batch_stream in zip(starts, stream.spawn(len(starts))):
+            yield _country_batch(name, geom, min(batch_zones, int(n) - start), trend, p_illegal, np.random.default_rng(batch_stream))
+
+
+def _country_batch(name: str, geom: shapely.Geometry, n: int, trend: float, p_illegal: float, rng: np.random.Generator) -> gpd.GeoDataFrame:
+    centres = _points_in(geom, n, rng)
+    centre = np.array(geom.representative_point().coords[0])
+    offset = centres - centre
+    octant = ((np.degrees(np.arctan2(offset[:, 1], offset[:, 0])) + 22.5) % 360 // 45).astype(int)
+    near = np.hypot(*offset.T) < 0.25 * np.hypot(*(np.array(geom.bounds[2:]) - geom.bounds[:2]))
+    region = np.where(near, "Central", OCTANTS[octant])
+    year_w = np.clip(1 + trend * (YEARS - YEARS[0]), 0.2, None)
+    year = rng.choice(YEARS, n, p=year_w / year_w.sum())
+    cls = np.where(rng.random(n) < p_illegal, "illegal", "legal").astype(object)
+    cls[rng.random(n) < 0.04] = None
+    confidence = np.round(rng.beta(8, 2, n), 2)
+    confidence[rng.random(n) < 0.03] = np.nan
+    verified = rng.random(n) < np.where(np.nan_to_num(confidence) > 0.9, 0.6, 0.2)
+    sources = BRAZIL_SOURCES if name == "Brazil" else OTHER_SOURCES
+    columns = {
+        "country": np.full(n, name, dtype=object),
+        "region": region.astype(object),
+        "classification": cls,
+        "year": year,
+        "source": rng.choice(np.array(sources, dtype=object), n),
+        "confidence": confidence,
+        "verified": verified,
+    }
+    return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(_shapes(centres, _sizes_ha(n, rng), rng), crs=4326))
+
+
+def generate(spec: DemoSpec = DemoSpec()) -> gpd.GeoDataFrame:
+    """All demo records in one frame (small demos and tests; :func:`generate_batches` streams)."""
+    return gpd.GeoDataFrame(pd.concat(list(generate_batches(spec)), ignore_index=True), geometry="geometry", crs=4326)
+
+
+def demo_batches(spec: DemoSpec = DemoSpec(), batch_zones: int = BATCH_ZONES) -> Iterator[gpd.GeoDataFrame]:
+    """Generated zones after validation, batch by batch: exactly what a store receives."""
+    label = f"demo(seed={spec.seed})"
+    for batch in generate_batches(spec, batch_zones):
+        checked = validate(batch, file=label)
+        if checked.rejects:  # a generator bug, not a user error
+            raise RuntimeError(f"demo generator produced invalid zones: {checked.rejects[0]}")
+        yield checked.zones
 
 
 def demo_zones(spec: DemoSpec = DemoSpec()) -> gpd.GeoDataFrame:
-    """Generated zones after validation: exactly what a store receives."""
-    checked = validate(generate(spec), file=f"demo(seed={spec.seed})")
-    if checked.rejects:  # a generator bug, not a user error
-        raise RuntimeError(f"demo generator produced invalid zones: {checked.rejects[0]}")
-    return checked.zones
+    """Generated zones after validation, in one frame."""
+    return gpd.GeoDataFrame(pd.concat(list(demo_batches(spec)), ignore_index=True), geometry="geometry", crs=4326)
+
+
+#: The saved area ``forestguard demo`` adds: an irregular polygon over the Amazon in Pará, Brazil (~40 Mha).
+DEMO_AREA_NAME = "Demo area"
+DEMO_AREA_RING = [(-56.0, -9.0), (-51.0, -9.5), (-49.0, -6.0), (-50.5, -3.0), (-54.0, -2.5), (-57.0, -4.0), (-56.5, -6.5), (-56.0, -9.0)]
+
+
+def demo_area():
+    """The demo's saved area, so the area report, ``stats --area`` and the dashboard's area work on the demo as is."""
+    from .areas import Area
+
+    return Area.of(DEMO_AREA_NAME, shapely.Polygon(DEMO_AREA_RING), source="forestguard demo")

@@ -3,6 +3,7 @@
 A snapshot lives in ``<location>/<id>/`` (a local folder or ``s3://bucket/snapshots/``)::
 
     part-00000.parquet …   GeoParquet 1.1, rows sorted by country, year, id
+    areas.parquet          the store's saved areas (name, WKB, sha256, source file, added), when it has any
     manifest.json          id, created_at, source, schema version, rows, bbox, sha256 per file
 
 The id is a hash of the files' contents, so the same zones give the same id
@@ -29,6 +30,7 @@ Layout decisions:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import hashlib
 import json
@@ -54,11 +56,14 @@ FORMAT = "forestguard-snapshot/1"
 MANIFEST = "manifest.json"
 ROW_GROUP_ROWS = 122_880
 FILE_ROWS = 1_000_000
-BATCH_ROWS = FILE_ROWS
+#: Zones read and prepared at a time: bounded memory; files are still cut at FILE_ROWS.
+BATCH_ROWS = 250_000
 SORTED_BY = ("country", "year", "id")
 #: Local staging folders are named so; left behind by a killed create, they go after a day.
 STAGING_PREFIX = ".tmp-snapshot-"
 STALE_STAGING_S = 24 * 3600.0
+#: Key of each file's own Parquet key-value metadata: the data version and rows it was written with.
+FILE_METADATA_KEY = "forestguard"
 SOURCE_COLUMNS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
 
 _BBOX_TYPE = pa.struct([(name, pa.float64()) for name in ("xmin", "ymin", "xmax", "ymax")])
@@ -122,14 +127,24 @@ class Manifest:
     sorted_by: tuple[str, ...] = SORTED_BY
     row_group_rows: int = ROW_GROUP_ROWS
     partitioning: str | None = None
+    #: The saved areas' file (see :data:`AREAS_FILE`), None when the store had none.
+    areas: SnapshotFile | None = None
     location: str | None = field(default=None, compare=False)
 
     @staticmethod
-    def content_id(files: tuple[SnapshotFile, ...], schema_version: int) -> str:
-        """The id: a hash over each file's name, size and sha256 (16 hex digits)."""
+    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None) -> str:
+        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' file too."""
         listing = [[f.path, f.size, f.sha256] for f in files]
-        text = json.dumps({"schema_version": schema_version, "files": listing}, separators=(",", ":"))
+        document: dict[str, Any] = {"schema_version": schema_version, "files": listing}
+        if areas is not None:  # snapshots without areas keep the ids they always had
+            document["areas"] = [areas.path, areas.size, areas.sha256]
+        text = json.dumps(document, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def all_files(self) -> tuple[SnapshotFile, ...]:
+        """Every file the manifest lists: the zones' parts, then the areas' file."""
+        return self.files + ((self.areas,) if self.areas is not None else ())
 
     @property
     def data_version(self) -> int:
@@ -138,6 +153,8 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("location")
+        if self.areas is None:
+            data.pop("areas")
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -149,11 +166,12 @@ class Manifest:
             known = {f.name for f in fields(cls)} - {"location"}
             data = {k: v for k, v in data.items() if k in known}  # fields added later are ignored
             data["files"] = tuple(SnapshotFile(**f) for f in data["files"])
+            data["areas"] = SnapshotFile(**data["areas"]) if data.get("areas") else None
             data["sorted_by"] = tuple(data.get("sorted_by", SORTED_BY))
             manifest = cls(**data, location=location)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{location}/{MANIFEST} is not a valid snapshot manifest ({exc})") from None
-        if manifest.content_id(manifest.files, manifest.schema_version) != manifest.id:
+        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas) != manifest.id:
             raise SnapshotCorrupt(f"{location}/{MANIFEST}: its file list does not hash to id {manifest.id} (edited or corrupt)")
         return manifest
 
@@ -170,8 +188,9 @@ def default_location() -> str:
 class _PartWriter:
     """Streams prepared chunks into part files of whole row groups, with GeoParquet metadata."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, data_version: int) -> None:
         self.folder = folder
+        self.data_version = data_version
         self.files: list[SnapshotFile] = []
         self.bbox: list[float] | None = None  # of all files
         self._pending: list[pa.Table] = []
@@ -231,7 +250,9 @@ class _PartWriter:
         if self._bbox is not None:
             column["bbox"] = self._bbox
         geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
-        self._writer.add_key_value_metadata({"geo": json.dumps(geo)})
+        # What the manifest says of the data, also inside each file, so `snapshot verify` can hold the two together.
+        ours = {"data_version": self.data_version, "rows": self._rows}
+        self._writer.add_key_value_metadata({"geo": json.dumps(geo), FILE_METADATA_KEY: json.dumps(ours)})
         self._writer.close()
         digest, size = storage.sha256_file(self._path)
         self.files.append(SnapshotFile(self._path.name, self._rows, size, digest))
@@ -313,11 +334,11 @@ def _in_codepoint_order(chunk: pa.Table) -> pa.Table:
     return chunk.take(pc.sort_indices(chunk, [(c, "ascending") for c in SORTED_BY]))
 
 
-def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] | None) -> _PartWriter:
+def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] | None, data_version: int) -> _PartWriter:
     """Read the store batch by batch and write the part files."""
     from .stores.duckdb import connect
 
-    parts = _PartWriter(folder)
+    parts = _PartWriter(folder, data_version)
     con = connect(None)
     con.execute("SET preserve_insertion_order = true")  # prepared rows stay aligned with the batch
     try:
@@ -337,6 +358,28 @@ def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] 
     return parts
 
 
+#: The saved areas' file in a snapshot, and its columns (geometry: the area's canonical WKB).
+AREAS_FILE = "areas.parquet"
+AREAS_SCHEMA = pa.schema([("name", pa.string()), ("geometry", pa.binary()), ("sha256", pa.string()),
+                          ("source_file", pa.string()), ("added_at", pa.timestamp("us", tz="UTC"))])
+
+
+def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
+    """The store's saved areas as one Parquet file (None when it has none): a snapshot answers ``--area NAME`` too."""
+    areas = store.saved_areas()
+    if not areas:
+        return None
+    table = pa.table(
+        {"name": [a.name for a in areas], "geometry": [a.wkb for a in areas], "sha256": [a.sha256 for a in areas],
+         "source_file": [a.source or None for a in areas], "added_at": [a.added_at for a in areas]},
+        schema=AREAS_SCHEMA,
+    )
+    path = folder / AREAS_FILE
+    pq.write_table(table, path, compression="zstd")
+    digest, size = storage.sha256_file(path)
+    return SnapshotFile(AREAS_FILE, len(table), size, digest)
+
+
 def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_rows: Callable[[int], None] | None = None) -> Manifest:
     """Snapshot ``store`` into ``out`` (default :func:`default_location`) and return the manifest.
 
@@ -352,12 +395,13 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=None if remote else location))
     try:
         version = store.data_version()
-        parts = _write_parts(store, staging, on_rows)
+        parts = _write_parts(store, staging, on_rows, version)
+        areas = _write_areas(store, staging)
         if store.data_version() != version:
             raise UserError(f"{redact(store.url)} changed while the snapshot was written (data version {version} → {store.data_version()}); run it again")
         files = tuple(parts.files)
         manifest = Manifest(
-            id=Manifest.content_id(files, SCHEMA_VERSION),
+            id=Manifest.content_id(files, SCHEMA_VERSION, areas),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             source={"engine": store.engine, "url": redact(store.url), "data_version": version},
             schema_version=SCHEMA_VERSION,
@@ -365,6 +409,7 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
             bbox=parts.bbox,
             files=files,
             row_group_rows=ROW_GROUP_ROWS,
+            areas=areas,
         )
         (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")  # last
         target = storage.at(location).child(manifest.id)
@@ -447,20 +492,56 @@ def locate(ref: str, location: str | os.PathLike[str] | None = None) -> tuple[st
 
 
 def verify(ref: str, location: str | os.PathLike[str] | None = None) -> Manifest:
-    """Re-hash every file of a snapshot; raise :class:`SnapshotCorrupt` (one line) on any mismatch."""
+    """Re-hash every file of a snapshot and hold the manifest's figures against the data.
+
+    Raises :class:`SnapshotCorrupt` (one line naming the files and fields) when a file is
+    missing or differs from its manifest entry, when a file's row count is not the manifest's
+    (per file and in all), or when the data version the files were written with is not the
+    one the manifest gives (files written before that was recorded are not checked for it).
+    """
     folder, manifest = locate(ref, location)
     problems = []
-    for entry in manifest.files:
+    for entry in manifest.all_files:
         if not folder.exists(entry.path):
             problems.append(f"{entry.path} is missing")
             continue
-        with folder.open_read(entry.path) as stream:
-            digest, size = storage.sha256_stream(stream)
-        problem = mismatch(entry, digest, size)
-        problems += [problem] if problem else []
+        with _local_copy(folder, entry.path) as path:
+            problem = mismatch(entry, *storage.sha256_file(path))
+            problems += [problem] if problem else _facts_problems(manifest, entry, path)
+    if not problems and sum(f.rows for f in manifest.files) != manifest.rows:
+        problems.append(f"the manifest says {manifest.rows:,} rows, its files hold {sum(f.rows for f in manifest.files):,}")
     if problems:
         raise SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is corrupt: {'; '.join(problems)}")
     return manifest
+
+
+@contextlib.contextmanager
+def _local_copy(folder: storage.Folder, name: str) -> Iterator[Path]:
+    """A local path of the file: itself for a local folder, a temporary download otherwise."""
+    if isinstance(folder, storage.LocalFolder):
+        yield folder.path / name
+        return
+    with tempfile.TemporaryDirectory(prefix="fg-verify-") as scratch:
+        path = Path(scratch) / Path(name).name
+        folder.get_file(name, path)
+        yield path
+
+
+def _facts_problems(manifest: Manifest, entry: SnapshotFile, path: Path) -> builtins.list[str]:
+    """What the file's own footer says against the manifest: its rows, the data version it was written at."""
+    try:
+        meta = pq.read_metadata(path)
+    except Exception as exc:  # a file that matches its hash but is no Parquet: the manifest was made up
+        return [f"{entry.path} is not a readable Parquet file ({type(exc).__name__})"]
+    problems = []
+    if meta.num_rows != entry.rows:
+        problems.append(f"{entry.path} holds {meta.num_rows:,} rows, the manifest says {entry.rows:,}")
+    ours = (meta.metadata or {}).get(FILE_METADATA_KEY.encode())
+    if ours is not None:
+        written_at = json.loads(ours).get("data_version")
+        if written_at != manifest.data_version:
+            problems.append(f"{entry.path} was written at data version {written_at}, the manifest says {manifest.data_version}")
+    return problems
 
 
 def mismatch(entry: SnapshotFile, digest: str, size: int) -> str | None:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pyogrio
 import shapely
 from pyproj import CRS
@@ -38,6 +39,7 @@ from .schema import GEOMETRY_SRID, ZONE_COLUMNS
 STREAM_MIN_BYTES = 64 << 20
 READABLE = {".geojson", ".json", ".gpkg", ".parquet", ".geoparquet", ".shp", ".zip", ".fgb"}
 _JSON = {".geojson", ".json"}
+_PARQUET = {".parquet", ".geoparquet"}
 _SETTABLE = tuple(c for c in ZONE_COLUMNS if c != "geometry")
 #: GeoJSON files up to this size are parsed in Python; larger ones are left to GDAL (less memory).
 JSON_PARSE_LIMIT = 512 * 1024 * 1024
@@ -207,8 +209,13 @@ def open_zones_file(path: str | Path, *, stream_min_bytes: int | None = None) ->
     path = Path(path)
     suffix = _check_path(path)
     threshold = STREAM_MIN_BYTES if stream_min_bytes is None else stream_min_bytes
-    streamable = suffix not in _JSON and suffix not in {".parquet", ".geoparquet"} and path.is_file()
-    if streamable and path.stat().st_size >= threshold:
+    big = path.is_file() and path.stat().st_size >= threshold
+    if big and suffix in _PARQUET:
+        source = _open_parquet_stream(path)
+        if source is not None:
+            return source
+    streamable = suffix not in _JSON and suffix not in _PARQUET and path.is_file()
+    if streamable and big:
         label = str(path)
         try:
             _check_one_layer(path)
@@ -254,6 +261,51 @@ def _stream_batches(path: Path, rows: int) -> Iterator[gpd.GeoDataFrame]:
         raise InputError(label, f"cannot be read: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
+def _open_parquet_stream(path: Path) -> ZoneSource | None:
+    """A big GeoParquet file with WKB geometry, streamed a batch of row groups at a time (None: read it whole).
+
+    GeoParquet's ``geo`` metadata names the geometry column, its encoding and CRS; files with
+    native GeoArrow encodings (rare) are read whole by GeoPandas instead.
+    """
+    label = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+        geo = json.loads((parquet.schema_arrow.metadata or {}).get(b"geo", b"{}"))
+    except Exception as exc:
+        raise InputError(label, f"cannot be read: {type(exc).__name__}: {_one_line(exc)}") from None
+    column = geo.get("primary_column")
+    meta = geo.get("columns", {}).get(column or "", {})
+    if not column or meta.get("encoding", "WKB").upper() != "WKB" or column not in parquet.schema_arrow.names:
+        return None
+    crs = meta.get("crs", "OGC:CRS84")  # GeoParquet: a missing crs means lon/lat (OGC:CRS84)
+    columns = [c for c in parquet.schema_arrow.names if c != column]
+    return ZoneSource(label, parquet.metadata.num_rows, columns=columns,
+                      _stream=lambda rows: _stream_parquet(path, column, crs, rows))
+
+
+def _stream_parquet(path: Path, column: str, crs: Any, rows: int) -> Iterator[gpd.GeoDataFrame]:
+    label = str(path)
+    try:
+        stored_crs = None if crs is None else CRS.from_user_input(crs)
+        as_stored = stored_crs is None or stored_crs.equals(CRS.from_epsg(GEOMETRY_SRID), ignore_axis_order=True)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            table = pa.Table.from_batches([batch])
+            wkb = table.column(column).combine_chunks()
+            if isinstance(wkb.type, pa.ExtensionType):
+                wkb = wkb.storage
+            frame = table.drop_columns([column]).to_pandas()
+            zones = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries.from_wkb(wkb.to_numpy(zero_copy_only=False), on_invalid="ignore"),
+                                     crs=GEOMETRY_SRID if as_stored else stored_crs)
+            zones = _in_4326(zones, label, path.suffix.lower(), {})
+            if as_stored and _plain_2d_wkb(wkb):
+                zones[SOURCE_WKB] = pd.arrays.ArrowExtensionArray(wkb)
+            yield zones
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(label, f"cannot be read: {type(exc).__name__}: {_one_line(exc)}") from None
+
+
 def _plain_2d_wkb(wkb: pa.Array) -> bool:
     """Every value little-endian ISO WKB of a 2-D Polygon or MultiPolygon (what the stores are given)?"""
     if wkb.null_count:
@@ -278,7 +330,7 @@ def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
             else:
                 if suffix in _JSON:
                     _check_utf8(path)
-                if suffix in {".parquet", ".geoparquet"}:
+                if suffix in _PARQUET:
                     frame = gpd.read_parquet(path)
                 else:
                     _check_one_layer(path)
@@ -359,6 +411,11 @@ def _read_geojson(path: Path) -> gpd.GeoDataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(label, f"is not UTF-8 text (bad byte at offset {exc.start})") from None
     del data
+    return geojson_frame(text, label)
+
+
+def geojson_frame(text: str, label: str) -> gpd.GeoDataFrame:
+    """GeoJSON text (a file's, or a request body's) as a frame, with per-record problems; ``label`` names it in errors."""
     try:
         # NaN/Infinity are not JSON: they arrive as that text, so numbers reject them and nothing takes them for null.
         document = json.loads(text, object_pairs_hook=_object, parse_constant=str)

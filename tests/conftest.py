@@ -12,8 +12,11 @@ from tests.fixtures.services import make_store
 pytest_plugins = [
     "tests.fixtures.postgis",
     "tests.fixtures.redis",
+    "tests.fixtures.redis_cluster",
+    "tests.fixtures.replication",
     "tests.fixtures.s3",
     "tests.fixtures.browser",
+    "tests.fixtures.webhook",
 ]
 
 

@@ -26,6 +26,17 @@ def test_environment_overrides_and_blank_means_unset() -> None:
     assert config.log_level == "DEBUG"
 
 
+def test_memory_budget_is_a_positive_number_of_megabytes() -> None:
+    from forestguard.errors import UserError
+
+    assert settings({}).memory_mb == 1536 and settings({"FORESTGUARD_MEMORY_MB": "800"}).memory_mb == 800
+    assert settings({"FORESTGUARD_MEMORY_MB": "1600"}).duckdb_memory_limit == "200MB"
+    assert settings({"FORESTGUARD_MEMORY_MB": "800"}).duckdb_memory_limit == "128MB"
+    for bad in ("0", "-5", "lots"):
+        with pytest.raises(UserError, match="FORESTGUARD_MEMORY_MB"):
+            settings({"FORESTGUARD_MEMORY_MB": bad})
+
+
 def test_the_test_environment_is_isolated(tmp_path: Path) -> None:
     config = settings()
     assert config.database_url is None and str(config.data_dir).startswith(str(tmp_path))

@@ -41,7 +41,7 @@ def store_url(tmp_path: Path) -> str:
 
 
 def test_a_bad_record_in_the_last_file_rejects_every_file(tmp_path: Path, store_url: str) -> None:
-    files = [write(tmp_path / "a.geojson", good(0), good(1)), write(tmp_path / "b.geojson", good(2)), write(tmp_path / "c.geojson", good(3), good(4, year=1800))]
+    files = [write(tmp_path / "a.geojson", good(5), good(6)), write(tmp_path / "b.geojson", good(2)), write(tmp_path / "c.geojson", good(3), good(4, year=1800))]
     with pytest.raises(IngestRejected) as caught:
         ingest(files, store_url)
     assert [(r.file, r.feature, r.field) for r in caught.value.rejects] == [(str(files[2]), 1, "year")]
@@ -175,7 +175,7 @@ def test_at_most_twenty_reject_lines_then_a_count() -> None:
 def test_read_ahead_keeps_order_and_runs_the_producer_in_another_thread() -> None:
     import threading
 
-    from forestguard.ingest import read_ahead
+    from forestguard.streams import read_ahead
 
     made_in = []
 
@@ -189,7 +189,7 @@ def test_read_ahead_keeps_order_and_runs_the_producer_in_another_thread() -> Non
 
 
 def test_read_ahead_hands_the_producers_error_to_the_consumer() -> None:
-    from forestguard.ingest import read_ahead
+    from forestguard.streams import read_ahead
 
     def items():
         yield 1
@@ -205,7 +205,7 @@ def test_read_ahead_hands_the_producers_error_to_the_consumer() -> None:
 def test_read_ahead_stops_the_producer_when_the_consumer_stops() -> None:
     import threading
 
-    from forestguard.ingest import read_ahead
+    from forestguard.streams import read_ahead
 
     made = []
 
@@ -269,6 +269,37 @@ def test_rejects_in_the_first_and_last_streamed_batch_are_numbered_in_the_file(t
         ingest([path], url)
     assert [(r.feature, r.field) for r in caught.value.rejects] == [(3, "year"), (125, "year")]
     assert not Path(url).exists()
+
+
+def test_a_reject_in_the_last_streamed_batch_leaves_an_existing_store_as_it_was(tmp_path: Path, streaming: int) -> None:
+    """The embedded store takes batches while later ones are checked: the transaction rolls back, nothing stays."""
+    url = str(tmp_path / "store.duckdb")
+    ingest([_gpkg(tmp_path / "first.gpkg", 30)], url)
+    before = state(url)
+    with pytest.raises(IngestRejected):
+        ingest([_gpkg(tmp_path / "zones.gpkg", 130, bad=(125,))], url)
+    assert state(url) == before == (30, 1)
+
+
+@pytest.mark.parametrize("crs", [4326, 3857])
+def test_a_big_geoparquet_file_streams_like_a_whole_read(tmp_path: Path, streaming: int, crs: int) -> None:
+    import geopandas as gpd
+    import pandas as pd
+
+    from forestguard.sources import SOURCE_WKB, open_zones_file, read_zones_file
+
+    path = tmp_path / "zones.parquet"
+    gpd.read_file(_gpkg(tmp_path / "zones.gpkg", 130)).to_crs(crs).to_parquet(path, row_group_size=50)
+    source = open_zones_file(path)
+    assert source.frame is None and source.features == 130
+    batches = list(source.batches(streaming))
+    assert [len(b) for b in batches] == [40, 40, 40, 10]
+    streamed, whole = pd.concat(batches, ignore_index=True), read_zones_file(path)
+    assert (SOURCE_WKB in streamed) == (crs == 4326)  # the file's own bytes only where nothing was reprojected
+    assert streamed.drop(columns=["geometry", SOURCE_WKB], errors="ignore").equals(whole.drop(columns="geometry"))
+    assert streamed.crs.to_epsg() == 4326 and streamed.geometry.geom_equals_exact(whole.geometry, 1e-6).all()
+    url = str(tmp_path / "store.duckdb")
+    assert ingest([path], url).loaded == 130 and state(url) == (130, 1)
 
 
 def test_a_streamed_file_without_a_mapped_column_fails_before_reading_on(tmp_path: Path, streaming: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datashader as ds
 import geopandas as gpd
 import numpy as np
@@ -26,7 +28,8 @@ from forestguard.render import (
     view_ranges,
     zone_layer,
 )
-from forestguard.render.raster import POLYGON_MIN_PIXELS, pixel_size
+from forestguard.render.layer import ROW_BYTES
+from forestguard.render.raster import POLYGON_MIN_PIXELS
 from forestguard.schema import Classification
 from forestguard.stores.base import ZoneFilter
 
@@ -43,8 +46,8 @@ def store_url(tmp_path_factory, demo_small) -> str:
 
 @pytest.fixture(scope="module")
 def layer(store_url):
-    with stores.open(store_url, read_only=True) as store:
-        return build_layer(store)
+    with stores.open(store_url, read_only=True) as store:  # open while the layer reads polygons from it
+        yield build_layer(store)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def peer_aggregate(frame: gpd.GeoDataFrame, x_range, y_range, width, height):
 
 
 def non_empty(agg) -> np.ndarray:
-    return np.nan_to_num(np.asarray(agg.values, dtype=float)).sum(axis=-1) > 0  # ours or datashader's (y, x, classification)
+    return np.nan_to_num(np.asarray(agg.values, dtype=float)).sum(axis=-1) > 0  # (y, x, classification)
 
 
 def test_full_extent_totals_equal_the_zones_sums(layer, demo_small):
@@ -87,11 +90,11 @@ def test_full_extent_matches_datashader_on_geopandas(layer, peer_frame):
     agg = aggregate(layer, x_range, y_range, 600, 400)
     peer_agg = peer_aggregate(peer_frame, x_range, y_range, 600, 400)
     # Same grid as the Canvas: pixel centres, dims and categories line up for xarray/datashader users.
-    as_xarray = agg.to_xarray()
-    assert as_xarray.dims == peer_agg.dims
-    np.testing.assert_allclose(as_xarray.x, peer_agg.x, rtol=1e-12)
-    np.testing.assert_allclose(as_xarray.y, peer_agg.y, rtol=1e-12)
-    assert sorted(map(str, as_xarray.classification.values)) == sorted(CATEGORIES)
+    assert agg.dims == peer_agg.dims
+    np.testing.assert_allclose(agg.x, peer_agg.x, rtol=1e-12)
+    np.testing.assert_allclose(agg.y, peer_agg.y, rtol=1e-12)
+    assert sorted(map(str, agg.classification.values)) == sorted(CATEGORIES)
+    assert agg.attrs["points"] == len(layer) and agg.attrs["polygons"] == 0  # at world scale every zone is under a pixel
     ours, peer = non_empty(agg), non_empty(peer_agg)
     assert peer.sum() > 1000
     assert abs(int(ours.sum()) - int(peer.sum())) / peer.sum() < 0.05
@@ -104,61 +107,112 @@ def test_zoomed_view_rasterizes_big_zones_as_polygons_like_the_peer(layer, peer_
     span = float(big["size"]) * 2
     x_range, y_range = (big["x"] - span, big["x"] + span), (big["y"] - span, big["y"] + span)
     agg = aggregate(layer, x_range, y_range, 300, 300)
-    assert agg.polygons >= 1 and float(big["size"]) > pixel_size(x_range, y_range, 300, 300) * POLYGON_MIN_PIXELS
+    pixel_area = (2 * span / 300) ** 2
+    assert agg.attrs["polygons"] >= 1 and float(big["mercator_area"]) > pixel_area * POLYGON_MIN_PIXELS
     ours, peer = non_empty(agg), non_empty(peer_aggregate(peer_frame, x_range, y_range, 300, 300))
     assert peer.sum() > 100
     assert abs(int(ours.sum()) - int(peer.sum())) / peer.sum() < 0.05
     # The zone is wholly inside the view: its hectares are all there, spread over its pixels.
+    inside = peer_frame[peer_frame.geometry.within(shapely.box(x_range[0], y_range[0], x_range[1], y_range[1]))]
     category = str(big["classification"])
-    inside = layer.zones[layer.in_box((x_range[0], y_range[0], x_range[1], y_range[1]))]
-    fully = inside[(inside.xmin >= x_range[0]) & (inside.xmax <= x_range[1]) & (inside.ymin >= y_range[0]) & (inside.ymax <= y_range[1])]
-    expected = fully[fully.classification == category]["area_ha"].sum()
+    expected = inside[inside["classification"] == category]["area_ha"].sum()
     assert totals(agg)[category] == pytest.approx(expected, rel=0.05)
+
+
+def test_polygons_are_read_for_the_view_only_and_kept(store_url):
+    """A zoomed view reads the polygons it draws from the store, once: the layer itself holds no geometry."""
+    with stores.open(store_url, read_only=True) as store:
+        layer = build_layer(store)
+        assert set(layer.base.columns).isdisjoint({"geometry", "geom_row"}) and layer.nbytes <= len(layer) * ROW_BYTES
+        big = layer.zones.iloc[-3:]
+        x_range = (float(big["x"].min() - big["size"].max()), float(big["x"].max() + big["size"].max()))
+        y_range = (float(big["y"].min() - big["size"].max()), float(big["y"].max() + big["size"].max()))
+        first = aggregate(layer, x_range, y_range, 400, 400)
+        read = layer.geometry.reads
+        assert 0 < read == first.attrs["polygons"] < len(layer) / 10
+        again = aggregate(layer, x_range, y_range, 400, 400)
+        assert layer.geometry.reads == read  # kept: nothing read again
+        np.testing.assert_array_equal(first.values, again.values)
+
+
+def test_a_geometry_budget_of_nothing_keeps_nothing_and_still_draws(store_url):
+    from forestguard.render import GeometrySource
+
+    with stores.open(store_url, read_only=True) as store:
+        layer = build_layer(store)
+        none_kept = dataclasses.replace(layer, geometry=GeometrySource(store, budget_bytes=0))
+        big = layer.zones.iloc[-1]
+        span = float(big["size"]) * 3
+        x_range, y_range = (big["x"] - span, big["x"] + span), (big["y"] - span, big["y"] + span)
+        for _ in range(2):
+            agg = aggregate(none_kept, x_range, y_range, 400, 400)
+        assert agg.attrs["polygons"] >= 1 and none_kept.geometry.nbytes == 0
+        assert none_kept.geometry.reads == 2 * agg.attrs["polygons"]  # nothing kept, so read again
+        np.testing.assert_allclose(agg.values, aggregate(layer, x_range, y_range, 400, 400).values)
+
+
+def test_too_many_polygons_in_a_view_are_drawn_as_points_with_totals_kept(layer, monkeypatch):
+    from forestguard.render import raster
+
+    x_range, y_range = view_ranges(layer.select(ZoneFilter(countries=("Brazil",))), None, 800, 800)
+    monkeypatch.setattr(raster, "POLYGON_MIN_PIXELS", 0.2)  # many polygons in a small test's view
+    full = aggregate(layer, x_range, y_range, 800, 800)
+    assert full.attrs["polygons"] > 5
+    monkeypatch.setattr(raster, "MAX_VIEW_POLYGONS", 3)
+    capped = aggregate(layer, x_range, y_range, 800, 800)
+    assert capped.attrs["polygons"] == 3 and capped.attrs["as_points"] == full.attrs["polygons"] - 3
+    # Every zone in view still counts: the hectares are those of the zones whose centroid is in view.
+    z = layer.zones
+    in_view = z[(z.x >= x_range[0]) & (z.x < x_range[1]) & (z.y >= y_range[0]) & (z.y < y_range[1])]
+    expected = in_view.groupby("classification", observed=False)["area_ha"].sum()
+    for category, total in totals(capped).items():
+        assert total == pytest.approx(expected[category], rel=0.02)
+
+
+def test_points_are_aggregated_a_bounded_chunk_at_a_time(layer, monkeypatch):
+    from forestguard.render import layer as layer_module
+
+    x_range, y_range = view_ranges(layer, None, 300, 200)
+    whole = aggregate(layer, x_range, y_range, 300, 200)
+    monkeypatch.setattr(layer_module, "CHUNK_ROWS", 97)
+    seen = []
+    original = layer_module.ZoneLayer.frame
+
+    def frame(self, columns=None, start=0, stop=None):
+        part = original(self, columns, start, stop)
+        seen.append(len(part))
+        return part
+
+    monkeypatch.setattr(layer_module.ZoneLayer, "frame", frame)
+    chunked = aggregate(layer.select(ZoneFilter(year_from=2000)), x_range, y_range, 300, 200)
+    assert max(seen) <= 97 and sum(seen) >= len(layer)
+    np.testing.assert_allclose(chunked.values, whole.values, rtol=1e-9, atol=1e-9)
+
+
+def test_a_store_over_the_layer_budget_is_refused_with_the_reason(store_url):
+    from forestguard.render import LayerTooLarge
+
+    with stores.open(store_url, read_only=True) as store:
+        with pytest.raises(LayerTooLarge) as caught:
+            build_layer(store, budget_bytes=10_000)
+    message = str(caught.value)
+    assert "\n" not in message and "2,000 zones" in message and "FORESTGUARD_MEMORY_MB" in message
 
 
 def test_geometry_measures_agree_with_shapely():
     square_with_hole = shapely.Polygon([(10, 0), (14, 0), (14, 4), (10, 4)], holes=[[(11, 1), (11, 2), (12, 2), (12, 1)]])
     clockwise = shapely.Polygon([(-60, -10), (-60, -9), (-59, -9.5)])
     pair = shapely.MultiPolygon([shapely.box(100, 1, 101, 2), shapely.box(102, 1, 104, 3)])
-    geometry = ZoneGeometry.from_wkb(shapely.to_wkb(np.array([square_with_hole, clockwise, pair])))
-    measures = geometry.measures()
-    projected = shapely.transform(np.array([square_with_hole, clockwise, pair]), lambda c: np.column_stack(to_mercator(c[:, 0], c[:, 1])))
-    np.testing.assert_allclose(measures["mercator_area"], shapely.area(projected), rtol=1e-9)
-    np.testing.assert_allclose(measures["x"], shapely.get_x(shapely.centroid(projected)), rtol=1e-9)
-    np.testing.assert_allclose(measures["y"], shapely.get_y(shapely.centroid(projected)), rtol=1e-9)
-    np.testing.assert_allclose(np.column_stack([measures[k] for k in ("xmin", "ymin", "xmax", "ymax")]), shapely.bounds(projected))
-    back = geometry.shapely(np.array([2, 0]), lonlat=True)
-    assert shapely.equals_exact(back[0], pair, tolerance=1e-9) and shapely.area(back[1]) == pytest.approx(square_with_hole.area)
-
-
-def test_geometry_from_wkb_matches_shapely_ragged_arrays():
-    # Any mix of polygons, holes and multipolygons, in either byte order, as Arrow or as bytes.
-    rng = np.random.default_rng(3)
-    geoms = []
-    for i in range(300):
-        x, y = rng.uniform(-170, 160), rng.uniform(-60, 60)
-        parts = [shapely.Polygon(shapely.box(x + 3 * k, y, x + 3 * k + 2, y + 2).exterior.coords,
-                                 holes=[shapely.box(x + 3 * k + 0.5, y + 0.5, x + 3 * k + 1, y + 1).exterior.coords] * (i % 3 == 0))
-                 for k in range(1 + i % 4)]
-        geoms.append(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
-    geoms = np.array(geoms, dtype=object)
-    expected = ZoneGeometry.from_wkb(shapely.to_wkb(geoms))
-    big_endian = ZoneGeometry.from_wkb(pa.chunked_array([pa.array(shapely.to_wkb(geoms, byte_order=0), type=pa.binary())]))
-    for got in (expected, big_endian):
-        np.testing.assert_array_equal(got.part_offsets, np.concatenate([[0], np.cumsum(shapely.get_num_geometries(geoms))]))
-        round_trip = got.shapely(np.arange(len(geoms)), lonlat=True)
-        originals = shapely.multipolygons(shapely.get_parts(geoms), indices=np.repeat(np.arange(len(geoms)), shapely.get_num_geometries(geoms)))
-        assert shapely.equals_exact(shapely.normalize(round_trip), shapely.normalize(originals), tolerance=1e-9).all()
+    geoms = np.array([square_with_hole, clockwise, pair])
+    for wkb in (shapely.to_wkb(geoms), pa.chunked_array([pa.array(shapely.to_wkb(geoms, byte_order=0), type=pa.binary())])):
+        measures = ZoneGeometry.from_wkb(wkb).measures()
+        projected = shapely.transform(geoms, lambda c: np.column_stack(to_mercator(c[:, 0], c[:, 1])))
+        np.testing.assert_allclose(measures["mercator_area"], shapely.area(projected), rtol=1e-9)
+        np.testing.assert_allclose(measures["x"], shapely.get_x(shapely.centroid(projected)), rtol=1e-9)
+        np.testing.assert_allclose(measures["y"], shapely.get_y(shapely.centroid(projected)), rtol=1e-9)
+        np.testing.assert_allclose(np.column_stack([measures[k] for k in ("xmin", "ymin", "xmax", "ymax")]), shapely.bounds(projected))
     with pytest.raises(ValueError, match="2-D polygons or multipolygons"):
         ZoneGeometry.from_wkb(shapely.to_wkb(np.array([shapely.LineString([(0, 0), (1, 1)])])))
-
-
-def test_geometry_is_oriented_for_the_winding_fill():
-    # A clockwise shell with a counter-clockwise hole: the winding fill counts on shells CCW, holes CW.
-    shell, hole = [(10, 0), (10, 4), (14, 4), (14, 0)], [(11, 1), (12, 1), (12, 2), (11, 2)]
-    geometry = ZoneGeometry.from_wkb(shapely.to_wkb(np.array([shapely.Polygon(shell, holes=[hole])])))
-    rings = shapely.get_rings(shapely.from_ragged_array(shapely.GeometryType.POLYGON, geometry.coords, (geometry.ring_offsets, geometry.polygon_offsets)))
-    assert [shapely.is_ccw(r) for r in rings] == [True, False]
 
 
 def test_select_in_memory_equals_the_store_filter(store_url, layer):
@@ -166,10 +220,15 @@ def test_select_in_memory_equals_the_store_filter(store_url, layer):
                        min_confidence=0.7, bbox=(-75.0, -15.0, -50.0, 0.0))
     with stores.open(store_url, read_only=True) as store:
         expected = store.zones_arrow(where, columns=["id"]).column("id").to_pylist()
+        confidence_edge = store.zones_arrow(ZoneFilter(min_confidence=0.9), columns=["id"]).column("id").to_pylist()
     selected = layer.select(where)
-    assert len(expected) > 50
-    assert sorted(selected.zones["id"].tolist()) == sorted(expected)
-    assert selected.key != layer.key and selected.geometry is layer.geometry
+    assert len(expected) > 30
+    assert sorted(selected.column("id").tolist()) == sorted(expected)
+    assert sorted(layer.select(ZoneFilter(min_confidence=0.9)).column("id").tolist()) == sorted(confidence_edge)
+    assert selected.key != layer.key and selected.base is layer.base and selected.rows.dtype == np.int32
+    # A selection of a selection is the selection of both filters.
+    twice = layer.select(ZoneFilter(countries=("Brazil", "Peru"))).select(where)
+    np.testing.assert_array_equal(twice.rows, selected.rows)
 
 
 def test_zone_layer_is_shared_until_the_data_version_moves(demo_duckdb, demo_small):
@@ -190,7 +249,7 @@ def test_cached_aggregate_is_served_from_the_cache(layer):
     first = cached_aggregate(layer, x_range, y_range, 200, 100, cache=cache)
     again = cached_aggregate(layer, x_range, y_range, 200, 100, cache=cache)
     np.testing.assert_array_equal(first.values, again.values)
-    assert cache.counters()["hits_by_kind"]["agg"] == 1
+    assert again.dims == ("y", "x", "classification") and cache.counters()["hits_by_kind"]["agg"] == 1
 
 
 def test_map_image_shows_zones_in_their_colours(layer):
@@ -224,87 +283,40 @@ def test_hv_map_exports_to_static_html(layer, tmp_path):
     assert rgb.bounds.lbrt()[0] <= x0 and rgb.bounds.lbrt()[2] >= x1
 
 
-def test_polygon_fill_is_pixel_for_pixel_datashaders_polygons():
-    """The numpy scanline fill against datashader's Canvas.polygons: concave, holed, multipart, overlapping."""
-    import datashader as ds
-    import spatialpandas as sp
+def test_shading_colours_by_class_share_and_opacity_by_amount():
+    """datashader's categorical shading as the map uses it: a pure class has its colour, more hectares are more opaque."""
+    from forestguard.render import empty_aggregate, shade_image
 
-    from forestguard.render.raster import polygon_fill
-
-    rng = np.random.default_rng(0)
-    zones = []
-    while len(zones) < 200:
-        cx, cy = rng.uniform(0, 100, 2)
-        n = int(rng.integers(3, 15))
-        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
-        radius = rng.uniform(1, 12) * rng.uniform(0.3, 1, n)
-        zone = shapely.Polygon(np.c_[cx + radius * np.cos(angles), cy + radius * np.sin(angles)])
-        if not zone.is_valid:
-            continue
-        if len(zones) % 4 == 0:
-            zone = zone.difference(shapely.Point(cx, cy).buffer(radius.min() * 0.4))  # a hole
-        if len(zones) % 7 == 0:
-            zone = shapely.union(zone, shapely.box(cx + 15, cy, cx + 18.3, cy + 4.1))  # two parts
-        if zone.is_valid and not zone.is_empty:
-            zones.append(shapely.orient_polygons(zone))
-    geoms = np.array(zones, dtype=object)
-    weights = rng.uniform(0.5, 2.0, len(geoms))
-    width, height, x_range, y_range = 400, 300, (-5.0, 110.0), (0.0, 105.0)
-    frame = sp.GeoDataFrame(gpd.GeoDataFrame({"w": weights}, geometry=geoms))
-    canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=x_range, y_range=y_range)
-    expected = canvas.polygons(frame, geometry="geometry", agg=ds.sum("w")).fillna(0.0).values
-
-    parts, part_of = shapely.get_parts(geoms, return_index=True)
-    rings, ring_of = shapely.get_rings(parts, return_index=True)
-    coords, point_of = shapely.get_coordinates(rings, return_index=True)
-    edge = point_of[1:] == point_of[:-1]
-    got = polygon_fill(coords[:-1][edge], coords[1:][edge], part_of[ring_of[point_of[1:][edge]]], weights,
-                       np.zeros(len(geoms), dtype=np.int64), x_range, y_range, width, height, 1)[:, :, 0]
-    assert (expected > 0).sum() > 50_000
-    # Equal but for a pixel centre that falls (to the last bit) on an edge, which either rule may take.
-    assert ((got > 0) != (expected > 0)).sum() <= 5
-    assert (~np.isclose(got, expected, rtol=1e-9, atol=0)).sum() <= 5
-    assert got.sum() == pytest.approx(expected.sum(), rel=1e-4)
+    agg = empty_aggregate((0.0, 4.0), (0.0, 1.0), 4, 1)
+    agg.data[0, 0, CATEGORIES.index("legal")] = 1.0
+    agg.data[0, 1, CATEGORIES.index("illegal")] = 50.0
+    agg.data[0, 2, CATEGORIES.index("legal")] = agg.data[0, 2, CATEGORIES.index("illegal")] = 10.0
+    rgba = shade_image(agg, spread=0).view(np.uint8).reshape(1, 4, 4)[0]
+    colour = {c: np.array([int(COLOR_KEY[c][i : i + 2], 16) for i in (1, 3, 5)]) for c in CATEGORIES}
+    assert (np.abs(rgba[0, :3].astype(int) - colour["legal"]) <= 1).all()
+    assert (np.abs(rgba[1, :3].astype(int) - colour["illegal"]) <= 1).all()
+    assert (np.abs(rgba[2, :3].astype(int) - (colour["legal"] + colour["illegal"]) / 2) <= 1).all()
+    assert rgba[3, 3] == 0 and 0 < rgba[0, 3] < rgba[2, 3] < rgba[1, 3]
 
 
-@pytest.mark.parametrize("max_px", [1, 2, 3])
-@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.9])
-def test_dynspread_is_datashaders_bit_for_bit(max_px: int, threshold: float):
-    import datashader.transfer_functions as tf
-
-    from forestguard.render.spread import dynspread
-
-    rng = np.random.default_rng(max_px * 10 + int(threshold * 10))
-    for _ in range(15):
-        height, width = rng.integers(20, 120, 2)
-        rgba = np.zeros((height, width, 4), dtype=np.uint8)
-        n = int(rng.integers(1, height * width // int(rng.integers(2, 40))))  # sparse to crowded
-        ys, xs = rng.integers(0, height, n), rng.integers(0, width, n)
-        rgba[ys, xs, :3] = rng.integers(0, 256, (n, 3))
-        rgba[ys, xs, 3] = rng.integers(1, 256, n)  # translucent too: overlaps go through 'over'
-        packed = rgba.view(np.uint32)[..., 0].copy()
-        image = tf.Image(packed.copy(), coords={"y": np.arange(height), "x": np.arange(width)}, dims=["y", "x"])
-        expected = tf.dynspread(image, threshold=threshold, max_px=max_px).data
-        np.testing.assert_array_equal(dynspread(packed, threshold=threshold, max_px=max_px), expected)
+def test_the_same_zones_have_the_same_layer_key_however_the_layer_was_made(store_url, layer):
+    """A report's layer of Brazil and the dashboard's whole layer with Brazil selected share their cached maps."""
+    brazil = ZoneFilter(countries=("Brazil",), year_from=2019)
+    with stores.open(store_url, read_only=True) as store:
+        own = build_layer(store, brazil)
+    selected = layer.select(ZoneFilter(countries=("Brazil",))).select(ZoneFilter(year_from=2019))
+    assert own.key == selected.key == layer.select(brazil).key and len(own) == len(selected)
+    assert layer.select(ZoneFilter(countries=("Peru",))).key != selected.key
 
 
-def test_shade_image_is_plain_eq_hist_shading():
-    """The vectorised shading against its plain statement: colour by class share, opacity by rank (ties share it)."""
-    from forestguard.render import COLOR_KEY, shade_image
-    from forestguard.render.raster import Aggregate
+def test_the_map_is_geoviews_elements_with_their_crs_and_tiles_only_when_configured(layer, monkeypatch):
+    """A researcher overlays their own layers: the elements carry Web Mercator; no tile layer unless one is configured."""
+    import cartopy.crs as ccrs
+    import geoviews as gv
 
-    rng = np.random.default_rng(7)
-    for _ in range(5):
-        values = rng.choice([0.0, 0.5, 1.0, 2.5, 40.0], size=(37, 53, 3), p=[0.6, 0.1, 0.1, 0.1, 0.1])
-        values[rng.random((37, 53)) < 0.05] = rng.random(3) * 1e6
-        agg = Aggregate(values, (0.0, 53.0), (0.0, 37.0))
-        total = values.sum(axis=-1)
-        filled = total > 0
-        colours = np.array([[int(COLOR_KEY[c][i : i + 2], 16) for i in (1, 3, 5)] for c in agg.categories], dtype=float)
-        expected = np.zeros((37, 53, 4), dtype=np.uint8)
-        expected[filled, :3] = np.rint(values[filled] @ colours / total[filled][:, None]).astype(np.uint8)
-        ranks = np.array([(total[filled] <= v).sum() for v in total[filled]]) / filled.sum()
-        expected[filled, 3] = np.rint(90 + 165 * ranks).astype(np.uint8)
-        got = shade_image(agg, spread=0)
-        assert got.dtype == np.uint32 and got.shape == (37, 53)
-        np.testing.assert_array_equal(got.view(np.uint8).reshape(37, 53, 4), expected)
+    element = hv_map(layer, width=300, height=200)
+    assert not any(isinstance(e, gv.WMTS) for e in element)
+    assert all(isinstance(e.crs, type(ccrs.GOOGLE_MERCATOR)) for e in element if isinstance(e, (gv.RGB, gv.Path)))
+    monkeypatch.setenv("FORESTGUARD_TILE_URL", "https://tiles.example.org/{Z}/{X}/{Y}.png")
+    tiles = [e for e in hv_map(layer, width=300, height=200) if isinstance(e, gv.WMTS)]
+    assert len(tiles) == 1 and tiles[0].data == "https://tiles.example.org/{Z}/{X}/{Y}.png"

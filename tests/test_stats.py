@@ -170,3 +170,25 @@ def test_empty_store_and_no_match(tmp_path: Path, store) -> None:
     with stores.open(str(tmp_path / "empty.duckdb"), create=True) as empty:
         result = statistics(empty)
     assert (result.rows, result.data_version) == ([], 0)
+
+
+def test_a_narrowed_filter_selects_what_both_select(demo_duckdb):
+    """ZoneFilter.narrowed against the store: the zones of one filter are those both filters select."""
+    from forestguard import stores
+
+    pairs = [
+        (ZoneFilter(countries=("Brazil", "Peru")), ZoneFilter(countries=("Peru", "Chad"), year_from=2018)),
+        (ZoneFilter(year_from=2016, year_to=2022, min_confidence=0.5), ZoneFilter(year_from=2019, year_to=2024, verified_only=True, min_confidence=0.8)),
+        (ZoneFilter(classifications=(Classification.LEGAL, Classification.ILLEGAL)), ZoneFilter(classifications=(Classification.ILLEGAL,), sources=("GLAD",))),
+        (ZoneFilter(bbox=(-80.0, -20.0, -50.0, 5.0)), ZoneFilter(bbox=(-60.0, -30.0, -40.0, 0.0), countries=("Brazil",))),
+    ]
+    with stores.open(demo_duckdb, read_only=True) as store:
+        def ids(where):
+            return set(store.zones_arrow(where, columns=["id"]).column("id").to_pylist())
+
+        for a, b in pairs:
+            narrowed = a.narrowed(b)
+            assert narrowed is not None and narrowed == b.narrowed(a)
+            assert ids(narrowed) == ids(a) & ids(b) and ids(narrowed)
+    assert ZoneFilter(countries=("Brazil",)).narrowed(ZoneFilter(countries=("Peru",))) is None
+    assert ZoneFilter(bbox=(0.0, 0.0, 1.0, 1.0)).narrowed(ZoneFilter(bbox=(2.0, 2.0, 3.0, 3.0))) is None

@@ -24,6 +24,7 @@ import logging
 import threading
 
 from ..config import redact, settings
+from ..memory import budget_bytes
 from .base import Cache, CacheUnavailable
 from .codecs import CorruptValue, decode_dataarray, encode_dataarray
 from .keys import TTL_SECONDS, KeySpace, store_scope
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("forestguard.cache")
+
+#: Share of FORESTGUARD_MEMORY_MB the in-process cache may hold (Redis holds its own).
+MEMORY_CACHE_SHARE = 0.1
 
 _lock = threading.Lock()
 _default: tuple[tuple[str | None, str], Cache] | None = None
@@ -70,7 +74,9 @@ def default_cache() -> Cache:
     wanted = (config.redis_url, config.cache_prefix)
     with _lock:
         if _default is None or _default[0] != wanted:
-            cache = open_cache(config.redis_url, config.cache_prefix)
+            # In-process, the cache is part of this process's memory budget: a tenth of it.
+            options = {} if config.redis_url else {"max_bytes": budget_bytes(MEMORY_CACHE_SHARE)}
+            cache = open_cache(config.redis_url, config.cache_prefix, **options)
             if _default is None:
                 atexit.register(_publish_at_exit)
             log.debug("cache: %s backend, prefix %r %s", cache.backend, config.cache_prefix, redact(config.redis_url))

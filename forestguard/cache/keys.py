@@ -8,9 +8,9 @@ and age out with their TTL:
 =========  ==================================================================  ========
 kind       key                                                                 TTL (s)
 =========  ==================================================================  ========
-stats      ``fg:stats:{countries}:{years}:v{version}:{digest}``                1800
-geojson    ``fg:geojson:{country}:v{version}:{digest}``                        3600
-agg        ``fg:agg:{name}:v{version}:{digest}``                               3600
+stats      ``fg:stats:{countries}:{years}:v{version}:{{digest}}``              1800
+geojson    ``fg:geojson:{country}:v{version}:{{digest}}``                      3600
+agg        ``fg:agg:{name}:v{version}:{{digest}}``                             3600
 session    ``fg:session:{user_id}``                                            86400
 lock       ``fg:lock:{key without prefix}`` (stampede lock, milliseconds)      —
 meta       ``fg:meta:counters`` (hit/miss/error totals of every process)       —
@@ -24,6 +24,12 @@ a key unique is ``{digest}``, a hash of everything else the value depends on
 (store identity, group keys, the whole filter), so two filters that share a
 readable part never share a value. ``agg`` (datashader aggregates) is not in the
 design table; it takes the GeoJSON TTL because both feed the same map views.
+
+Redis Cluster: ``{{digest}}`` is the key's hash tag (the digest inside literal
+braces), so a value and its stampede lock — read together by one ``MGET`` — hash
+to the same slot, while different values spread over every slot. Braces in the
+readable parts are escaped (``%7B``/``%7D``, ``%`` as ``%25``), so the digest is
+always the first, and only, hash tag of a data key.
 
 The prefix isolates deployments that share one Redis. It may hold only letters,
 digits, ``_``, ``.`` and ``-`` — no ``:`` — so one prefix's keys can never match
@@ -51,6 +57,20 @@ DATA_KINDS: tuple[str, ...] = ("stats", "geojson", "agg", "session")
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+_BRACES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+#: Redis Cluster's rule: the first ``{`` and the first ``}`` after it enclose the hash tag, if not empty.
+_HASH_TAG = re.compile(r"^[^{]*\{([^}]+)\}")
+
+
+def hash_tag(key: str) -> str | None:
+    """What Redis Cluster hashes a key by when the key has a hash tag (None: the whole key)."""
+    found = _HASH_TAG.match(key)
+    return found.group(1) if found else None
+
+
+def _readable(value: object) -> str:
+    """A readable key part that cannot open a hash tag (escaping is one-to-one)."""
+    return str(value).translate(_BRACES)
 
 
 def digest(parts: Iterable[object]) -> str:
@@ -72,7 +92,7 @@ def store_scope(store: ZoneStore) -> str:
 def _segment(values: Sequence[str]) -> str:
     if not values:
         return "*"
-    return ",".join(sorted(str(v) for v in values))
+    return ",".join(sorted(_readable(v) for v in values))
 
 
 def _years(year_from: int | None, year_to: int | None) -> str:
@@ -100,20 +120,26 @@ class KeySpace:
         countries = _segment(where.countries)
         years = _years(where.year_from, where.year_to)
         rest = digest([scope, ",".join(by), where.key()])
-        return f"{self.prefix}:stats:{countries}:{years}:v{int(version)}:{rest}"
+        return f"{self.prefix}:stats:{countries}:{years}:v{int(version)}:{{{rest}}}"
 
     def geojson(self, country: str, version: int, scope: str = "") -> str:
-        return f"{self.prefix}:geojson:{country}:v{int(version)}:{digest([scope])}"
+        return f"{self.prefix}:geojson:{_readable(country)}:v{int(version)}:{{{digest([scope])}}}"
 
     def agg(self, name: str, parts: Iterable[object], version: int) -> str:
-        return f"{self.prefix}:agg:{name}:v{int(version)}:{digest(parts)}"
+        return f"{self.prefix}:agg:{_readable(name)}:v{int(version)}:{{{digest(parts)}}}"
 
     def session(self, user_id: str) -> str:
         return f"{self.prefix}:session:{user_id}"
 
     # -- bookkeeping keys ------------------------------------------------------
     def lock(self, key: str) -> str:
-        """The stampede lock guarding ``key`` (lives under the same prefix)."""
+        """The stampede lock guarding ``key``: same prefix, same hash tag, so the same cluster slot.
+
+        ``key`` must carry a hash tag (every data key built here does): without
+        one, Redis Cluster would hash the two names to different slots.
+        """
+        if hash_tag(key) is None:
+            raise ValueError(f"cache key {key!r} has no hash tag: build it with KeySpace")
         return f"{self.prefix}:lock:{key.removeprefix(self.prefix + ':')}"
 
     @property

@@ -13,6 +13,13 @@
   timeout passes — then they compute themselves.
 - Counters are published to ``{prefix}:meta:counters`` every few seconds (and at
   exit for the default cache), so ``cache stats`` sees every process's totals.
+- Redis Cluster (ElastiCache cluster mode enabled) is detected from the server
+  the URL names (``INFO cluster``: ``cluster_enabled:1``), so one ``REDIS_URL``
+  serves both deployments; the cluster client then finds every node itself.
+  Detection happens on first use, through the breaker: a Redis that is down
+  when the process starts is asked again later, like any other call.
+  Keys read together share a hash tag (:mod:`.keys`); ``clear`` and ``describe``
+  visit every primary.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from typing import Any, Callable, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from ..config import redact
@@ -49,6 +58,8 @@ class _Unavailable(Exception):
 
 def _reason(exc: BaseException) -> tuple[str, bool]:
     """Error reason for the counters, and whether it means Redis is unreachable (opens the circuit)."""
+    if isinstance(exc, (redis.exceptions.ClusterDownError, redis.exceptions.RedisClusterException)):
+        return "cluster", True  # slots without a live master, or no node answering the topology query
     if isinstance(exc, redis.exceptions.TimeoutError):
         return "timeout", True
     if isinstance(exc, redis.exceptions.ConnectionError):
@@ -87,25 +98,55 @@ class RedisCache(Cache):
         self.max_value_bytes = max_value_bytes
         self.breaker = breaker or CircuitBreaker()
         self.publish_interval = publish_interval
+        self._options: dict[str, Any] = dict(
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            health_check_interval=15,
+            max_connections=max_connections,
+            client_name=f"forestguard-{keys.prefix}",
+        )
         try:
-            self.client = redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
-                health_check_interval=15,
-                retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-                max_connections=max_connections,
-                client_name=f"forestguard-{keys.prefix}",
+            # The node the URL names; kept as the client unless it says it is part of a cluster.
+            self._node = redis.Redis.from_url(
+                url, retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)), **self._options
             )
         except ValueError as exc:  # a configuration error: say so once, at startup
             raise UserError(f"REDIS_URL {redact(url)} is not usable: {redact(str(exc))}") from None
-        self._release_lock = self.client.register_script(_RELEASE)
+        self._client: redis.Redis | RedisCluster | None = None
+        self._release_lock: Script | None = None
+        self._connect_lock = threading.Lock()
         self._published: Counter[str] = Counter()
         self._publish_lock = threading.Lock()
         self._next_publish = time.monotonic() + publish_interval
 
     def __repr__(self) -> str:
         return f"<RedisCache {redact(self.url)} prefix={self.keys.prefix!r}>"
+
+    # -- the client: one node, or the cluster that node belongs to -------------------------------
+    @property
+    def client(self) -> redis.Redis | RedisCluster:
+        """The client to use, found on first use (raises what Redis raised while it is unreachable)."""
+        if self._client is None:
+            with self._connect_lock:
+                if self._client is None:
+                    client = self._cluster() if self._node.info("cluster").get("cluster_enabled") else self._node
+                    self._release_lock = client.register_script(_RELEASE)
+                    self._client = client
+        return self._client
+
+    @property
+    def cluster(self) -> bool | None:
+        """Whether the server is a Redis Cluster (None until it has been reached)."""
+        return None if self._client is None else isinstance(self._client, RedisCluster)
+
+    def _cluster(self) -> RedisCluster:
+        try:
+            # At most one retry, as for a single node; the cluster client refreshes its slot map on its own.
+            return RedisCluster.from_url(self.url, retry=Retry(NoBackoff(), 1), **self._options)
+        except redis.exceptions.RedisClusterException as exc:  # e.g. a db number other than 0 in the URL
+            if "db" in str(exc) or "Unix" in str(exc):
+                raise UserError(f"REDIS_URL {redact(self.url)} is not usable with Redis Cluster: {exc}") from None
+            raise
 
     # -- every call goes through here ---------------------------------------------------------
     def _call(self, operation: Callable[[], T]) -> T:
@@ -183,16 +224,21 @@ class RedisCache(Cache):
             return self._recheck(key, decode) or self._compute_and_store(key, ttl, compute, encode)
         finally:
             try:
-                self._call(lambda: self._release_lock(keys=[lock], args=[token]))
+                self._call(lambda: self._release(lock, token))
             except _Unavailable:
                 pass  # it expires on its own
+
+    def _release(self, lock: str, token: str) -> Any:
+        self.client  # noqa: B018 - resolves the client and its registered script
+        assert self._release_lock is not None
+        return self._release_lock(keys=[lock], args=[token])
 
     def _await_fill(self, key: str, lock: str, decode: Decode, deadline: float) -> Filled | None:
         """Poll until the lock holder stores the value (returned) or the lock is gone or expires (None)."""
         delay = 0.002
         while (remaining := deadline - time.monotonic()) > 0:
             time.sleep(min(delay, remaining))
-            data, holder = self._call(lambda: self.client.mget([key, lock]))
+            data, holder = self._call(lambda: self.client.mget([key, lock]))  # one slot: the same hash tag
             if data is not None:
                 value = self._decode(key, data, decode)
                 return None if value is MISS else (value, data)
@@ -239,7 +285,7 @@ class RedisCache(Cache):
     def _admin(self, operation: Callable[[], T]) -> T:
         try:
             return operation()
-        except redis.exceptions.RedisError as exc:
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise CacheUnavailable(f"Redis cache at {redact(self.url)}: {type(exc).__name__}: {redact(str(exc))}") from None
 
     def clear(self) -> int:
@@ -268,25 +314,43 @@ class RedisCache(Cache):
             for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
                 by_kind[self.keys.kind_of(key.decode("utf-8", "replace"))] += 1
             shared = {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}
-            info = self.client.info()
+            nodes = self._primaries_info()
+            first = nodes[0] if nodes else {}
+
+            def total(field: str) -> int | None:
+                values = [node.get(field) for node in nodes]
+                return sum(values) if values and None not in values else None  # type: ignore[arg-type]
+
             return {
                 "backend": self.backend,
                 "scope": "every process using this prefix",
                 "url": redact(self.url),
                 "prefix": self.keys.prefix,
-                "redis_version": info.get("redis_version"),
+                "redis_version": first.get("redis_version"),
+                "cluster": self.cluster,
+                "primaries": len(nodes),
                 "keys": sum(n for kind, n in by_kind.items() if kind not in ("lock", "meta")),
                 "keys_by_kind": dict(sorted(by_kind.items())),
-                "memory_used_bytes": info.get("used_memory"),
-                "memory_limit_bytes": info.get("maxmemory") or None,
-                "maxmemory_policy": info.get("maxmemory_policy"),
-                "evictions": info.get("evicted_keys"),
+                "memory_used_bytes": total("used_memory"),
+                "memory_limit_bytes": total("maxmemory") or None,
+                "maxmemory_policy": first.get("maxmemory_policy"),
+                "evictions": total("evicted_keys"),
                 "counters": summarize(Counter(shared)),
             }
 
         self.publish_counters()
         return self._admin(run)
 
+    def _primaries_info(self) -> list[dict[str, Any]]:
+        """``INFO`` of the one server, or of every primary of the cluster (summed by ``describe``)."""
+        client = self.client
+        if not isinstance(client, RedisCluster):
+            return [client.info()]
+        found = client.info(target_nodes=RedisCluster.PRIMARIES)
+        return [found] if "redis_version" in found else list(found.values())
+
     def close(self) -> None:
         self.publish_counters()
-        self.client.close()
+        if self._client is not None and self._client is not self._node:
+            self._client.close()
+        self._node.close()

@@ -48,7 +48,8 @@ def _table(info: dict[str, Any]) -> str:
     limit = info["memory_limit_bytes"]
     errors = ", ".join(f"{reason} {n:,}" for reason, n in counters["errors_by_reason"].items()) or "none"
     lines = [
-        ("backend", f"{info['backend']} {info.get('url', '')}".rstrip() + f" ({info['scope']})"),
+        ("backend", f"{info['backend']} {info.get('url', '')}".rstrip() + f" ({info['scope']})"
+         + (f"; Redis Cluster of {info['primaries']} primaries" if info.get("cluster") else "")),
         ("prefix", info["prefix"]),
         ("keys", f"{info['keys']:,} ({data}" + (f"; bookkeeping: {other})" if other else ")")),
         ("memory used", f"{_size(info['memory_used_bytes'])} " + (f"of {_size(limit)}" if limit else "(no limit)")

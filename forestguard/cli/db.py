@@ -114,7 +114,7 @@ def status_command(db, fmt, check):
 def _status_table(info) -> str:
     lines = [
         f"database    {info.url}",
-        f"server      PostgreSQL {info.server_version}, PostGIS {info.postgis_version or '(not installed)'}",
+        f"server      PostgreSQL {info.server_version}, PostGIS {info.postgis_version or '(not installed)'}, {info.role}",
         f"migrations  {len(info.applied)} applied, {len(info.pending)} pending"
         + (f", {len(info.modified)} modified since applied" if info.modified else "")
         + ("" if info.initialised else " (not initialised: run 'forestguard db init')"),

@@ -17,6 +17,7 @@ from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
 from bokeh.plotting import figure
 
 from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade_image
+from ..render.layer import CHUNK_ROWS, NO_CONFIDENCE
 from ..render.holoviews import outline_paths
 from ..server import metrics
 from . import shared
@@ -157,72 +158,98 @@ class ClickInfo:
 
 
 def click_info(layer: ZoneLayer, x: float, y: float, pixel: float, max_detail: int = 20) -> ClickInfo:
-    """What the map shows around (x, y): zones whose centroid is within a few pixels, or whose polygon contains the point."""
-    z = layer.zones
+    """What the map shows around (x, y): zones whose centroid is within a few pixels, or whose polygon contains the point.
+
+    The compact rows are scanned a chunk at a time; only the few zones whose extent holds the
+    point have their polygon read (from the layer's geometry source) to test it.
+    """
     radius = pixel * (CLICK_RADIUS_PX + 0.5)
-    near = (np.abs(z["x"].to_numpy() - x) <= radius) & (np.abs(z["y"].to_numpy() - y) <= radius)
-    candidates = np.flatnonzero(~near & layer.in_box((x, y, x, y)))
-    if len(candidates):
-        shapes = layer.geometry.shapely(z["geom_row"].to_numpy()[candidates])
-        near[candidates[shapely.contains_xy(shapes, x, y)]] = True
-    hits = z[near]
-    grouped = hits.groupby("classification", observed=False)["area_ha"].agg(["size", "sum"])
+    hits: list[np.ndarray] = []
+    for first in range(0, len(layer), CHUNK_ROWS):
+        stop = min(first + CHUNK_ROWS, len(layer))
+        cx, cy, half = (layer.column(c, first, stop) for c in ("x", "y", "size"))
+        dx, dy = np.abs(cx - x), np.abs(cy - y)
+        near = (dx <= radius) & (dy <= radius)
+        around = np.flatnonzero(~near & (dx <= half) & (dy <= half))
+        if len(around) and layer.geometry is not None:
+            shapes = layer.geometry.polygons(layer.column("id", first, stop)[around])
+            known = np.array([s is not None for s in shapes], dtype=bool)
+            inside = np.zeros(len(around), dtype=bool)
+            inside[known] = shapely.contains_xy(np.asarray(list(shapes[known]), dtype=object), x, y) if known.any() else False
+            near[around[inside]] = True
+        hits.append(np.flatnonzero(near) + first)
+    positions = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+    frame = layer.frame(DETAIL_SOURCE).iloc[0:0] if not len(positions) else _at(layer, positions)
+    grouped = frame.groupby("classification", observed=False)["area_ha"].agg(["size", "sum"])
     info = ClickInfo(
         zones={str(c): int(n) for c, n in grouped["size"].items() if n},
         hectares={str(c): float(v) for c, v in grouped["sum"].items() if v},
     )
-    if pixel <= DETAIL_PIXEL_M and 0 < len(hits) <= max_detail:
-        info.detail = hits[ZONE_COLUMNS].sort_values("area_ha", ascending=False).reset_index(drop=True)
+    if pixel <= DETAIL_PIXEL_M and 0 < len(frame) <= max_detail:
+        detail = frame.sort_values("area_ha", ascending=False).reset_index(drop=True)
+        confidence = detail["confidence"].to_numpy()
+        detail["confidence"] = np.where(confidence == NO_CONFIDENCE, np.nan, confidence / 100.0)
+        info.detail = detail[ZONE_COLUMNS]
     return info
 
 
-#: Above this many (country, region) pairs the regions are grouped by pandas, not counted in an array.
+#: The compact columns a click's table is made from.
+DETAIL_SOURCE = ["id", "country", "region", "year", "classification", "area_ha", "source", "confidence", "verified"]
+
+
+def _at(layer: ZoneLayer, positions: np.ndarray) -> pd.DataFrame:
+    rows = positions if layer.rows is None else layer.rows[positions]
+    return layer.base[DETAIL_SOURCE].take(rows)
+
+
+#: Above this many (country, region) pairs the regions are counted over the pairs that occur, not in an array of all.
 _PAIR_ARRAY_LIMIT = 4_000_000
 
 
-def top_regions(layer: ZoneLayer, n: int = 10) -> pd.DataFrame:
+def top_regions(layer: ZoneLayer, n: int = 10, hectares: np.ndarray | None = None) -> pd.DataFrame:
     """The regions with the most cleared hectares in the selection (from the in-memory layer).
 
-    Counted with ``np.bincount`` on the (country, region) category codes: ~10× faster than a
-    pandas groupby, which the first view of a country waits for. Same rows, order and ties.
+    Counted with ``np.bincount`` on the (country, region) category codes, a chunk of rows at a
+    time: over every pair when there are few enough (~10× faster than a pandas groupby), over
+    the pairs a chunk holds otherwise (memory bounded by what occurs). Ties: the first in
+    (country, region) order. ``hectares`` (one per selected zone) replaces the zones' own, e.g.
+    the part of each inside an area.
     """
-    z = layer.zones
-    if not len(z):
+    if not len(layer):
         return pd.DataFrame(columns=["country", "region", "zones", "hectares", "illegal %"])
-    country, region = z["country"].cat, z["region"].cat
-    n_regions = len(region.categories) + 1  # the last one: no region
-    if len(country.categories) * n_regions > _PAIR_ARRAY_LIMIT:
-        return _top_regions_grouped(z, n)
-    region_codes = region.codes.to_numpy().astype(np.int64)
-    pair = country.codes.to_numpy().astype(np.int64) * n_regions + np.where(region_codes < 0, n_regions - 1, region_codes)
-    size = len(country.categories) * n_regions
-    area = z["area_ha"].to_numpy()
-    zones = np.bincount(pair, minlength=size)
-    hectares = np.bincount(pair, weights=area, minlength=size)
-    illegal_ha = np.bincount(pair, weights=np.where((z["classification"] == "illegal").to_numpy(), area, 0.0), minlength=size)
-    present = np.flatnonzero(zones)
-    top = present[np.argsort(-hectares[present], kind="stable")[:n]]  # ties: the first in (country, region) order
+    country_dtype, region_dtype = layer.base["country"].dtype, layer.base["region"].dtype
+    n_regions = len(region_dtype.categories) + 1  # the last one: no region
+    sums: dict[str, pd.Series] = {}
+    illegal = CATEGORIES.index("illegal")
+    dense = len(country_dtype.categories) * n_regions <= _PAIR_ARRAY_LIMIT
+    all_pairs = np.arange(len(country_dtype.categories) * n_regions)
+    for first in range(0, len(layer), CHUNK_ROWS):
+        stop = min(first + CHUNK_ROWS, len(layer))
+        region_codes = layer.column("region", first, stop).astype(np.int64)
+        pair = layer.column("country", first, stop).astype(np.int64) * n_regions + np.where(region_codes < 0, n_regions - 1, region_codes)
+        area = layer.column("area_ha", first, stop) if hectares is None else hectares[first:stop]
+        if dense:
+            present, inverse = all_pairs, pair
+        else:
+            present, inverse = np.unique(pair, return_inverse=True)
+        for name, weights in (("zones", None), ("hectares", area), ("illegal_ha", np.where(layer.column("classification", first, stop) == illegal, area, 0.0))):
+            part = pd.Series(np.bincount(inverse, weights=weights, minlength=len(present)), index=present)
+            sums[name] = part if name not in sums else sums[name].add(part, fill_value=0.0)
+    totals = pd.DataFrame(sums).sort_index()  # (country, region) order, for the ties
+    totals = totals[totals["zones"] > 0]
+    zones, hectares, illegal_ha = (totals[c].to_numpy() for c in ("zones", "hectares", "illegal_ha"))
+    pairs = totals.index.to_numpy()
+    order = np.argsort(-hectares, kind="stable")[:n]
+    top = pairs[order]
     codes = top % n_regions
     frame = pd.DataFrame(
         {
-            "country": pd.Categorical.from_codes(top // n_regions, dtype=z["country"].dtype),
-            "region": pd.Categorical.from_codes(np.where(codes == n_regions - 1, -1, codes), dtype=z["region"].dtype),
-            "zones": zones[top],
-            "hectares": hectares[top],
-            "illegal_ha": illegal_ha[top],
+            "country": pd.Categorical.from_codes(top // n_regions, dtype=country_dtype),
+            "region": pd.Categorical.from_codes(np.where(codes == n_regions - 1, -1, codes), dtype=region_dtype),
+            "zones": zones[order].astype(np.int64),
+            "hectares": hectares[order],
+            "illegal_ha": illegal_ha[order],
         }
-    )
-    return _finish_top_regions(frame)
-
-
-def _top_regions_grouped(z: pd.DataFrame, n: int) -> pd.DataFrame:
-    illegal = z["area_ha"].where(z["classification"] == "illegal", 0.0)
-    frame = (
-        z.assign(illegal_ha=illegal)
-        .groupby(["country", "region"], observed=True, dropna=False)
-        .agg(zones=("area_ha", "size"), hectares=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
-        .nlargest(n, "hectares")
-        .reset_index()
     )
     return _finish_top_regions(frame)
 

@@ -42,11 +42,12 @@ from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
 from ..server import metrics, runtime
 from . import mapview, parts, shared
+from .areas import AreaControls, add_inside_hectares, inside_hectares
 from .document import batched
 
 log = logging.getLogger(__name__)
 
-FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence")
+FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence", "area")
 #: Parameter → URL query name: the view a link opens.
 URL_PARAMETERS = {
     "countries": "country",
@@ -55,11 +56,12 @@ URL_PARAMETERS = {
     "sources": "source",
     "verified_only": "verified_only",
     "min_confidence": "min_confidence",
+    "area": "area",
     "x_range": "x",
     "y_range": "y",
 }
 #: What each of a session's ticks updates, and the kind of ``forestguard_render_duration_seconds`` it is timed as.
-TICKS = {"numbers": "dashboard-numbers", "map": "dashboard-view", "parts": "dashboard-parts", "click": None, "loaded": "dashboard-loaded"}
+TICKS = {"numbers": "dashboard-numbers", "map": "dashboard-view", "parts": "dashboard-parts", "click": None, "area": None, "loaded": "dashboard-loaded"}
 
 
 class ZonesDashboard(pn.viewable.Viewer):
@@ -71,6 +73,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     sources = param.ListSelector(default=[], objects=[], doc="Sources to show; none selected shows all.")
     verified_only = param.Boolean(default=False, doc="Only zones verified in the field.")
     min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
+    area = param.Selector(default="", objects=[""], doc="A saved area: only zones meeting it, hectares counted inside it.")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     clicked = param.XYCoordinates(default=None, precedence=-1, doc="Where the map was last clicked, Web Mercator metres.")
@@ -81,6 +84,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._base = zone_layer(self._store)
         super().__init__(**params)
         self._set_choices(self._base)
+        self.param.area.objects = ["", *self._store.saved_area_names()]
         doc = pn.state.curdoc
         self._doc = doc if doc is not None and doc.session_context is not None else None  # None: no session (tests, warm-up)
         self._loop = IOLoop.current() if self._doc is not None else None  # sessions are created on their event loop
@@ -103,9 +107,11 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._regions: pn.pane.DataFrame | None = None
         self._downloads: pn.Column | None = None
         self._loading: list[tuple[pn.Column, Callable[[], list]]] = []  # places on the page made once it has loaded
+        self._areas = AreaControls(self)
+        self.param.watch(lambda *_: self._areas.changed(), ["area"])  # before the others: outline, status, zoom
         self._restore_state()
-        if self.countries and not (self.x_range and self.y_range):
-            self._zoom_to_countries()  # a link that names countries but no extent opens on them
+        if (self.countries or self.area) and not (self.x_range and self.y_range):
+            self._zoom_to_countries()  # a link that names countries (or an area) but no extent opens on them
         self._write_url()
         self.param.watch(self._save_state, list(FILTERS))
         self.param.watch(self._filters_changed, list(FILTERS))
@@ -118,7 +124,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     # -- filters ---------------------------------------------------------------------------
     def _set_choices(self, layer: ZoneLayer) -> None:
-        z = layer.zones
+        z = layer.base
         self.param.countries.objects = sorted(map(str, z["country"].cat.categories))
         self.param.sources.objects = sorted(map(str, z["source"].cat.categories))
         for name, widget in getattr(self, "_choice_widgets", {}).items():
@@ -141,6 +147,7 @@ class ZonesDashboard(pn.viewable.Viewer):
             sources=tuple(self.sources),
             verified_only=bool(self.verified_only),
             min_confidence=float(self.min_confidence) if self.min_confidence else None,
+            area=self._areas.current(),
         )
 
     def selection(self) -> ZoneLayer:
@@ -236,7 +243,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         Called where the filters changed (in Panel's processing of a widget's change); the page
         is changed by the session's ticks, on the event loop (see the module's docstring).
         """
-        zoom = any(e.name == "countries" and e.old != e.new for e in events)
+        zoom = any(e.name == "countries" and e.old != e.new for e in events) | self._areas.take_zoom()
         if self._doc is None:  # no session (tests, warm-up): everything at once
             self._zoom_pending |= zoom
             for tick in TICKS:
@@ -248,6 +255,13 @@ class ZonesDashboard(pn.viewable.Viewer):
         """On the event loop: the numbers tick once the statistics are in the cache (a query it misses runs in a thread)."""
         self._zoom_pending |= zoom
         self._loop.add_future(self._loop.run_in_executor(None, self.cards_html), lambda _: self._ask("numbers"))
+
+    def soon(self, tick: str) -> None:
+        """From anywhere (a widget's callback, any thread): ``tick`` runs in one of the session's ticks, or now without a session."""
+        if self._doc is None:
+            getattr(self, f"_{tick}_tick")()
+        else:
+            self._loop.add_callback(self._ask, tick)
 
     def _ask(self, tick: str) -> None:
         """On the event loop: run ``tick`` in this session's next tick (once, however often asked before it runs)."""
@@ -294,6 +308,9 @@ class ZonesDashboard(pn.viewable.Viewer):
         for place, make in loading:
             place[:] = make()
 
+    def _area_tick(self) -> None:
+        self._areas.show()
+
     def _click_tick(self) -> None:
         clicked, self._clicked_at = self._clicked_at, None
         if clicked is not None:
@@ -317,6 +334,7 @@ class ZonesDashboard(pn.viewable.Viewer):
             plot.on_event(Tap, self._browser_tap)
             plot.on_change("inner_width", self._browser_size)
             plot.on_change("inner_height", self._browser_size)
+            self._areas.add_layers(plot)
         if self._map_pane is None:
             self._map_pane = pn.pane.Bokeh(self._map.figure, sizing_mode="stretch_width", height=parts.MAP_HEIGHT)
         return self._map_pane
@@ -372,7 +390,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _zoom_to_countries(self) -> None:
         """The map goes to the chosen countries' zones, padded; no choice: to all zones."""
-        x_range, y_range = fit_ranges(self._base.bounds_of(self.countries), *self._size)
+        x_range, y_range = fit_ranges(self._areas.mercator_bounds() or self._base.bounds_of(self.countries), *self._size)
         self.param.update(x_range=_rounded(x_range), y_range=_rounded(y_range))
         self._fitted = True
         if self._map is not None:
@@ -414,7 +432,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _top_regions(self):
         layer = self.selection()
-        return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
+        return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer, hectares=inside_hectares(self._store, self.where, layer)))
 
     @property
     def builds_on_load(self) -> bool:
@@ -472,6 +490,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         for column in ("area_ha", "confidence"):  # exact decimals in the store; JSON and Parquet readers expect numbers
             if column in zones:
                 zones[column] = zones[column].astype("float64")
+        add_inside_hectares(zones, self.where)
         if kind == "geojson":
             return io.StringIO(zones.to_json(drop_id=True))
         buffer = io.BytesIO()
@@ -512,6 +531,10 @@ class ZonesDashboard(pn.viewable.Viewer):
                 setattr(widget, name, value)
 
     # -- layout ----------------------------------------------------------------------------------
+    def area_controls(self) -> pn.Column:
+        """Choose a saved area, upload one or draw one (see :mod:`.areas`)."""
+        return self._areas.widgets()
+
     def widgets(self) -> pn.Column:
         first, last = self.param.years.bounds
         self._choice_widgets = {
@@ -547,6 +570,7 @@ def warm_views(countries: list[str], store: ZoneStore | None = None, cache: Any 
     for country in countries:
         view.countries = [country]  # no page: nothing is drawn
         view._top_regions()  # selects the zones too
+        mapview.view_image(view.selection(), tuple(view.x_range), tuple(view.y_range), *view._size, cache=view._cache)  # and reads the polygons it draws
     return len(countries)
 
 

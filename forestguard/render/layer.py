@@ -1,14 +1,18 @@
-"""Zones prepared for rendering: projected once, sorted by size, shared by everyone.
+"""Zones prepared for maps: a compact row per zone, shared by everyone; geometry from the store.
 
-A :class:`ZoneLayer` is what every map in ForestGuard draws from (dashboard,
-reports, notebooks). Building one reads the zones once from the store and
-projects them to Web Mercator with numpy on flat GeoArrow-style buffers, so
-1M zones take seconds once per process, not per render or per session.
+A :class:`ZoneLayer` is what every map in ForestGuard draws from (dashboard, reports,
+notebooks). It holds no geometry: per zone only what a map needs at any zoom where the
+zone is smaller than a few pixels, which is every zone at world and country scale — its
+area-weighted centroid in Web Mercator, its extent, its Mercator area, its measures and
+codes (about 40 bytes). The polygons of the few zones big enough to span pixels at the
+current view are read from the store through its spatial index
+(:class:`~forestguard.render.geometry.GeometrySource`), so the memory a layer needs grows
+with the compact rows only, never with vertices.
 
-Rows are sorted by the larger side of each zone's bounding box: at a given
-pixel size the zones smaller than a pixel are a prefix of the table (a view,
-not a copy) and the few bigger ones a suffix, which is what the hybrid
-aggregation in :mod:`forestguard.render.raster` relies on.
+Rows are sorted by Mercator area: at a given pixel size the zones drawn as points are a
+prefix of the table (a view, not a copy) and the few drawn as polygons a suffix. A
+selection (:meth:`ZoneLayer.select`) is an index into the shared rows (4 bytes a zone),
+not a copy of them.
 """
 
 from __future__ import annotations
@@ -16,254 +20,165 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import shapely
 
-from ..config import redact
+from ..config import redact, settings
+from ..errors import UserError
+from ..memory import budget_bytes, release_unused
 from ..schema import Classification
 from ..stores.base import ZoneFilter, ZoneStore
+from ..streams import read_ahead
+from .geometry import GeometrySource, ZoneGeometry
 
 #: Categories of the ``classification`` column, in colour-key order ("none": unclassified).
 CATEGORIES: tuple[str, ...] = ("legal", "illegal", "none")
 
-#: Web Mercator (EPSG:3857) is defined up to this latitude.
-MAX_LATITUDE = 85.0511287798066
-_ORIGIN_SHIFT = np.pi * 6378137.0
-
 #: What a map shows when there is nothing to fit to (Web Mercator).
 WORLD: tuple[float, float, float, float] = (-20037508.34, -8399737.89, 20037508.34, 15538711.10)
 
-_COLUMNS = ["id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry"]
+#: Bytes a zone costs in a layer (the columns below, as held).
+ROW_BYTES = 37
+#: Zones read from the store at a time while a layer is built.
+BUILD_BATCH_ROWS = 100_000
+#: Rows handed to the rasterizer at a time (bounded scratch memory, whatever the selection).
+CHUNK_ROWS = 1_000_000
+#: Share of the process's memory budget (FORESTGUARD_MEMORY_MB) the layer's rows may take.
+LAYER_SHARE = 0.5
+
+_READ_COLUMNS = ["id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry"]
+#: ``confidence`` is held as hundredths in one byte (the store's DECIMAL(3,2)); this code means none.
+NO_CONFIDENCE = 255
 
 
-def to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """EPSG:4326 → EPSG:3857 (datashader's ``lnglat_to_meters``, latitudes clipped to the projection's range)."""
-    lat = np.clip(lat, -MAX_LATITUDE, MAX_LATITUDE)
-    x = np.asarray(lon, dtype=float) * (_ORIGIN_SHIFT / 180.0)
-    y = np.log(np.tan((90.0 + lat) * (np.pi / 360.0))) * (_ORIGIN_SHIFT / np.pi)
-    return x, y
+class LayerTooLarge(UserError):
+    """The zones would not fit the memory budget: refused with the reason rather than killed by the OOM killer."""
 
 
-def to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """EPSG:3857 → EPSG:4326, the inverse of :func:`to_mercator`."""
-    lon = np.asarray(x, dtype=float) * (180.0 / _ORIGIN_SHIFT)
-    lat = np.degrees(2.0 * np.arctan(np.exp(np.asarray(y, dtype=float) * (np.pi / _ORIGIN_SHIFT)))) - 90.0
-    return lon, lat
-
-
-def mercator_box(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """A lon/lat box (xmin, ymin, xmax, ymax) in Web Mercator."""
-    x, y = to_mercator(np.array(bbox[0::2], dtype=float), np.array(bbox[1::2], dtype=float))
-    return float(x[0]), float(y[0]), float(x[1]), float(y[1])
-
-
-def _shoelace(xy: np.ndarray, ring_offsets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per edge: its ends relative to the ring's first vertex and their cross product (0 between rings).
-
-    Relative coordinates, because large Mercator values would otherwise cancel badly.
-    """
-    first = np.repeat(ring_offsets[:-1], np.diff(ring_offsets))
-    rel = xy - xy[first]
-    x0, y0, x1, y1 = rel[:-1, 0], rel[:-1, 1], rel[1:, 0], rel[1:, 1]
-    cross = x0 * y1 - x1 * y0
-    cross[ring_offsets[1:-1] - 1] = 0.0  # the step from one ring's end to the next ring's start
-    return x0, y0, x1, y1, cross
-
-
-def _oriented(xy: np.ndarray, ring_offsets: np.ndarray, polygon_offsets: np.ndarray) -> np.ndarray:
-    """Shells counter-clockwise, holes clockwise: the winding fill of :func:`raster.polygon_fill` counts on it.
-
-    Rings the other way round are reversed in place in the flat buffer, with numpy.
-    """
-    if len(ring_offsets) < 2:
-        return xy
-    signed = np.add.reduceat(np.append(_shoelace(xy, ring_offsets)[-1], 0.0), ring_offsets[:-1])
-    shell = np.zeros(len(signed), dtype=bool)
-    shell[polygon_offsets[:-1]] = True
-    flip = np.flatnonzero(np.where(shell, signed < 0, signed > 0))
-    if len(flip) == 0:
-        return xy
-    starts, stops = ring_offsets[flip], ring_offsets[flip + 1]
-    lengths = stops - starts
-    position = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    order = np.arange(len(xy))
-    order[np.repeat(starts, lengths) + position] = np.repeat(stops - 1, lengths) - position
-    return xy[order]
-
-
-@dataclass(frozen=True, eq=False)
-class ZoneGeometry:
-    """Polygons in Web Mercator as flat buffers (coordinates + offsets), like GeoArrow.
-
-    Kept flat rather than as shapely objects: a third of the memory, and the
-    edges of any subset come out for the raster fill without per-zone Python work.
-    """
-
-    coords: np.ndarray  # (points, 2) float64
-    ring_offsets: np.ndarray  # ring r is coords[ring_offsets[r]:ring_offsets[r + 1]]
-    polygon_offsets: np.ndarray  # polygon p is rings[polygon_offsets[p]:…]
-    part_offsets: np.ndarray  # zone z is polygons[part_offsets[z]:…]
-
-    @classmethod
-    def from_wkb(cls, wkb: pa.Array | pa.ChunkedArray | np.ndarray) -> "ZoneGeometry":
-        """Polygons or multipolygons from WKB (an Arrow binary column as the stores return it, or bytes).
-
-        GeoArrow's C reader parses the WKB straight into flat buffers: ~6× faster
-        than shapely objects then ``to_ragged_array``, and no Python object per zone.
-        """
-        import geoarrow.pyarrow as ga
-
-        if isinstance(wkb, np.ndarray):
-            wkb = pa.array(wkb, type=pa.binary())
-        if isinstance(wkb, pa.ChunkedArray):
-            wkb = wkb.combine_chunks()
-        if isinstance(wkb.type, pa.ExtensionType):
-            wkb = wkb.storage
-        wkb = ga.wkb().wrap_array(wkb)
-        # as_geoarrow would coerce anything (a line becomes a ring, Z is dropped): check first, 30 ms per 175k zones.
-        kinds = {(k["geometry_type"], k["dimensions"]) for k in ga.unique_geometry_types(wkb).to_pylist()}
-        allowed = {(kind.value, ga.Dimensions.XY.value) for kind in (ga.GeometryType.POLYGON, ga.GeometryType.MULTIPOLYGON)}
-        if not kinds <= allowed:
-            raise ValueError("zones must be 2-D polygons or multipolygons")
-        native = ga.as_geoarrow(wkb, ga.multipolygon().with_coord_type(ga.CoordType.INTERLEAVED))
-        # Nested lists: zone → polygons → rings → vertices → [x, y]; each level's offsets index the next.
-        zones = native.storage
-        polygons, rings, vertices = zones.values, zones.values.values, zones.values.values.values
-        xy = vertices.values.to_numpy().reshape(-1, 2)
-        x, y = to_mercator(xy[:, 0], xy[:, 1])
-        part_offsets = zones.offsets.to_numpy().astype(np.int64)
-        polygon_offsets = polygons.offsets.to_numpy().astype(np.int64)
-        ring_offsets = rings.offsets.to_numpy().astype(np.int64)
-        if part_offsets[0] or polygon_offsets[0] or ring_offsets[0] or len(xy) != ring_offsets[-1]:
-            raise ValueError("unexpected sliced GeoArrow buffers")  # as_geoarrow builds fresh arrays
-        coords = _oriented(np.column_stack([x, y]), ring_offsets, polygon_offsets)
-        return cls(coords, ring_offsets, polygon_offsets, part_offsets)
-
-    def __len__(self) -> int:
-        return len(self.part_offsets) - 1
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.coords, self.ring_offsets, self.polygon_offsets, self.part_offsets))
-
-    def measures(self) -> dict[str, np.ndarray]:
-        """Per zone: bounding box, planar (Mercator) area and area centroid, vectorised.
-
-        Shoelace sums per ring on coordinates relative to each ring's first
-        vertex (large Mercator values would otherwise cancel badly), holes
-        subtracted by taking each polygon's first ring as its shell.
-        """
-        xy = self.coords
-        ring_start = self.ring_offsets[:-1]
-        x0, y0, x1, y1, cross = _shoelace(xy, self.ring_offsets)
-        cx = (x0 + x1) * cross
-        cy = (y0 + y1) * cross
-
-        def ring_sum(values: np.ndarray) -> np.ndarray:
-            return np.add.reduceat(np.append(values, 0.0), ring_start)
-
-        ring_a, ring_cx, ring_cy = ring_sum(cross) / 2.0, ring_sum(cx) / 6.0, ring_sum(cy) / 6.0
-        # Shells count positive and holes negative, whatever their winding.
-        shell = np.zeros(len(ring_start), dtype=bool)
-        shell[self.polygon_offsets[:-1]] = True
-        sign = np.where(shell, 1.0, -1.0) * np.sign(ring_a)
-        area = np.abs(ring_a) * np.where(shell, 1.0, -1.0)
-        mx = sign * ring_cx + np.abs(ring_a) * np.where(shell, 1.0, -1.0) * xy[ring_start, 0]
-        my = sign * ring_cy + np.abs(ring_a) * np.where(shell, 1.0, -1.0) * xy[ring_start, 1]
-        zone_ring_start = self.polygon_offsets[self.part_offsets[:-1]]
-        zone_area = np.add.reduceat(area, zone_ring_start)
-        zone_point_start = self.ring_offsets[zone_ring_start]
-        bounds = [reducer.reduceat(xy[:, axis], zone_point_start) for reducer in (np.minimum, np.maximum) for axis in (0, 1)]
-        safe = np.where(zone_area > 0, zone_area, 1.0)
-        cx_zone = np.where(zone_area > 0, np.add.reduceat(mx, zone_ring_start) / safe, (bounds[0] + bounds[2]) / 2)
-        cy_zone = np.where(zone_area > 0, np.add.reduceat(my, zone_ring_start) / safe, (bounds[1] + bounds[3]) / 2)
-        return {"x": cx_zone, "y": cy_zone, "xmin": bounds[0], "ymin": bounds[1], "xmax": bounds[2], "ymax": bounds[3], "mercator_area": zone_area}
-
-    def _take_buffers(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Gather the zones ``rows`` into new contiguous buffers (vectorised)."""
-
-        def gather(offsets: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            lengths = stops - starts
-            new_offsets = np.zeros(len(starts) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=new_offsets[1:])
-            index = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
-            return new_offsets, index
-
-        rows = np.asarray(rows, dtype=np.int64)
-        part_offsets, polygons = gather(self.part_offsets, self.part_offsets[rows], self.part_offsets[rows + 1])
-        polygon_offsets, rings = gather(self.polygon_offsets, self.polygon_offsets[polygons], self.polygon_offsets[polygons + 1])
-        ring_offsets, points = gather(self.ring_offsets, self.ring_offsets[rings], self.ring_offsets[rings + 1])
-        return self.coords[points], ring_offsets, polygon_offsets, part_offsets
-
-    def edges(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every ring edge of the zones ``rows``: start points, end points, and which of ``rows`` it belongs to."""
-        coords, ring_offsets, polygon_offsets, part_offsets = self._take_buffers(rows)
-        ring_of_point = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
-        same_ring = ring_of_point[1:] == ring_of_point[:-1]  # not the jump from one ring to the next
-        zone_of_ring = np.repeat(np.repeat(np.arange(len(rows)), np.diff(part_offsets)), np.diff(polygon_offsets))
-        return coords[:-1][same_ring], coords[1:][same_ring], zone_of_ring[ring_of_point[1:][same_ring]]
-
-    def shapely(self, rows: np.ndarray, lonlat: bool = False) -> np.ndarray:
-        """The zones ``rows`` as shapely geometries (Mercator, or lon/lat when asked)."""
-        coords, ring_offsets, polygon_offsets, part_offsets = self._take_buffers(rows)
-        if lonlat:
-            coords = np.column_stack(to_lonlat(coords[:, 0], coords[:, 1]))
-        return shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, coords, (ring_offsets, polygon_offsets, part_offsets))
+def layer_budget_bytes() -> int:
+    return budget_bytes(LAYER_SHARE)
 
 
 @dataclass(frozen=True, eq=False)
 class ZoneLayer:
-    """Zones ready to draw: one row per zone, sorted by size, geometry shared.
+    """Zones ready to draw: compact rows sorted by Mercator area, optionally a selection of them.
 
-    ``zones`` holds per-zone attributes and measures (Web Mercator ``x``/``y``
-    area centroid, bounding box, ``size`` = larger bbox side in metres,
-    ``area_ha``, ``classification`` as a categorical of :data:`CATEGORIES`,
-    ``year``, ``country``, ``region``, ``source``, ``verified``,
-    ``confidence``, ``geom_row`` into ``geometry``). Treat it as read-only:
-    it is shared by every session of the process.
+    ``base`` holds, per zone: ``x``/``y`` (Web Mercator area centroid, float32), ``size``
+    (larger side of the bounding box, m), ``mercator_area`` (m²), ``area_ha``, ``classification`` (categorical of :data:`CATEGORIES`),
+    ``year``, ``country``/``region``/``source`` (categoricals), ``verified``,
+    ``confidence`` (hundredths, :data:`NO_CONFIDENCE` when none) and ``id``. Treat it as
+    read-only: every session of the process shares it. ``rows`` (sorted positions into
+    ``base``) is the selection, ``None`` for all rows.
     """
 
     source: str
     data_version: int
     where: ZoneFilter
-    zones: pd.DataFrame
-    geometry: ZoneGeometry
-    refined: tuple[ZoneFilter, ...] = ()  # filters applied in memory by :meth:`select`
+    base: pd.DataFrame
+    geometry: GeometrySource | None = None
+    rows: np.ndarray | None = None
+    refined: tuple[ZoneFilter, ...] = ()
+    extents: pd.DataFrame | None = None  #: exact Web Mercator extent of each country's zones (index: country), from the build
 
     def __len__(self) -> int:
-        return len(self.zones)
+        return len(self.base) if self.rows is None else len(self.rows)
 
     @property
     def key(self) -> str:
-        """Identity for caches: store, data version and filter."""
-        return "&".join([f"{self.source}@{self.data_version}", self.where.key(), *(f.key() for f in self.refined)])
+        """Identity for caches: store, data version and the zones' filter.
 
-    @property
-    def sizes(self) -> np.ndarray:
-        return self.zones["size"].to_numpy()
-
-    @cached_property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """Web Mercator bounds of all zones (xmin, ymin, xmax, ymax); the world when empty (computed once: layers are read-only)."""
-        if not len(self):
-            return WORLD
-        z = self.zones
-        return float(z["xmin"].min()), float(z["ymin"].min()), float(z["xmax"].max()), float(z["ymax"].max())
+        The same zones give the same key however the layer was made (a report's layer of
+        Brazil, or the dashboard's whole layer with Brazil selected), so their map aggregates
+        are one cache entry.
+        """
+        combined: ZoneFilter | None = self.where
+        for refined in self.refined:
+            combined = combined.narrowed(refined) if combined is not None else None
+        filters = [combined] if combined is not None else [self.where, *self.refined]
+        return "&".join([f"{self.source}@{self.data_version}", *(f.key() for f in filters)])
 
     @property
     def nbytes(self) -> int:
-        return int(self.zones.memory_usage(deep=False).sum()) + self.geometry.nbytes
+        """Memory of this layer's own arrays (a selection: its index only)."""
+        if self.rows is not None:
+            return int(self.rows.nbytes)
+        return int(self.base.memory_usage(deep=False).sum())
+
+    # -- reading rows ----------------------------------------------------------------------------
+    def column(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Values of one column for the selected rows ``start:stop`` (a view when nothing is selected)."""
+        values = self.base[name].to_numpy() if name not in ("classification", "country", "region", "source") else self.base[name].cat.codes.to_numpy()
+        if self.rows is None:
+            return values[start:stop]
+        return values[self.rows[start:stop]]
+
+    def frame(self, columns: Sequence[str] | None = None, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """The selected rows ``start:stop`` as a frame (categoricals kept)."""
+        base = self.base if columns is None else self.base[list(columns)]
+        if self.rows is None:
+            return base.iloc[start:stop]
+        return base.take(self.rows[start:stop])
+
+    def chunks(self, columns: Sequence[str], start: int = 0, stop: int | None = None, size: int | None = None) -> Iterator[pd.DataFrame]:
+        """The selected rows ``start:stop`` a bounded number at a time: scratch memory does not grow with the data."""
+        stop = len(self) if stop is None else stop
+        size = size or CHUNK_ROWS
+        for first in range(start, stop, size):
+            yield self.frame(columns, first, min(first + size, stop))
+
+    @property
+    def zones(self) -> pd.DataFrame:
+        """All selected rows as one frame: a copy for a selection, for small layers and tests."""
+        return self.frame()
+
+    def split(self, mercator_area: float) -> int:
+        """How many selected rows (a prefix) have a Mercator area below ``mercator_area``."""
+        base_split = int(np.searchsorted(self.base["mercator_area"].to_numpy(), mercator_area, side="left"))
+        return base_split if self.rows is None else int(np.searchsorted(self.rows, base_split, side="left"))
+
+    # -- extents -------------------------------------------------------------------------------
+    @cached_property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Web Mercator bounds of the selected zones (xmin, ymin, xmax, ymax); the world when empty.
+
+        Exact for a whole layer (measured from the polygons when it was built); for a selection,
+        the union of each zone's centroid ± size, which holds the zones with a small margin.
+        """
+        if not len(self):
+            return WORLD
+        if self.rows is None and self.extents is not None and len(self.extents):
+            e = self.extents
+            return float(e["xmin"].min()), float(e["ymin"].min()), float(e["xmax"].max()), float(e["ymax"].max())
+        box = [np.inf, np.inf, -np.inf, -np.inf]
+        for chunk in self.chunks(["x", "y", "size"]):
+            x, y, half = chunk["x"].to_numpy(np.float64), chunk["y"].to_numpy(np.float64), chunk["size"].to_numpy(np.float64)
+            box = [min(box[0], float((x - half).min())), min(box[1], float((y - half).min())),
+                   max(box[2], float((x + half).max())), max(box[3], float((y + half).max()))]
+        return tuple(box)  # type: ignore[return-value]
 
     @cached_property
     def country_bounds(self) -> pd.DataFrame:
-        """Web Mercator bounds of each country's zones (index: country), computed once per layer."""
-        z = self.zones
-        return z.groupby("country", observed=True).agg(xmin=("xmin", "min"), ymin=("ymin", "min"), xmax=("xmax", "max"), ymax=("ymax", "max"))
+        """Web Mercator bounds of each country's zones (index: country), computed once per layer (exact for a whole layer)."""
+        if self.rows is None and self.extents is not None:
+            return self.extents
+        codes = self.column("country").astype(np.int64)
+        categories = self.base["country"].cat.categories
+        n = len(categories)
+        low_x, low_y = np.full(n, np.inf), np.full(n, np.inf)
+        high_x, high_y = np.full(n, -np.inf), np.full(n, -np.inf)
+        x, y, half = (self.column(c).astype(np.float64) for c in ("x", "y", "size"))
+        valid = codes >= 0
+        np.minimum.at(low_x, codes[valid], (x - half)[valid])
+        np.minimum.at(low_y, codes[valid], (y - half)[valid])
+        np.maximum.at(high_x, codes[valid], (x + half)[valid])
+        np.maximum.at(high_y, codes[valid], (y + half)[valid])
+        present = np.isfinite(low_x)
+        return pd.DataFrame({"xmin": low_x[present], "ymin": low_y[present], "xmax": high_x[present], "ymax": high_y[present]},
+                            index=pd.Index(categories[present], name="country"))
 
     def bounds_of(self, countries: Sequence[str]) -> tuple[float, float, float, float]:
         """Web Mercator bounds of the zones of ``countries`` (all zones when none), without selecting them."""
@@ -274,93 +189,199 @@ class ZoneLayer:
             return WORLD
         return float(rows["xmin"].min()), float(rows["ymin"].min()), float(rows["xmax"].max()), float(rows["ymax"].max())
 
+    def in_box(self, box: tuple[float, float, float, float], start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Which selected rows ``start:stop`` may touch a Web Mercator box (centroid ± size holds the zone's extent)."""
+        xmin, ymin, xmax, ymax = box
+        x, y, half = (self.column(c, start, stop) for c in ("x", "y", "size"))
+        return (x + half >= xmin) & (y + half >= ymin) & (x - half <= xmax) & (y - half <= ymax)
+
+    # -- selecting -----------------------------------------------------------------------------
     def select(self, where: ZoneFilter) -> "ZoneLayer":
         """The zones of this layer that ``where`` also selects, filtered in memory (no store query).
 
-        Same semantics as the stores' SQL (a missing confidence never passes a
-        minimum; the bbox test is an intersection of bounding boxes). An empty
-        filter returns this layer itself: nothing is copied.
+        Same semantics as the stores' SQL (a missing confidence never passes a minimum); a
+        bbox or an area is asked of the store (its spatial index decides, exactly as its SQL does). An
+        empty filter returns this layer itself. The result is an index into the shared rows:
+        4 bytes a zone.
         """
         if where == ZoneFilter():
             return self
-        z = self.zones
-        mask = np.ones(len(z), dtype=bool)
+        in_bbox = None
+        if where.bbox is not None or where.area is not None:
+            if self.geometry is None:
+                raise ValueError("a layer without a store cannot select by bounding box or area")
+            spatial = ZoneFilter(bbox=where.bbox, area=where.area)  # the store's index and exact test decide
+            in_bbox = np.sort(self.geometry.store.zones_arrow(spatial, columns=["id"]).column("id").to_numpy())
+        keep: list[np.ndarray] = []
+        for first in range(0, len(self), CHUNK_ROWS):
+            stop = min(first + CHUNK_ROWS, len(self))
+            mask = self._mask(where, first, stop)
+            if in_bbox is not None:
+                ids = self.column("id", first, stop)
+                found = np.minimum(np.searchsorted(in_bbox, ids), max(len(in_bbox) - 1, 0))
+                mask &= (in_bbox[found] == ids) if len(in_bbox) else False
+            positions = np.flatnonzero(mask).astype(np.int64) + first
+            keep.append(positions if self.rows is None else self.rows[positions])
+        rows = np.concatenate(keep).astype(np.int32) if keep else np.zeros(0, dtype=np.int32)
+        return ZoneLayer(self.source, self.data_version, self.where, self.base, self.geometry, rows, (*self.refined, where))
+
+    def _mask(self, where: ZoneFilter, start: int, stop: int) -> np.ndarray:
+        mask = np.ones(stop - start, dtype=bool)
         if where.countries:
-            mask &= _in_categories(z["country"], where.countries)
-        if where.year_from is not None:
-            mask &= z["year"].to_numpy() >= where.year_from
-        if where.year_to is not None:
-            mask &= z["year"].to_numpy() <= where.year_to
+            mask &= _in_categories(self.base["country"], self.column("country", start, stop), where.countries)
+        if where.year_from is not None or where.year_to is not None:
+            year = self.column("year", start, stop)
+            if where.year_from is not None:
+                mask &= year >= where.year_from
+            if where.year_to is not None:
+                mask &= year <= where.year_to
         if where.classifications:
-            mask &= _in_categories(z["classification"], [c.value for c in where.classifications])
+            wanted = [CATEGORIES.index(c.value) for c in where.classifications]
+            mask &= np.isin(self.column("classification", start, stop), wanted)
         if where.sources:
-            mask &= _in_categories(z["source"], where.sources)
+            mask &= _in_categories(self.base["source"], self.column("source", start, stop), where.sources)
         if where.verified_only:
-            mask &= z["verified"].to_numpy()
+            mask &= self.column("verified", start, stop)
         if where.min_confidence is not None:
-            mask &= np.nan_to_num(z["confidence"].to_numpy(), nan=-1.0) >= where.min_confidence
-        if where.bbox is not None:
-            mask &= self.in_box(mercator_box(where.bbox))
-        refined = (*self.refined, where)
-        return ZoneLayer(self.source, self.data_version, self.where, z[mask].reset_index(drop=True), self.geometry, refined)
-
-    def in_box(self, box: tuple[float, float, float, float]) -> np.ndarray:
-        """Which zones' bounding boxes intersect a Web Mercator box."""
-        z = self.zones
-        xmin, ymin, xmax, ymax = box
-        return (z["xmax"].to_numpy() >= xmin) & (z["ymax"].to_numpy() >= ymin) & (z["xmin"].to_numpy() <= xmax) & (z["ymin"].to_numpy() <= ymax)
+            confidence = self.column("confidence", start, stop)
+            mask &= (confidence != NO_CONFIDENCE) & (confidence >= _hundredths_at_least(where.min_confidence))
+        return mask
 
 
-def _in_categories(column: pd.Series, values: Sequence[str]) -> np.ndarray:
-    """Which rows of a categorical column hold one of ``values``: a lookup by code, ~10× faster than ``isin``."""
+def _hundredths_at_least(value: float) -> int:
+    """The smallest stored confidence (in hundredths) that is ≥ ``value``."""
+    return int(np.ceil(round(float(value) * 100, 9)))
+
+
+def _in_categories(column: pd.Series, codes: np.ndarray, values: Sequence[str]) -> np.ndarray:
+    """Which of ``codes`` (of a categorical column) are one of ``values``: a lookup by code."""
     categories = column.cat.categories
     wanted = np.zeros(len(categories) + 1, dtype=bool)  # the last slot answers for code -1 (missing)
     found = categories.get_indexer(list(values))
     wanted[found[found >= 0]] = True
-    return wanted[column.cat.codes.to_numpy()]
+    return wanted[codes]
 
 
-def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version: int | None = None) -> ZoneLayer:
-    """Read and prepare the zones ``where`` selects (use :func:`zone_layer` for the shared copy)."""
+# -- building ----------------------------------------------------------------------------------
+
+
+def check_layer_budget(store: ZoneStore, where: ZoneFilter = ZoneFilter(), budget_bytes: int | None = None) -> int:
+    """The number of zones a layer of ``where`` holds; :class:`LayerTooLarge` (one line) if they would not fit the budget."""
+    budget = layer_budget_bytes() if budget_bytes is None else budget_bytes
+    expected = store.count(where)
+    if expected * ROW_BYTES > budget:
+        raise LayerTooLarge(
+            f"{redact(store.url)}: {expected:,} zones need {expected * ROW_BYTES / 2**20:,.0f} MB for the map layer, over its "
+            f"budget of {budget / 2**20:,.0f} MB (half of FORESTGUARD_MEMORY_MB={settings().memory_mb}): raise the budget, "
+            "serve a filtered store, or draw maps with --dask"
+        )
+    return expected
+
+
+def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version: int | None = None,
+                budget_bytes: int | None = None) -> ZoneLayer:
+    """Read the zones ``where`` selects, batch by batch, into compact rows (use :func:`zone_layer` for the shared copy).
+
+    The columns are allocated once for the zones counted and filled in place; each batch's
+    geometry is measured and let go with the batch, so the peak is the layer plus one batch.
+    A store whose rows would not fit ``budget_bytes`` (default: half of
+    FORESTGUARD_MEMORY_MB) is refused up front with a one-line reason.
+    """
     version = store.data_version() if data_version is None else data_version
-    table = store.zones_arrow(where, columns=_COLUMNS)
-    geometry = ZoneGeometry.from_wkb(table.column("geometry"))
-    measures = geometry.measures()
-    stored = table.column("classification").to_pandas()
-    classification = np.full(len(table), "none", dtype=object)
-    for cls in Classification:
-        classification[(stored == cls.stored).to_numpy()] = cls.value
-    zones = pd.DataFrame(
-        {
-            **measures,
+    expected = check_layer_budget(store, where, budget_bytes)
+    columns = _Columns(expected)
+    # The store reads (and DuckDB or the network work) in a thread while the previous batch is measured.
+    for batch in read_ahead(store.zone_batches(where, columns=_READ_COLUMNS, batch_rows=BUILD_BATCH_ROWS)):
+        columns.add(batch)
+    base, extents = columns.finish()
+    release_unused()  # the batches' buffers: freed, but kept by the allocators until handed back
+    return ZoneLayer(redact(store.url), version, where, base, GeometrySource(store), extents=extents)
+
+
+_DTYPES = {"x": np.float32, "y": np.float32, "size": np.float32, "mercator_area": np.float32, "area_ha": np.float64,
+           "classification": np.int8, "year": np.int16, "country": np.int32, "region": np.int32, "source": np.int32,
+           "verified": np.bool_, "confidence": np.uint8, "id": np.int32}
+_TEXT = ("country", "region", "source")
+
+
+class _Columns:
+    """The layer's columns, allocated for the zones expected and filled a batch at a time."""
+
+    def __init__(self, expected: int) -> None:
+        self.arrays = {name: np.empty(expected, dtype=dtype) for name, dtype in _DTYPES.items()}
+        self.codes: dict[str, dict[str, int]] = {name: {} for name in _TEXT}
+        self.filled = 0
+        self.extents: list[pd.DataFrame] = []
+
+    def add(self, table: pa.Table) -> None:
+        n = len(table)
+        if self.filled + n > len(self.arrays["x"]):  # zones added since they were counted
+            grown = max(self.filled + n, int(len(self.arrays["x"]) * 1.25))
+            self.arrays = {k: np.resize(a, grown) for k, a in self.arrays.items()}
+        measures = ZoneGeometry.from_wkb(table.column("geometry")).measures()
+        confidence = pc.cast(table.column("confidence"), pa.float64()).to_numpy(zero_copy_only=False)
+        classification = np.full(n, CATEGORIES.index("none"), dtype=np.int8)
+        for cls in Classification:
+            classification[pc.fill_null(pc.equal(table.column("classification"), cls.stored), False).to_numpy(zero_copy_only=False)] = CATEGORIES.index(cls.value)
+        values = {
+            "x": measures["x"],
+            "y": measures["y"],
             "size": np.maximum(measures["xmax"] - measures["xmin"], measures["ymax"] - measures["ymin"]),
-            "area_ha": pc.cast(table.column("area_ha"), pa.float64()).to_numpy(),
-            "zones": np.ones(len(table), dtype=np.float64),
-            "classification": pd.Categorical(classification, categories=CATEGORIES),
-            "year": table.column("year").to_numpy().astype(np.int16),
-            "country": _categorical(table.column("country")),
-            "region": _categorical(table.column("region")),
-            "source": _categorical(table.column("source")),
-            "verified": table.column("verified").fill_null(False).to_numpy(zero_copy_only=False).astype(bool),
-            "confidence": pc.cast(table.column("confidence"), pa.float64()).to_numpy(zero_copy_only=False),
-            "id": table.column("id").to_numpy().astype(np.int64),
-            "geom_row": np.arange(len(table), dtype=np.int64),
+            "mercator_area": measures["mercator_area"],
+            "area_ha": pc.cast(table.column("area_ha"), pa.float64()).to_numpy(zero_copy_only=False),
+            "classification": classification,
+            "year": table.column("year").to_numpy(),
+            "verified": table.column("verified").fill_null(False).to_numpy(zero_copy_only=False),
+            "confidence": np.where(np.isnan(confidence), NO_CONFIDENCE, np.rint(confidence * 100)),
+            "id": table.column("id").to_numpy(),
+            **{name: self._codes(name, table.column(name)) for name in _TEXT},
         }
-    )
-    order = np.argsort(zones["size"].to_numpy(), kind="stable")
-    zones = zones.take(order).reset_index(drop=True)
-    return ZoneLayer(redact(store.url), version, where, zones, geometry)
+        span = slice(self.filled, self.filled + n)
+        for name, array in values.items():
+            self.arrays[name][span] = array
+        self.filled += n
+        self.extents.append(pd.DataFrame({k: measures[k] for k in ("xmin", "ymin", "xmax", "ymax")},
+                                         index=pd.Index(table.column("country").to_pandas(), name="country"))
+                            .groupby(level=0).agg({"xmin": "min", "ymin": "min", "xmax": "max", "ymax": "max"}))
 
+    def _codes(self, name: str, column: pa.ChunkedArray) -> np.ndarray:
+        """Codes into this column's growing dictionary (-1: missing), via the batch's own small dictionary."""
+        encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+        known = self.codes[name]
+        mapping = np.array([known.setdefault(v, len(known)) for v in encoded.dictionary.to_pylist()] + [-1], dtype=np.int32)
+        return mapping[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
 
-def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
-    return pd.Categorical(column.dictionary_encode().to_pandas() if column.null_count < len(column) else column.to_pandas())
+    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Rows sorted by Mercator area (one column reordered at a time), text columns as categoricals in sorted order."""
+        n = self.filled
+        arrays = {k: a[:n] for k, a in self.arrays.items()}
+        order = np.argsort(arrays["mercator_area"], kind="stable")
+        frame: dict[str, object] = {}
+        for name, array in arrays.items():
+            ordered = array[order]
+            if name in _TEXT:
+                names = np.array(list(self.codes[name]), dtype=object)
+                rank = np.argsort(names, kind="stable")  # codes in sorted-category order, as pandas shows them
+                position = np.empty(len(names) + 1, dtype=np.int32)
+                position[rank] = np.arange(len(names), dtype=np.int32)
+                position[-1] = -1
+                frame[name] = pd.Categorical.from_codes(position[ordered], categories=pd.Index(names[rank], dtype=object), validate=False)
+            elif name == "classification":
+                frame[name] = pd.Categorical.from_codes(ordered, categories=CATEGORIES, validate=False)
+            else:
+                frame[name] = ordered
+            arrays[name] = None  # type: ignore[assignment] - let go of the unsorted column now
+            self.arrays[name] = None  # type: ignore[assignment]
+        extents = (pd.concat(self.extents).groupby(level=0).agg({"xmin": "min", "ymin": "min", "xmax": "max", "ymax": "max"})
+                   if self.extents else pd.DataFrame(columns=["xmin", "ymin", "xmax", "ymax"]))
+        return pd.DataFrame(frame, copy=False), extents
 
 
 class _LayerCache:
     """One layer per (store, filter) and process, rebuilt when the data version moves on.
 
-    Concurrent sessions asking for the same layer wait for one build instead
-    of each reading the store (per-key lock).
+    Concurrent sessions asking for the same layer wait for one build instead of each
+    reading the store (per-key lock).
     """
 
     def __init__(self) -> None:
@@ -379,8 +400,9 @@ class _LayerCache:
         with lock:
             layer = self._layers.get(key)
             if layer is None or layer.data_version != version:
+                self._layers.pop(key, None)  # the old rows go before the new ones are read: one layer's memory, not two
                 layer = build_layer(store, where, version)
-                self._layers[key] = layer  # replaces the old version: its memory goes with it
+                self._layers[key] = layer
             return layer
 
     def clear(self) -> None:

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class ServeOptions:
     index: str | None = None
     apps: list[str] = field(default_factory=list)
     download_limit: int = runtime.DEFAULT_DOWNLOAD_LIMIT
+    metrics_from: tuple[str, ...] = runtime.METRICS_FROM
 
 
 def dashboard_app() -> None:
@@ -97,25 +99,38 @@ def _check_store(url: str, explicit: bool) -> None:
         log.warning("store %s not reachable yet (%s: %s); /readyz reports 503 until it is", redact(url), type(exc).__name__, exc)
 
 
-def warm_up() -> None:
-    """Load the shared zone layer and compile the rendering kernels before the first visitor (and before forking)."""
-    from ..render import aggregate, shade, view_ranges, zone_layer
+def _check_budget() -> None:
+    """A store whose map layer would not fit the memory budget is refused now, in one line, not killed later."""
+    from ..render.layer import check_layer_budget
 
-    layer = zone_layer(runtime.shared_store())
-    x_range, y_range = view_ranges(layer, None, 400, 300)
-    shade(aggregate(layer, x_range, y_range, 400, 300))
-    if len(layer):  # a zoomed view compiles the polygon path too
-        z = layer.zones.iloc[len(layer) // 2]
-        span = max(float(z["size"]) * 20, 5_000.0)
-        aggregate(layer, (z["x"] - span, z["x"] + span), (z["y"] - span, z["y"] + span), 400, 300)
+    try:
+        store = runtime.shared_store()
+    except UserError:
+        return  # not there (yet): /readyz says so
+    check_layer_budget(store)
+
+
+def warm_up() -> None:
+    """Before the first visitor (and before forking): the shared layer, datashader's kernels, the common views.
+
+    datashader compiles its kernels (numba) on first use in each process: done here once, the
+    full extent, the largest countries' views and their polygons (read from the store once and
+    kept) are ready when sessions arrive.
+    """
+    from ..render import zone_layer
+    from ..render.warm import compile_kernels
+
     started = time.perf_counter()
-    views = warm_statistics(runtime.shared_store(), sorted(map(str, layer.zones["country"].cat.categories)))
+    layer = zone_layer(runtime.shared_store())
+    compile_kernels()
+    views = warm_statistics(runtime.shared_store(), sorted(map(str, layer.base["country"].cat.categories)))
     from ..dashboard import shared
     from ..dashboard.viewer import warm_views
     from . import metrics
 
     # The countries with the most zones, as many as the shared selections keep with room for the visitors' own.
-    largest = [str(c) for c, n in layer.zones["country"].value_counts().items() if n][: shared.SELECTIONS.size // 2]
+    counts = layer.base["country"].value_counts()
+    largest = [str(c) for c, n in counts.items() if n][: shared.SELECTIONS.size // 2]
     selected = warm_views(largest)
     metrics.LAYER_ZONES.set(len(layer))
     log.info("warm: %s zones ready (data version %s, %.0f MB); numbers of %d dashboard views cached, zones of %d countries selected in %.1f s",
@@ -167,14 +182,17 @@ def serve(options: ServeOptions) -> None:
         from . import enable_multiprocess_metrics
 
         enable_multiprocess_metrics()  # before prometheus_client is imported anywhere
-    runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit, num_procs=options.num_procs))
+    runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit,
+                                            metrics_from=options.metrics_from, num_procs=options.num_procs))
     url = runtime.options().resolved_store_url
     _check_store(url, explicit=bool(options.db or settings().database_url))
+    _check_budget()
 
     import panel as pn
     from panel.io.server import get_server
 
     from .access import configure_access_log, log_request
+    from .ogc import ROUTES as OGC_ROUTES
     from .routes import ROUTES
 
     logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -184,6 +202,9 @@ def serve(options: ServeOptions) -> None:
         os.register_at_fork(after_in_child=_init_sentry)  # Sentry's sender thread does not survive a fork
     if options.warm:
         warm_up()
+    from ..dashboard import notice_page
+
+    notice_page()  # its first build imports the Markdown renderer: at start-up, not on the loop in an outage
     # What start-up made (modules, the shared layer, warmed caches) lives as long as the process:
     # out of the collector's sight, a full collection only walks what sessions made since.
     gc.collect()
@@ -192,12 +213,22 @@ def serve(options: ServeOptions) -> None:
     if options.num_threads:
         pn.config.nthreads = options.num_threads
 
-    apps: dict[str, Any] = {"/": dashboard_app}
+    from .sessions import dashboard_application
+
+    server_id = uuid.uuid4().hex
+    apps: dict[str, Any] = {"/": dashboard_application(dashboard_app, title=TITLE, server_id=server_id)}
     for path in options.apps:
         apps["/" + Path(path).stem] = path
     kwargs: dict[str, Any] = {}
     if options.index:
         kwargs["index"] = options.index
+    basic_auth = options.basic_auth
+    if basic_auth:  # Panel's provider with a throttled, exact login page (see .login)
+        from .login import ThrottledBasicAuthProvider, load_credentials
+
+        kwargs["auth_provider"] = ThrottledBasicAuthProvider(load_credentials(basic_auth))
+        basic_auth = None
+    from . import frontdoor
     server = get_server(
         apps,
         port=options.port,
@@ -207,7 +238,7 @@ def serve(options: ServeOptions) -> None:
         start=False,
         title=TITLE,
         location=True,
-        basic_auth=options.basic_auth,
+        basic_auth=basic_auth,
         oauth_provider=options.oauth_provider,
         oauth_key=options.oauth_key,
         oauth_secret=options.oauth_secret,
@@ -215,14 +246,17 @@ def serve(options: ServeOptions) -> None:
         oauth_encryption_key=options.oauth_encryption_key,
         cookie_secret=options.cookie_secret,
         num_procs=options.num_procs,
-        extra_patterns=list(ROUTES),
+        extra_patterns=[*ROUTES, *OGC_ROUTES],
+        server_id=server_id,
+        http_server_kwargs={"max_header_size": frontdoor.READ_LIMIT},
         warm=options.warm and options.num_procs == 1,
         **kwargs,
     )
     server._tornado.settings["log_function"] = log_request  # every request: JSON line + metrics
+    frontdoor.install(server._http)  # 414/431 instead of dropped connections; a static notice while the store is down
     host = options.address or "localhost"
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats)", file=sys.stderr, flush=True)
+    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats /ogc)", file=sys.stderr, flush=True)
 
     def stop(*_: Any) -> None:
         server.io_loop.add_callback_from_signal(server.io_loop.stop)

@@ -15,7 +15,7 @@ from ..config import settings
 from ..errors import UserError
 from .base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore
 
-__all__ = ["open", "engine_of", "loads_while_validating", "ZoneStore", "ZoneFilter", "AGGREGATE_COLUMNS"]
+__all__ = ["open", "engine_of", "new_embedded_store", "remove_embedded_store", "ZoneStore", "ZoneFilter", "AGGREGATE_COLUMNS"]
 
 
 def engine_of(url: str) -> str:
@@ -36,14 +36,22 @@ def engine_of(url: str) -> str:
     )
 
 
-def loads_while_validating(url: str) -> bool:
-    """Whether ingest may start the load before every record is checked.
+def new_embedded_store(url: str) -> bool:
+    """Whether ``url`` names an embedded store file that does not exist yet (a load would create it)."""
+    return engine_of(url) == "duckdb" and not _duckdb_path(url).exists()
 
-    Only a server can do its share (parsing, storing) while we validate, and only a
-    transaction it rolls back makes that safe; an embedded file would be created or
-    locked by a load that ends up refused.
-    """
-    return engine_of(url) == "postgis"
+
+def remove_embedded_store(url: str) -> None:
+    """Remove an embedded store file (and its write-ahead log), e.g. one a refused load created."""
+    path = _duckdb_path(url)
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _duckdb_path(url: str) -> Path:
+    from .duckdb import store_path
+
+    return store_path(url)
 
 
 def _open_duckdb(url: str, create: bool, read_only: bool):

@@ -32,33 +32,61 @@ from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
+from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
+from .duckdb_areas import AREAS_DDL
+
+
+#: Files this process has hashed and found as their manifest says: (path, size, mtime, inode) → sha256.
+_verified: dict[tuple[str, int, int, int], str] = {}
+_verified_lock = threading.Lock()
+
+
+def check_local_file(manifest: snapshots.Manifest, where: str, entry: snapshots.SnapshotFile, path: Path) -> None:
+    """Raise :class:`SnapshotCorrupt` unless ``path`` is the manifest's file; hashed once per process and file.
+
+    A file changed since it was hashed (size, modification time or inode differ) is hashed again.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {where} is incomplete: {entry.path} is missing") from None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    with _verified_lock:
+        if _verified.get(key) == entry.sha256:
+            return
+    problem = snapshots.mismatch(entry, *storage.sha256_file(path)) if stat.st_size == entry.size else snapshots.mismatch(entry, "", stat.st_size)
+    if problem:
+        raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {where} is corrupt: {problem}")
+    with _verified_lock:
+        _verified[key] = entry.sha256
 
 
 def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
-    """A local folder holding the snapshot's files, ready for DuckDB.
+    """A local folder holding the snapshot's files, ready for DuckDB, every file checked against the manifest.
 
-    Local snapshots are used in place after a size check (``snapshot verify``
-    re-hashes on demand). S3 snapshots are copied once into
-    ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and every file's sha256 is
-    checked on each open: a corrupt object is an error, a damaged cached copy
-    is fetched again.
+    Nothing is read before its bytes match: a flipped bit in a Parquet page could otherwise
+    give wrong totals without an error, or DuckDB's internal errors (ZSTD, Thrift).
+    Local snapshots are used in place, each file hashed once per process (again if it
+    changes on disk; ``bench/bench_snapshot_integrity.py`` has the cost, and why not Parquet
+    page checksums). S3 snapshots are copied once into
+    ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and checked the same way: a corrupt
+    object is an error, a damaged cached copy is fetched again.
     """
     if isinstance(folder, storage.LocalFolder):
-        for entry in manifest.files:
-            path = folder.path / entry.path
-            if not path.is_file():
-                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is incomplete: {entry.path} is missing")
-            if path.stat().st_size != entry.size:
-                problem = snapshots.mismatch(entry, "", path.stat().st_size)
-                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is corrupt: {problem}")
+        for entry in manifest.all_files:
+            check_local_file(manifest, folder.url, entry, folder.path / entry.path)
         return folder.path
     cache = settings().data_dir / "cache" / "snapshots" / manifest.id
     cache.mkdir(parents=True, exist_ok=True)
-    for entry in manifest.files:
+    for entry in manifest.all_files:
         path = cache / entry.path
-        if path.is_file() and not snapshots.mismatch(entry, *storage.sha256_file(path)):
-            continue
+        if path.is_file():
+            try:
+                check_local_file(manifest, str(cache), entry, path)
+                continue
+            except snapshots.SnapshotCorrupt:
+                pass  # a damaged cached copy: fetched again
         partial = cache / f".{entry.path}.{uuid.uuid4().hex}.part"
         try:
             folder.get_file(entry.path, partial)
@@ -85,6 +113,8 @@ class SnapshotStore(DuckDBStore):
     #: Box test on the GeoParquet covering column: answered from row-group statistics and plain
     #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
     bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
+    #: An area's candidates: the same covering-column test (a superset the exact test then narrows).
+    area_candidates_sql = area_scan_sql = bbox_sql
 
     def __init__(self, url: str) -> None:
         ZoneStore.__init__(self, url)
@@ -95,14 +125,39 @@ class SnapshotStore(DuckDBStore):
         files = ", ".join(_sql_string(str(self.path / f.path)) for f in self.manifest.files)
         # A view, not a copy: each query scans only the columns and row groups it needs.
         self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        # The saved areas it carries (small: copied into memory), and no watches or alerts: those are the live store's.
+        self._con.execute(AREAS_DDL)
+        if self.manifest.areas is not None:
+            self._con.execute(
+                "INSERT INTO forestguard_areas SELECT name, ST_GeomFromWKB(geometry), sha256, source_file, added_at::TIMESTAMP "
+                f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
+            )
+
+        self._summary_ok = False
+
+    def _summary_ready(self) -> bool:
+        """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""
+        if not self._summary_ok:
+            with self._lock:
+                if not self._summary_ok:
+                    for table in SUMMARIES:
+                        self._con.execute(f"CREATE TABLE {table} AS {summary_rows_sql(TABLE, table)}")
+                    self._summary_ok = True
+        return True
+
+    def _load_spatial(self) -> None:
+        """Nothing to load: the covering column answers boxes without the extension."""
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)
 
+    def role(self) -> str:
+        return "snapshot"
+
     def data_version(self) -> int:
         return self.manifest.data_version
 
-    def insert(self, zones) -> int:
+    def insert(self, zones, *, files=(), again=False) -> int:
         raise ReadOnlyStore(
             f"snapshot {self.manifest.id} is read-only: ingest into the store it came from, then take a new snapshot"
         )

@@ -47,7 +47,7 @@ def _held_computation() -> tuple[CallCounter, threading.Event]:
 
 def test_concurrent_misses_in_one_process_compute_once(any_cache):
     compute, release = _held_computation()
-    key = f"{any_cache.keys.prefix}:stats:stampede"
+    key = f"{any_cache.keys.prefix}:stats:{{stampede}}"
     answers = _stampede([any_cache], key, compute, release)
 
     assert compute.calls == 1
@@ -63,12 +63,12 @@ def test_concurrent_misses_across_processes_compute_once(redis_server, cache_pre
 
     caches = [RedisCache(redis_server.url, KeySpace(cache_prefix)) for _ in range(REQUESTS)]
     compute, release = _held_computation()
-    answers = _stampede(caches, f"{cache_prefix}:stats:stampede", compute, release)
+    answers = _stampede(caches, f"{cache_prefix}:stats:{{stampede}}", compute, release)
 
     assert compute.calls == 1
     assert answers == [{"zones": 42, "rows": [1, 2, 3]}] * REQUESTS
     assert sum(c.counters()["lock_waits"] for c in caches) == REQUESTS - 1
-    assert redis_server.client().exists(caches[0].keys.lock(f"{cache_prefix}:stats:stampede")) == 0, "lock released"
+    assert redis_server.client().exists(caches[0].keys.lock(f"{cache_prefix}:stats:{{stampede}}")) == 0, "lock released"
     for cache in caches:
         cache.close()
 
@@ -79,7 +79,7 @@ def test_a_lock_left_by_a_dead_holder_only_delays(redis_server, cache_prefix):
     from forestguard.cache.redis import RedisCache
 
     cache = RedisCache(redis_server.url, KeySpace(cache_prefix))
-    key = f"{cache_prefix}:stats:orphan"
+    key = f"{cache_prefix}:stats:{{orphan}}"
     redis_server.client().set(cache.keys.lock(key), b"dead-holder", px=300)
     compute = CallCounter(lambda: {"fresh": True})
 
@@ -97,7 +97,7 @@ def test_a_failed_computation_reaches_every_waiter_and_is_not_cached(any_cache):
         raise RuntimeError("store unreachable")
 
     compute = CallCounter(failing)
-    key = f"{any_cache.keys.prefix}:stats:failing"
+    key = f"{any_cache.keys.prefix}:stats:{{failing}}"
     with pytest.raises(RuntimeError, match="store unreachable"):
         _stampede([any_cache], key, compute, release)
     assert compute.calls == 1

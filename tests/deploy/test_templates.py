@@ -29,6 +29,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 ROOT_TEMPLATE = DEPLOY / "root.yaml"
+SECONDARY_TEMPLATE = DEPLOY / "secondary.yaml"
 TEMPLATES = sorted(DEPLOY.rglob("*.yaml"))
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
@@ -183,7 +184,7 @@ class Stack:
                 return value
             if key == "Fn::FindInMap":
                 mapping, first, second = (self.resolve(a) for a in arg)
-                return self.template["Mappings"][mapping][first][second]
+                return self.template["Mappings"][mapping][_text(first)][_text(second)]  # keys are strings
             if key == "Fn::If":
                 name, when_true, when_false = arg
                 return self.resolve(when_true if self.condition(name) else when_false)
@@ -198,6 +199,9 @@ class Stack:
                 if isinstance(items, list) and not any(isinstance(i, dict) for i in items):
                     return separator.join(str(i) for i in items)
                 return {key: [separator, items]}
+            if key == "Fn::Split":
+                separator, text = arg[0], self.resolve(arg[1])
+                return text.split(separator) if isinstance(text, str) else {key: [separator, text]}
             if key == "Fn::Select":
                 index, items = self.resolve(arg[0]), self.resolve(arg[1])
                 if isinstance(items, list):
@@ -250,10 +254,11 @@ class Stack:
 
 
 class Environment:
-    """The root stack for one tier, with its nested stacks built on demand."""
+    """A top-level stack (root.yaml, or secondary.yaml) for one tier, its nested stacks built on demand."""
 
-    def __init__(self, tier: str, **overrides: Any):
-        self.root = Stack(ROOT_TEMPLATE, {"Tier": tier, **ROOT_PARAMETERS, **overrides}, self)
+    def __init__(self, tier: str, template: Path = ROOT_TEMPLATE, parameters: dict | None = None, **overrides: Any):
+        given = ROOT_PARAMETERS if parameters is None else parameters
+        self.root = Stack(template, {"Tier": tier, **given, **overrides}, self)
         self.nested_names = {
             name for name, r in self.root.template["Resources"].items() if r["Type"] == "AWS::CloudFormation::Stack"
         }
@@ -262,7 +267,7 @@ class Environment:
     def stack(self, name: str) -> Stack:
         if name not in self._stacks:
             properties = self.root.template["Resources"][name]["Properties"]
-            path = (ROOT_TEMPLATE.parent / properties["TemplateURL"]).resolve()
+            path = (self.root.path.parent / properties["TemplateURL"]).resolve()
             parameters = self.root.resolve(properties.get("Parameters", {}))
             self._stacks[name] = Stack(path, parameters, self)
         return self._stacks[name]
@@ -290,14 +295,15 @@ def refers_to(value: Any, logical_id: str) -> bool:
 # ------------------------------------------------------------------------ linters
 
 
-def test_every_nested_template_exists_and_every_template_is_linted():
-    root = load_template(ROOT_TEMPLATE)
+@pytest.mark.parametrize("top", [ROOT_TEMPLATE, SECONDARY_TEMPLATE], ids=lambda p: p.name)
+def test_every_nested_template_exists_and_every_template_is_linted(top):
+    root = load_template(top)
     nested = {
-        (ROOT_TEMPLATE.parent / r["Properties"]["TemplateURL"]).resolve()
+        (top.parent / r["Properties"]["TemplateURL"]).resolve()
         for r in root["Resources"].values()
         if r["Type"] == "AWS::CloudFormation::Stack"
     }
-    assert nested, "root.yaml has no nested stacks"
+    assert nested, f"{top.name} has no nested stacks"
     missing = [p for p in nested if not p.is_file()]
     assert not missing, f"nested templates missing: {missing}"
     assert nested <= {p.resolve() for p in TEMPLATES}
@@ -683,7 +689,7 @@ def test_scheduled_pipelines_run_the_report_pipelines_on_fargate():
     (container,) = pipeline.resource("TaskDefinition")["ContainerDefinitions"]
     assert container["Command"] == ["forestguard", "pipeline", "run", "pipelines/yearly_reports.yaml"]
     rules = pipeline.resources("AWS::Events::Rule")
-    assert len(rules) == 2
+    assert len(rules) == 3
     commands = []
     for rule in rules.values():
         assert rule["ScheduleExpression"].startswith(("cron(", "rate("))
@@ -693,6 +699,8 @@ def test_scheduled_pipelines_run_the_report_pipelines_on_fargate():
         assert refers_to(target["RoleArn"], "EventsRole")
         overrides = json.loads(target["Input"])["containerOverrides"] if "Input" in target else []
         commands.append(overrides[0]["command"] if overrides else container["Command"])
+    assert ["forestguard", "alerts", "deliver"] in commands  # alert deliveries retried on a schedule
+    commands = [c for c in commands if c[:2] == ["forestguard", "pipeline"]]
     assert sorted(c[-1] for c in commands) == ["pipelines/annual_overview.yaml", "pipelines/yearly_reports.yaml"]
     for command in commands:
         relative = command[-1]
@@ -875,11 +883,18 @@ def test_every_variable_the_deployment_sets_is_known_and_documented():
     assert [n for n in names if f"`{n}`" not in guide] == []
 
 
-def test_every_alarm_has_a_runbook():
+def _alarm_templates() -> list[Path]:
+    return [p for p in TEMPLATES if any(r["Type"] == "AWS::CloudWatch::Alarm" for r in load_template(p).get("Resources", {}).values())]
+
+
+@pytest.mark.parametrize("template", _alarm_templates(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_every_alarm_has_a_runbook(template):
+    """Alarms anywhere (the monitoring stack, the secondary region's replica), and monitoring's event rules."""
     guide = OPERATIONS_GUIDE.read_text()
     runbooks = set(re.findall(r"^### (\w+)\s*$", _section(guide, "Alarm runbooks"), re.M))
-    monitoring = load_template(DEPLOY / "stacks" / "monitoring.yaml")["Resources"]
-    alarms = {name for name, r in monitoring.items() if r["Type"] in ("AWS::CloudWatch::Alarm", "AWS::Events::Rule")}
+    monitoring = load_template(template)["Resources"]
+    kinds = ("AWS::CloudWatch::Alarm", "AWS::Events::Rule") if template.name == "monitoring.yaml" else ("AWS::CloudWatch::Alarm",)
+    alarms = {name for name, r in monitoring.items() if r["Type"] in kinds}
     assert alarms and alarms <= runbooks
     for name in alarms:
         description = (

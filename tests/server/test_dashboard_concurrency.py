@@ -22,7 +22,7 @@ import pytest
 from tests.fixtures.services import wait_until
 
 from .conftest import Served, server_env, start_server, stop_server
-from .test_dashboard_browser import cli_numbers, expect_numbers, open_dashboard
+from .test_dashboard_browser import cli_numbers, expect_numbers, href, open_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -84,11 +84,6 @@ def same_map(page, other) -> bool:
     close = lambda u, v, tol: all(abs(p - q) <= tol for p, q in zip(u, v))  # noqa: E731
     return (close(sum(a["ranges"], []), sum(b["ranges"], []), 1.0) and a["zones"]["count"] == b["zones"]["count"]
             and close(a["zones"]["box"][::2], b["zones"]["box"][::2], px * 1.01) and close(a["zones"]["box"][1::2], b["zones"]["box"][1::2], py * 1.01))
-
-
-def href(page) -> str:
-    """The page's address as the page has it now (history.pushState changes it with every change of the view)."""
-    return page.evaluate("() => window.location.href")
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +158,11 @@ def test_pages_work_whichever_worker_holds_them(browser, tmp_path, served_store)
     different workers, and every page still gets its numbers, map and charts, and follows a change."""
     served = start_server(tmp_path, served_store, "--warm", "--num-procs", "2", env=server_env(tmp_path), timeout=120)
     try:
-        children = [int(pid) for pid in open(f"/proc/{served.process.pid}/task/{served.process.pid}/children").read().split()]
-        assert len(children) == 2
+        def workers() -> list[str]:
+            return open(f"/proc/{served.process.pid}/task/{served.process.pid}/children").read().split()
+
+        # The first worker may answer /healthz while the parent is still forking the second.
+        wait_until(lambda: len(workers()) == 2, timeout=30, what="two worker processes")
         for country in ("Peru", "Brazil", "Bolivia"):  # a new browser each: new connections, to either worker
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             try:

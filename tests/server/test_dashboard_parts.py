@@ -172,11 +172,18 @@ def test_a_filter_change_puts_the_new_image_into_the_drawn_map(dashboard):
     assert source.data["image"][0] is mapview.view_image(dashboard.selection(), *panned, width, height).part
 
 
-def test_country_bounds_equal_the_selected_zones_bounds(dashboard):
+def test_country_bounds_are_the_zones_exact_extent_and_selections_hold_them(dashboard):
+    """Countries' bounds (what the map zooms to) are the store's exact extent; a selection's bounds hold its zones."""
+    from forestguard.render import mercator_box
+
     layer = dashboard._base
     for countries in (["Brazil"], ["Peru", "Indonesia"], []):
-        expected = layer.select(ZoneFilter(countries=tuple(countries))).bounds
-        assert layer.bounds_of(countries) == pytest.approx(expected)
+        where = ZoneFilter(countries=tuple(countries))
+        lon_lat = dashboard._store.zones(where).total_bounds
+        assert layer.bounds_of(countries) == pytest.approx(mercator_box(tuple(lon_lat)), rel=1e-9)
+        held = layer.select(where).bounds
+        exact = layer.bounds_of(countries)
+        assert held[0] <= exact[0] + 1 and held[1] <= exact[1] + 1 and held[2] >= exact[2] - 1 and held[3] >= exact[3] - 1
 
 
 def test_warm_up_caches_the_numbers_of_one_country_views(demo_duckdb, monkeypatch):
@@ -247,25 +254,39 @@ def test_one_data_version_poll_serves_every_session():
     assert len(watch) == 1
 
 
-def test_top_regions_counted_in_arrays_match_a_pandas_groupby():
-    """Missing regions, ties and a unused category: the same rows, order and numbers as the groupby."""
-    import types
-
+@pytest.mark.parametrize("pair_limit", [4_000_000, 0])
+def test_top_regions_counted_in_chunks_match_a_pandas_groupby(monkeypatch, pair_limit):
+    """Missing regions, ties, an unused category, selections and small chunks: the groupby's rows, order and numbers."""
     import numpy as np
     import pandas as pd
 
-    from forestguard.dashboard.mapview import _top_regions_grouped
+    from forestguard.dashboard import mapview
+    from forestguard.render import CATEGORIES, ZoneLayer
+    from forestguard.render import layer as layer_module
+    from forestguard.stores.base import ZoneFilter
 
+    monkeypatch.setattr(mapview, "_PAIR_ARRAY_LIMIT", pair_limit)  # 0: counted over the pairs that occur
+    monkeypatch.setattr(mapview, "CHUNK_ROWS", 777)
     rng = np.random.default_rng(3)
     n = 5_000
     region = rng.choice(["a", "b", "<b>c</b>", None, "e"], n)
-    zones = pd.DataFrame({
+    base = pd.DataFrame({
         "country": pd.Categorical(rng.choice(["Peru", "Chad", "Fiji"], n), categories=["Chad", "Fiji", "Peru", "Unused"]),
         "region": pd.Categorical(region, categories=["a", "b", "<b>c</b>", "e", "f"]),
-        "classification": pd.Categorical(rng.choice(["legal", "illegal", "none"], n)),
+        "classification": pd.Categorical(rng.choice(CATEGORIES, n), categories=CATEGORIES),
         "area_ha": rng.choice([1.0, 2.5, 10.25], n),  # few values: ties between regions happen
     })
-    for rows in (slice(None), slice(0, 40), slice(0, 3)):
-        layer = types.SimpleNamespace(zones=zones.iloc[rows].reset_index(drop=True))
+
+    def groupby(zones: pd.DataFrame, top: int) -> pd.DataFrame:
+        illegal = zones["area_ha"].where(zones["classification"] == "illegal", 0.0)
+        frame = (zones.assign(illegal_ha=illegal).groupby(["country", "region"], observed=True, dropna=False)
+                 .agg(zones=("area_ha", "size"), hectares=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
+                 .nlargest(top, "hectares").reset_index())
+        frame["illegal %"] = (100 * frame.pop("illegal_ha") / frame["hectares"]).round(1)
+        frame["hectares"] = frame["hectares"].round(2)
+        return frame
+
+    for rows in (None, np.arange(40, dtype=np.int32), np.array([0, 7, 4_999], dtype=np.int32), np.sort(rng.choice(n, 2_000, replace=False)).astype(np.int32)):
+        layer = ZoneLayer("test", 1, ZoneFilter(), base, None, rows)
         for top in (3, 10):
-            pd.testing.assert_frame_equal(top_regions(layer, top), _top_regions_grouped(layer.zones, top))
+            pd.testing.assert_frame_equal(mapview.top_regions(layer, top), groupby(layer.zones.reset_index(drop=True), top), check_dtype=False)

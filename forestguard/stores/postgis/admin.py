@@ -19,6 +19,7 @@ from ...schema import TABLE
 from .conformance import zone_table_problems
 from .connection import connect, one_line
 from .migrations import META_TABLE, Migration, has_zone_table, migrate, state
+from .role import read_only_refusal, require_primary, server_role
 
 
 @dataclass
@@ -28,9 +29,13 @@ class MigrateResult:
     ahead: list[str] = field(default_factory=list)  # applied by a newer ForestGuard
 
 
-def init(url: str) -> MigrateResult:
-    """Create or adopt the schema and apply every pending migration (idempotent)."""
+def init(url: str, *, action: str = "db init") -> MigrateResult:
+    """Create or adopt the schema and apply every pending migration (idempotent).
+
+    ``action`` names the write in the error when ``url`` is a replica (ingest and demo init too).
+    """
     with connect(url, autocommit=True) as con:
+        require_primary(con, url, action)
         before = state(con)
         result = MigrateResult()
         if has_zone_table(con) and not before.initialised:
@@ -40,7 +45,7 @@ def init(url: str) -> MigrateResult:
                     f"{redact(url)}: {TABLE} exists but is not the seed table ({'; '.join(problems)}); nothing was changed"
                 )
             result.adopted_zones = _count(con)
-        result.applied = [m.label for m in _migrate(con)]
+        result.applied = [m.label for m in _migrate(con, url)]
         result.ahead = [f"{a.version:04d}_{a.name}" for a in state(con).unknown]
     return result
 
@@ -48,16 +53,19 @@ def init(url: str) -> MigrateResult:
 def upgrade(url: str) -> MigrateResult:
     """Apply pending migrations to an initialised database."""
     with connect(url, autocommit=True) as con:
+        require_primary(con, url, "db upgrade")
         if not state(con).initialised:
             raise UserError(f"{redact(url)} is not a ForestGuard database yet: run 'forestguard db init' first")
-        result = MigrateResult(applied=[m.label for m in _migrate(con)])
+        result = MigrateResult(applied=[m.label for m in _migrate(con, url)])
         result.ahead = [f"{a.version:04d}_{a.name}" for a in state(con).unknown]
     return result
 
 
-def _migrate(con: psycopg.Connection) -> list[Migration]:
+def _migrate(con: psycopg.Connection, url: str) -> list[Migration]:
     try:
         return migrate(con)
+    except psycopg.errors.ReadOnlySqlTransaction:
+        raise read_only_refusal(url, "a schema change") from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise UserError(f"not allowed to change the schema: {one_line(exc)}") from None
     except psycopg.errors.FeatureNotSupported as exc:  # e.g. PostGIS not installed on the server
@@ -70,6 +78,7 @@ def _migrate(con: psycopg.Connection) -> list[Migration]:
 class Status:
     url: str
     server_version: str
+    role: str  # primary, or replica (a hot standby: reads only)
     postgis_version: str | None
     initialised: bool
     applied: list[dict[str, Any]]
@@ -99,6 +108,7 @@ def status(url: str) -> Status:
         return Status(
             url=redact(url),
             server_version=con.execute("SELECT current_setting('server_version')").fetchone()[0],
+            role=server_role(con),
             postgis_version=postgis[0] if postgis else None,
             initialised=migrations.initialised,
             applied=[{"migration": f"{a.version:04d}_{a.name}", "applied_at": a.applied_at.isoformat()} for a in migrations.applied],

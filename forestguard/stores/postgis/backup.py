@@ -31,6 +31,7 @@ from ...errors import UserError
 from ...schema import TABLE
 from .connection import connect, database_name, without_password
 from .migrations import META_TABLE, has_zone_table
+from .role import require_primary
 
 _ADVANCE_VERSION = f"""
 UPDATE {META_TABLE} SET value = GREATEST(value + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
@@ -115,6 +116,7 @@ def restore(path: Path, url: str, *, clean: bool = False) -> RestoreResult:
     if not any(re.search(rf" TABLE \S+ {TABLE} ", line) for line in listing):
         raise UserError(f"{path} holds no {TABLE} table: is it a ForestGuard backup?")
     with connect(url, autocommit=True) as con:
+        require_primary(con, url, "db restore")
         if has_zone_table(con) and not clean:
             zones = int(con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
             raise UserError(

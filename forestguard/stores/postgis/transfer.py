@@ -231,10 +231,16 @@ class _Chunks(io.RawIOBase):
 def read_csv_copy(chunks: Iterable[bytes | memoryview], columns: Sequence[str]) -> pa.Table:
     """Arrow table from a ``COPY … TO STDOUT (FORMAT csv)`` of ``columns``."""
     schema = pa.schema([(c, ARROW_TYPES[c]) for c in columns])
+    return pa.Table.from_batches(list(csv_batches(chunks, columns)), schema=schema)
+
+
+def csv_batches(chunks: Iterable[bytes | memoryview], columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """Arrow record batches (a CSV block each, ~8 MB) from a ``COPY … TO STDOUT (FORMAT csv)`` of ``columns``, as they arrive."""
+    schema = pa.schema([(c, ARROW_TYPES[c]) for c in columns])
     chunks = iter(chunks)
     first = next(chunks, None)
     if first is None:  # no rows: Arrow's reader would call the input malformed
-        return schema.empty_table()
+        return
     text_types = {c: (pa.string() if c == "geometry" else ARROW_TYPES[c]) for c in columns}
     reader = pacsv.open_csv(
         io.BufferedReader(_Chunks(itertools.chain([first], chunks)), buffer_size=1 << 22),
@@ -248,8 +254,8 @@ def read_csv_copy(chunks: Iterable[bytes | memoryview], columns: Sequence[str]) 
             false_values=["f"],
         ),
     )
-    batches = [_unhex_geometry(batch, schema) for batch in reader]
-    return pa.Table.from_batches(batches, schema=schema)
+    for batch in reader:
+        yield _unhex_geometry(batch, schema)
 
 
 def _unhex_geometry(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
