@@ -10,7 +10,10 @@ layout, served at /baseline_page by the same process), then:
 - opens N Bokeh client sessions the same way (10 at a time): creation p95 and the server's
   memory per additional session (RSS, and PSS summed over the worker processes);
 - in a browser, changes the country filter 40 times: p95 until the numbers change, and until the map has its new image;
-- a bounded load test of /healthz and /api/stats from a thread pool: requests/s, p95, errors.
+- a bounded load test of /healthz and /api/stats from a thread pool: requests/s, p95, errors;
+- in this process, what building one page costs in CPU, split into ours (filters, numbers,
+  the map's image and figure, the charts' data) and Panel/Bokeh's (the template and widgets,
+  the document's models, its serialisation as the page and the websocket send it).
 Peers: the plain Panel page in the same run, the design SLA (p95 < 2 s) and the issue's targets.
 """
 
@@ -321,10 +324,52 @@ def filter_updates(base: str, changes: int) -> tuple[list[float], list[float]]:
     return numbers, views
 
 
+def session_cost(db: str, pages: int = 10) -> dict[str, float]:
+    """CPU seconds (this process, one thread) of each step of building a dashboard page into a Bokeh document, median of ``pages``.
+
+    No session (``doc.session_context`` is None): everything is made at once, the charts too.
+    The first page is not counted (imports, the shared layer, compiled kernels, caches).
+    """
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc
+
+    from forestguard.dashboard import ZonesDashboard, parts
+    from forestguard.server import runtime
+
+    runtime.configure(runtime.ServerOptions(store_url=db))
+    steps: dict[str, list[float]] = {}
+    for i in range(pages + 1):
+        doc = Document()
+        marks = [("start", time.process_time())]
+        with set_curdoc(doc):
+            view = ZonesDashboard()
+            marks.append(("ours: filters, statistics, selection", time.process_time()))
+            view.map_panel()
+            marks.append(("ours: map image and figure", time.process_time()))
+            view.cards(), view.yearly_bars(), view.regions_table(), view.downloads(), view.area_controls()
+            marks.append(("ours: numbers, charts, regions, downloads, areas", time.process_time()))
+            template = parts.template(view)
+            marks.append(("Panel: template and widgets", time.process_time()))
+            with doc.models.freeze():
+                template.server_doc(doc, title="ForestGuard", location=True)
+            marks.append(("Panel/Bokeh: the document's models", time.process_time()))
+            doc.to_json()
+            marks.append(("Bokeh: serialise the document (once)", time.process_time()))
+        if i:
+            for (_, before), (name, at) in zip(marks, marks[1:]):
+                steps.setdefault(name, []).append(at - before)
+    return {name: statistics.median(values) for name, values in steps.items()}
+
+
 def main() -> None:
     parser_args = arguments(__doc__, extra=lambda parser: parser.add_argument("--procs", type=int, default=1, help="forestguard serve --num-procs"))
     sessions_wanted = int(os.environ.get("FG_BENCH_SESSIONS", "100"))
     db = demo_store(parser_args.zones, parser_args.seed)
+    cost = session_cost(db)
+    total = sum(cost.values())
+    print(f"\none dashboard page built in this process ({parser_args.zones:,} zones), CPU median of 10: {total * 1000:,.0f} ms")
+    for name, seconds in cost.items():
+        print(f"  {name:<52} {seconds * 1000:7,.1f} ms  {100 * seconds / total:4.0f} %")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
