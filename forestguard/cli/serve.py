@@ -13,7 +13,8 @@ from .options import db_option
 @click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--address", default=None, metavar="HOST", help="Address to listen on, e.g. 0.0.0.0 in a container. Default: all interfaces.")
 @click.option("--num-procs", type=click.IntRange(0), default=1, show_default=True, help="Worker processes (0: one per CPU). Data is loaded before forking when --warm is given.")
-@click.option("--num-threads", type=click.IntRange(0), default=4, show_default=True, help="Threads per process for dashboard callbacks (0: run them on the event loop).")
+@click.option("--num-threads", type=click.IntRange(0), default=0, show_default=True,
+              help="Threads for Panel's callbacks (0: on the event loop, so a session's changes apply in the order made; the dashboard runs its slow work in threads of its own).")
 @click.option("--allow-websocket-origin", "origins", multiple=True, metavar="HOST[:PORT]", help="Public host names the dashboard is reached under (repeatable).")
 @click.option("--basic-auth", default=None, metavar="PASSWORD|FILE", help="Panel basic auth: one password, or a JSON file of user → password. Needs --cookie-secret.")
 @click.option("--oauth-provider", default=None, metavar="NAME", help="Panel OAuth provider (github, azure, okta, generic, …). Needs --cookie-secret.")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from ..render.holoviews import bokeh_extension
-
-bokeh_extension()  # the dashboard's elements are styled for Bokeh
-
 from .viewer import FILTERS, URL_PARAMETERS, ZonesDashboard
 
 __all__ = ["FILTERS", "URL_PARAMETERS", "ZonesDashboard", "dashboard_page", "notice_page"]

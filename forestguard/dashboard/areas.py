@@ -3,9 +3,13 @@
 Whichever it is becomes the view's ``ZoneFilter.area``, so the cards, bars, map, top regions
 and downloads all describe only that area, through the same code as without one. A saved
 area's name is a filter like the others (in the page's link: ``?area=NAME``); an uploaded
-or drawn one lives in the session only. Drawing uses HoloViews' PolyDraw stream on the map;
-the polygon becomes the area when "Use the drawn polygon" is pressed (not on every vertex).
-Bokeh's polygon tool starts a polygon with a press (hold), adds a corner per click.
+or drawn one lives in the session only. Drawing uses Bokeh's PolyDrawTool on the session's
+map figure (the browser edits a data source the session holds); the polygon becomes the area
+when "Use the drawn polygon" is pressed (not on every vertex). Bokeh's polygon tool starts a
+polygon with a press (hold), adds a corner per click.
+
+What the page shows of the area (status, outline, a cleared drawing) changes in the session's
+"area" tick, like every other change of the page (see :mod:`forestguard.dashboard.viewer`).
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import holoviews as hv
 import numpy as np
 import panel as pn
+from bokeh.models import ColumnDataSource, PolyDrawTool
 
 from ..areas import Area, area_from_drawing, read_area
 from ..errors import UserError
@@ -44,13 +48,16 @@ class AreaControls:
         self.view = view
         self.custom: Area | None = None  #: uploaded or drawn (the saved one is ``view.area``)
         self._saved: tuple[str, Area] | None = None
-        self._outline = hv.streams.Pipe(data=[])
-        self._drawn = hv.Polygons([]).opts(fill_alpha=0.15, fill_color=DRAW_COLOR, line_color=DRAW_COLOR, line_width=2, apply_ranges=False)
-        self.draw = hv.streams.PolyDraw(source=self._drawn, num_objects=1, drag=False, show_vertices=True, vertex_style={"color": DRAW_COLOR})
+        self.outline = ColumnDataSource({"xs": [], "ys": []})  #: the area's rings on the map
+        self.drawing = ColumnDataSource({"xs": [], "ys": []})  #: the polygon being drawn (the browser's PolyDrawTool edits it)
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["fg-area-status"], stylesheets=[parts.STYLESHEET])
         self._widgets: pn.Column | None = None
         self._shown: Area | None = None
         self.zoom_pending = False
+        # What the next "area" tick puts on the page (set anywhere, applied on the loop).
+        self._status_html: str | None = None
+        self._outline_data: dict[str, list] | None = None
+        self._clear_drawing = False
 
     # -- the current area --------------------------------------------------------------------
     def current(self) -> Area | None:
@@ -91,8 +98,21 @@ class AreaControls:
             return
         self._shown = area
         self.zoom_pending = area is not None
-        self._outline.send(outline_paths(area))
-        self.status.object = self._describe(area)
+        self._outline_data = outline_data(area)
+        self._show(self._describe(area))
+
+    def _show(self, status: str) -> None:
+        self._status_html = status
+        self.view.soon("area")
+
+    def show(self) -> None:
+        """In the session's "area" tick: status, outline and drawing as the last changes left them."""
+        if self._status_html is not None:
+            self.status.object, self._status_html = self._status_html, None
+        if self._outline_data is not None:
+            self.outline.data, self._outline_data = self._outline_data, None
+        if self._clear_drawing:
+            self.drawing.data, self._clear_drawing = {"xs": [], "ys": []}, False
 
     @staticmethod
     def _describe(area: Area | None) -> str:
@@ -102,7 +122,7 @@ class AreaControls:
                 f"<span class='fg-area-ha'>{area.area_ha:,.2f}</span> ha</p>")
 
     def _refuse(self, message: str) -> None:
-        self.status.object = f"<p class='fg-area-error'>{html.escape(message)}</p>"
+        self._show(f"<p class='fg-area-error'>{html.escape(message)}</p>")
 
     # -- widgets ---------------------------------------------------------------------------------
     def widgets(self) -> pn.Column:
@@ -141,9 +161,9 @@ class AreaControls:
         self.use(area)
 
     def _use_drawn(self) -> None:
-        data = self.draw.data or {}
-        xs, ys = (data.get("xs") or [None])[-1], (data.get("ys") or [None])[-1]
-        if not xs or not ys:
+        data = self.drawing.data
+        xs, ys = (list(data.get("xs", [])) or [None])[-1], (list(data.get("ys", [])) or [None])[-1]
+        if xs is None or ys is None or not len(xs) or not len(ys):
             self._refuse("draw a polygon on the map first (the polygon tool: press and hold to start, then click each corner)")
             return
         lon, lat = to_lonlat(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
@@ -152,7 +172,8 @@ class AreaControls:
         except UserError as exc:
             self._refuse(str(exc))
             return
-        self.draw.event(data={"xs": [], "ys": []})  # the outline shows it from now on
+        self._clear_drawing = True  # the outline shows it from now on
+        self.view.soon("area")
         self.use(area)
 
     def _area_file(self) -> io.StringIO:
@@ -162,13 +183,19 @@ class AreaControls:
         return io.StringIO(area.geojson())
 
     # -- map layers -----------------------------------------------------------------------------
-    def layers(self) -> hv.Overlay:
-        """The area's outline and the drawing layer, for the map's overlay."""
-        outline = hv.DynamicMap(lambda data: hv.Path(data, kdims=["x", "y"]), streams=[self._outline]).opts(
-            hv.opts.Path(color=OUTLINE_COLOR, line_width=2, apply_ranges=False)
-        )
-        self._outline.send(outline_paths(self.current()))
-        return outline * self._drawn
+    def add_layers(self, plot: Any) -> None:
+        """The area's outline and the drawing layer (with Bokeh's polygon tool) on the session's map figure."""
+        self.outline.data = outline_data(self.current())
+        plot.multi_line(xs="xs", ys="ys", source=self.outline, line_color=OUTLINE_COLOR, line_width=2)
+        drawn = plot.patches(xs="xs", ys="ys", source=self.drawing, fill_alpha=0.15, fill_color=DRAW_COLOR, line_color=DRAW_COLOR, line_width=2)
+        vertices = plot.scatter([], [], size=8, color=DRAW_COLOR)
+        plot.add_tools(PolyDrawTool(renderers=[drawn], vertex_renderer=vertices, num_objects=1, drag=False))
+
+
+def outline_data(area: Area | None) -> dict[str, list]:
+    """An area's rings as the map's ``multi_line`` columns (none without an area)."""
+    rings = outline_paths(area)
+    return {"xs": [r[:, 0] for r in rings], "ys": [r[:, 1] for r in rings]}
 
 
 def inside_hectares(store: Any, where: Any, layer: Any) -> np.ndarray | None:

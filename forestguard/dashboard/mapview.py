@@ -1,4 +1,4 @@
-"""The dashboard's map pieces: outlines, the rendered view and what lies under a click.
+"""The dashboard's map pieces: the session's map figure, the shared view images and what lies under a click.
 
 Kept apart from the Viewer so they can be tested and reused without a session.
 """
@@ -10,38 +10,32 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 import shapely
+from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
+from bokeh.plotting import figure
 
 from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade_image
 from ..render.layer import CHUNK_ROWS, NO_CONFIDENCE
 from ..render.holoviews import outline_paths
 from ..server import metrics
 from . import shared
-from .image import SharedRGB
 
 #: Below this pixel size (metres) a click lists the zones themselves, not just totals.
 DETAIL_PIXEL_M = 300.0
 #: A click looks this many pixels around the cursor (dynspread draws small zones up to 2 px wider).
 CLICK_RADIUS_PX = 2
-#: The map image's plot options (no axes: the outlines place it; click for what is under the cursor).
-IMAGE_OPTIONS = {"xaxis": None, "yaxis": None, "tools": ["tap"], "default_tools": ["pan", "wheel_zoom", "reset", "save"]}
+#: The map's size until the browser reports the plot's (the first image is drawn for it).
+DEFAULT_SIZE = (1000, 560)
+OUTLINE_COLOR = "#8C8C8C"
 ZONE_COLUMNS = ["id", "country", "region", "year", "classification", "area_ha", "source", "confidence", "verified"]
 
 
-@lru_cache(maxsize=1)
-def outlines() -> hv.Path:
-    """Country borders as one static vector layer, sent to the browser once per session."""
-    return hv.Path(outline_paths(), kdims=["x", "y"]).opts(color="#8C8C8C", line_width=0.6, tools=[])
-
-
 class ViewImage(NamedTuple):
-    """A view's image as HoloViews and Bokeh take it, and the part of it that shows zones."""
+    """A view's zones shaded as Bokeh takes them, and the part of the image that shows zones."""
 
-    rgba: np.ndarray  #: (height, width, 4) uint8, top row first: a view of ``packed``
-    packed: np.ndarray  #: (height, width) uint32, bottom row first, read-only: the whole view
+    packed: np.ndarray  #: (height, width) uint32 RGBA, bottom row first, read-only: the whole view
     part: np.ndarray  #: ``packed`` cut to the rows and columns with a visible pixel (a copy, read-only)
     part_bounds: tuple[float, float, float, float]  #: left, bottom, right, top of ``part``
 
@@ -56,8 +50,7 @@ def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cach
             packed = np.ascontiguousarray(shade_image(cached_aggregate(layer, x_range, y_range, width, height, cache=aggregates)))
             part, part_bounds = drawn_part(packed, (x_range[0], y_range[0], x_range[1], y_range[1]))
         packed.flags.writeable = part.flags.writeable = False  # bottom row first, as Bokeh draws it; shared by every session
-        # The element's RGBA is a view of the packed array (top row first again): one buffer per view.
-        return ViewImage(packed[::-1].view(np.uint8).reshape(*packed.shape, 4), packed, part, part_bounds)
+        return ViewImage(packed, part, part_bounds)
 
     key = (layer.key, *(round(float(v), 3) for v in (x_range[0], y_range[0], x_range[1], y_range[1])), int(width), int(height))
     return shared.VIEWS.get(key, draw)
@@ -79,12 +72,61 @@ def drawn_part(packed: np.ndarray, bounds: tuple[float, float, float, float]) ->
     return part, (left + c0 * dx, bottom + r0 * dy, left + c1 * dx, bottom + r1 * dy)
 
 
-def render_view(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> SharedRGB:
-    """The zones of a view as an RGB element covering the view: HoloViews sets the plot's ranges from it."""
-    view = view_image(layer, x_range, y_range, width, height, cache=cache)
-    bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-    # Options on the element: ``hv.opts.RGB`` names the type, and this is a subclass of it.
-    return SharedRGB(view.rgba, bounds=bounds, kdims=["x", "y"], packed=view.packed).opts(**IMAGE_OPTIONS, backend="bokeh")
+def image_data(image: ViewImage) -> dict[str, list]:
+    """The ``image_rgba`` columns showing a view's drawn part where it lies (the shared array itself, not a copy)."""
+    left, bottom, right, top = image.part_bounds
+    return dict(image=[image.part], x=[left], y=[bottom], dw=[right - left], dh=[top - bottom])
+
+
+@lru_cache(maxsize=1)
+def outline_data() -> dict[str, list]:
+    """Country borders as one line (rings separated by NaN, where Bokeh breaks it): arrays shared by every session."""
+    (path,) = outline_paths()
+    xs, ys = np.ascontiguousarray(path[:, 0]), np.ascontiguousarray(path[:, 1])
+    xs.flags.writeable = ys.flags.writeable = False
+    return {"xs": [xs], "ys": [ys]}
+
+
+@dataclass
+class MapFigure:
+    """One session's map: a plain Bokeh figure with the zone image over optional tiles, under the borders.
+
+    Built by Bokeh directly, not through HoloViews: a session's map is a few models whose
+    data are shared arrays, and every redraw is ours (see :mod:`forestguard.dashboard.viewer`).
+    """
+
+    figure: figure
+    image: ColumnDataSource
+
+    def show(self, image: ViewImage) -> None:
+        """Put a view's image into the map (a change of the image's data source only)."""
+        self.image.data = image_data(image)
+
+    def axes(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The extent the axes show (the browser's pans and zooms reach the server as changes of them)."""
+        x, y = self.figure.x_range, self.figure.y_range
+        return (x.start, x.end), (y.start, y.end)
+
+    def go_to(self, x_range, y_range) -> None:
+        """Move the map's axes (the browser follows)."""
+        self.figure.x_range.update(start=x_range[0], end=x_range[1])
+        self.figure.y_range.update(start=y_range[0], end=y_range[1])
+
+
+def map_figure(x_range, y_range, image: ViewImage, height: int, tile_url: str | None = None) -> MapFigure:
+    """A session's map showing ``image`` over ``x_range``/``y_range`` (Web Mercator metres)."""
+    plot = figure(
+        x_range=Range1d(*x_range), y_range=Range1d(*y_range), x_axis_type=None, y_axis_type=None,
+        tools="pan,wheel_zoom,reset,save", active_drag="pan", active_scroll="wheel_zoom", toolbar_location="above",
+        sizing_mode="stretch_width", height=height, min_border=0, output_backend="canvas",
+    )
+    plot.toolbar.logo = None
+    if tile_url:  # only when configured: by default nothing is fetched from outside
+        plot.add_tile(WMTSTileSource(url=tile_url), alpha=0.8)
+    source = ColumnDataSource(image_data(image))
+    plot.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=source)
+    plot.multi_line(xs="xs", ys="ys", source=ColumnDataSource(outline_data()), line_color=OUTLINE_COLOR, line_width=0.6)
+    return MapFigure(plot, source)
 
 
 @dataclass

@@ -1,16 +1,14 @@
-"""Presentational pieces of the dashboard: cards, bars, legend, basemap and the template."""
+"""Presentational pieces of the dashboard: cards, bars, legend and the template."""
 
 from __future__ import annotations
 
 import html
 from typing import TYPE_CHECKING, ClassVar
 
-import holoviews as hv
 import panel as pn
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter
 from bokeh.plotting import figure
 
-from ..config import settings
 from ..render import CATEGORIES, COLOR_KEY, LABELS
 from ..stats import Statistics
 
@@ -21,6 +19,7 @@ TITLE = "ForestGuard"
 SUBTITLE = "Deforestation zones"
 HEADER_COLOR = "#1B4332"
 MAP_HEIGHT = 560
+CHARTS_HEIGHT = 320
 
 STYLESHEET = """
 .fg-cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; }
@@ -159,35 +158,34 @@ def update_yearly_bars(plot: figure, stats: Statistics) -> None:
     plot.renderers[0].data_source.data = data
 
 
-def basemap() -> hv.Tiles | None:
-    """Tiles only when FORESTGUARD_TILE_URL is configured: by default nothing is fetched from outside."""
-    url = settings().tile_url
-    return hv.Tiles(url).opts(alpha=0.8) if url else None
-
-
 def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
-    """The page: filters, legend and downloads on the side; numbers, map and charts in the main area."""
+    """The page: filters, legend and downloads on the side; numbers, map and charts in the main area.
+
+    The charts are made once the page has loaded, and so is everything else when
+    ``dashboard.builds_on_load`` (several worker processes): see ZonesDashboard.on_load.
+    """
+    if dashboard.builds_on_load:
+        section = dashboard.on_load
+    else:
+        def section(make, **layout):
+            return pn.Column(*make(), **layout)
     sidebar = [
         pn.pane.Markdown("### Area"),
-        dashboard.area_controls(),
+        section(lambda: [dashboard.area_controls()], sizing_mode="stretch_width"),
         pn.pane.Markdown("### Filters"),
-        dashboard.widgets(),
+        section(lambda: [dashboard.widgets()], sizing_mode="stretch_width"),
         pn.pane.HTML(legend_html(), stylesheets=[STYLESHEET], sizing_mode="stretch_width"),
         pn.pane.Markdown("### Downloads"),
-        dashboard.downloads(),
+        section(lambda: [dashboard.downloads()], sizing_mode="stretch_width"),
     ]
     main = [
-        pn.Column(dashboard.cards(), sizing_mode="stretch_width"),
+        section(lambda: [dashboard.cards()], sizing_mode="stretch_width"),
         pn.Row(
-            pn.Column(dashboard.map_panel(), sizing_mode="stretch_width", height=MAP_HEIGHT),
-            pn.Column(pn.pane.Markdown("#### Under the cursor"), pn.bind(dashboard.click_panel, x=dashboard.tap.param.x, y=dashboard.tap.param.y), width=320),
+            section(lambda: [dashboard.map_panel()], sizing_mode="stretch_width", height=MAP_HEIGHT),
+            pn.Column(pn.pane.Markdown("#### Under the cursor"), pn.bind(dashboard.click_panel, clicked=dashboard.param.clicked), width=320),
             sizing_mode="stretch_width",
         ),
-        pn.Row(
-            pn.Column(dashboard.yearly_bars(), sizing_mode="stretch_width"),
-            pn.Column(pn.pane.Markdown("#### Top regions"), dashboard.regions_table(), sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        ),
+        dashboard.charts(),
     ]
     # Bootstrap rather than FAST: FAST's design links Google Fonts, and the page must not leave our server.
     return pn.template.BootstrapTemplate(

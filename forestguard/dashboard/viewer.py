@@ -4,33 +4,46 @@ Every part (map, numbers, yearly bars, top regions, downloads) depends on the
 same parameters, so one filter change updates them together. Heavy data is
 process-wide (the shared :func:`~forestguard.render.zone_layer`, the cache);
 a session holds only its filters and the in-memory selection of the layer.
+
+How a session's page follows (the rule that keeps the map from falling behind): the
+document is changed only on the event loop, in this session's own next-tick callbacks,
+each a :func:`~forestguard.dashboard.document.batched` block. Panel hands a widget's change
+to a worker thread; what runs there (the parameters, the URL's session state, a statistics
+query the cache misses) never touches the document: it passes the change to the loop
+(``IOLoop.add_callback``, thread-safe). The numbers go out in one tick, the map (extent and
+image) in the next, bars, regions and downloads in the one after; pan, zoom, resize and
+clicks in the browser are Bokeh events that ask for a map tick too. One route to the
+browser, in the order the ticks ran: an image drawn for older filters or an older view
+cannot arrive after a newer one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 import math
 from contextlib import nullcontext
 from functools import partial
 from typing import Any, Callable
 
-import holoviews as hv
 import panel as pn
 import param
-from panel.io.document import immediate_dispatch
+from bokeh.events import RangesUpdate, Tap
 from panel.io.state import set_curdoc
+from tornado.ioloop import IOLoop
 
 from ..cache import default_cache
-from ..render import ZoneLayer, fit_ranges, pixel_size, view_ranges, zone_layer
+from ..config import settings
+from ..render import ZoneLayer, fit_ranges, pixel_size, zone_layer
 from ..schema import Classification
 from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
 from ..server import metrics, runtime
 from . import mapview, parts, shared
 from .areas import AreaControls, add_inside_hectares, inside_hectares
-from .document import graph_frozen
-from .image import SharedRGB, SharedRGBPlot
+from .document import batched
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +60,8 @@ URL_PARAMETERS = {
     "x_range": "x",
     "y_range": "y",
 }
-
-
-#: Counts the images put straight into a session's plots: part of the key of HoloViews' memo of a view.
-_Drawn = hv.streams.Stream.define("Drawn", images=0)
+#: What each of a session's ticks updates, and the kind of ``forestguard_render_duration_seconds`` it is timed as.
+TICKS = {"numbers": "dashboard-numbers", "map": "dashboard-view", "parts": "dashboard-parts", "click": None, "area": None, "loaded": "dashboard-loaded"}
 
 
 class ZonesDashboard(pn.viewable.Viewer):
@@ -65,33 +76,51 @@ class ZonesDashboard(pn.viewable.Viewer):
     area = param.Selector(default="", objects=[""], doc="A saved area: only zones meeting it, hectares counted inside it.")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
+    clicked = param.XYCoordinates(default=None, precedence=-1, doc="Where the map was last clicked, Web Mercator metres.")
 
     def __init__(self, store: ZoneStore | None = None, cache: Any = None, **params: Any) -> None:
         self._store = store or runtime.shared_store()
         self._cache = default_cache() if cache is None else cache
         self._base = zone_layer(self._store)
-        self._view = None
         super().__init__(**params)
         self._set_choices(self._base)
         self.param.area.objects = ["", *self._store.saved_area_names()]
-        self._areas = AreaControls(self)
-        self._user = pn.state.user if pn.state.curdoc is not None else None
-        self._map_pane: pn.pane.HoloViews | None = None
-        self._map: hv.DynamicMap | None = None
-        self._follow_pending = False
+        doc = pn.state.curdoc
+        self._doc = doc if doc is not None and doc.session_context is not None else None  # None: no session (tests, warm-up)
+        self._loop = IOLoop.current() if self._doc is not None else None  # sessions are created on their event loop
+        self._user = pn.state.user if doc is not None else None
+        self._location = pn.state.location if doc is not None else None  # the page's URL (None without a page)
+        self._map: mapview.MapFigure | None = None
+        self._map_pane: pn.pane.Bokeh | None = None
+        self._size = mapview.DEFAULT_SIZE  # the map's plot in pixels, as the browser reports it
+        self._view: tuple | None = None  # (x_range, y_range, width, height) of the image in the map
+        self._drawn: tuple | None = None  # what that image shows: (selection key, view)
+        # Loop-only state (read and written on the event loop): ticks asked for, a zoom to do, a pan or zoom in the browser.
+        self._pending: set[str] = set()
         self._zoom_pending = False
+        self._browser_moved = False
+        self._clicked_at: tuple[float, float] | None = None
+        self._ended = False
+        self._fitted = False  # is the extent one we fitted to the zones (refitted when the map's size changes), not a link's or the user's?
         self._cards: pn.pane.HTML | None = None
         self._bars: pn.pane.Bokeh | None = None
         self._regions: pn.pane.DataFrame | None = None
         self._downloads: pn.Column | None = None
+        self._loading: list[tuple[pn.Column, Callable[[], list]]] = []  # places on the page made once it has loaded
+        self._areas = AreaControls(self)
         self.param.watch(lambda *_: self._areas.changed(), ["area"])  # before the others: outline, status, zoom
         self._restore_state()
         if (self.countries or self.area) and not (self.x_range and self.y_range):
             self._zoom_to_countries()  # a link that names countries (or an area) but no extent opens on them
+        self._write_url()
         self.param.watch(self._save_state, list(FILTERS))
-        self.param.watch(self._filters_changed, list(FILTERS))  # after the URL: a shared extent is kept
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            shared.DATA_VERSIONS.add(self, pn.state.curdoc)
+        self.param.watch(self._filters_changed, list(FILTERS))
+        if self._doc is not None:
+            shared.DATA_VERSIONS.add(self, self._doc)
+            self._doc.on_session_destroyed(self._session_ended)
+
+    def _session_ended(self, session_context: Any) -> None:
+        self._ended = True  # no more ticks: the document is being destroyed
 
     # -- filters ---------------------------------------------------------------------------
     def _set_choices(self, layer: ZoneLayer) -> None:
@@ -135,16 +164,18 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _restore_state(self) -> None:
         """A shared link wins; without one, a signed-in user gets back their last filters."""
-        location = pn.state.location
-        if location is not None:
-            if not location.search and self._user:
-                saved = _session_get(self._cache, self._user)
-                if saved:
-                    self._apply(saved)
-            location.sync(self, URL_PARAMETERS, on_error=self._apply)
+        location = self._location
+        if location is None:
+            return
+        if not location.search and self._user:
+            saved = _session_get(self._cache, self._user)
+            if saved:
+                self._apply(saved)
+        names = {key: name for name, key in URL_PARAMETERS.items()}
+        self._apply({names[key]: value for key, value in location.query_params.items() if key in names})
 
     def _apply(self, state: dict[str, Any]) -> None:
-        """Filters (and a map extent) from saved session state or from a link Panel could not apply."""
+        """Filters (and a map extent) from saved session state or a link; values that do not fit are left out."""
         values = {}
         for name, value in state.items():
             if name not in FILTERS and name not in ("x_range", "y_range"):
@@ -154,12 +185,39 @@ class ZonesDashboard(pn.viewable.Viewer):
                     value = [value]
                 value = [v for v in value or [] if v in self.param[name].objects]
             elif name in ("years", "x_range", "y_range") and value is not None:
-                value = tuple((int if name == "years" else float)(v) for v in value)
+                try:
+                    value = tuple((int if name == "years" else float)(v) for v in value)
+                except (TypeError, ValueError):
+                    continue
             values[name] = value
         try:
             self.param.update(**values)
-        except (ValueError, TypeError) as exc:  # state from an older version of the dashboard, a mangled link
-            log.info("ignoring saved dashboard state: %s", exc)
+        except (ValueError, TypeError):  # one bad value (an older dashboard's state, a mangled link): keep the others
+            for name, value in values.items():
+                try:
+                    self.param.update(**{name: value})
+                except (ValueError, TypeError) as exc:
+                    log.info("ignoring %s from saved state or link: %s", name, exc)
+
+    def _url_query(self) -> dict[str, str]:
+        """The view as the URL's query: filters and extent, each serialised by its parameter (lists and ranges as JSON)."""
+        query = {}
+        for name, key in URL_PARAMETERS.items():
+            value = getattr(self, name)
+            if value is not None:
+                value = self.param[name].serialize(value)
+                query[key] = value if isinstance(value, str) else json.dumps(value)
+        return query
+
+    def _write_url(self) -> None:
+        """The page's URL shows this view, so a link opens it (a change only when the query changed).
+
+        Written by this session's ticks on the event loop, not by Panel's ``Location.sync``, whose
+        watcher runs in whichever thread changed a filter: two changes handled by two threads
+        at once could each write a query missing the other's.
+        """
+        if self._location is not None:
+            self._location.update_query(**self._url_query())
 
     def _save_state(self, *events: Any) -> None:
         if self._user:
@@ -170,148 +228,179 @@ class ZonesDashboard(pn.viewable.Viewer):
         return latest_layer(self._store) is not self._base
 
     def refresh(self) -> None:
-        """Pick up a new data version (an ingest): new shared layer, new choices, redraw."""
+        """Pick up a new data version (an ingest): new shared layer, new choices, redraw (in one of the session's ticks)."""
         layer = zone_layer(self._store)
         if layer is not self._base:
-            self._base = layer
-            self._set_choices(layer)
-            self.param.trigger(*FILTERS)
+            with batched(self._doc):
+                self._base = layer
+                self._set_choices(layer)
+                self.param.trigger(*FILTERS)
 
-    # -- updates: the numbers first, then the rest ------------------------------------------
+    # -- updates: the numbers first, then the map, then the rest --------------------------------
     def _filters_changed(self, *events: param.parameterized.Event) -> None:
-        """The cards follow the filters at once, the map in the next tick, bars, regions and downloads in the one after.
+        """New filters: the cards, the map (extent and image), then bars, regions and downloads follow.
 
-        The numbers are what a filter change is for and cost a cached lookup; sent in a patch
-        of their own they show without waiting for the image. The map (extent and image) goes
-        out in a tick of its own too, before the charts and tables (~30 ms of Bokeh updates)
-        are made.
+        Called where the filters changed (in Panel's processing of a widget's change); the page
+        is changed by the session's ticks, on the event loop (see the module's docstring).
         """
-        self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events) | self._areas.take_zoom()
-        doc = pn.state.curdoc
+        zoom = any(e.name == "countries" and e.old != e.new for e in events) | self._areas.take_zoom()
+        if self._doc is None:  # no session (tests, warm-up): everything at once
+            self._zoom_pending |= zoom
+            for tick in TICKS:
+                getattr(self, f"_{tick}_tick")()
+            return
+        self._loop.add_callback(self._changed, zoom)  # thread-safe, should Panel run callbacks in threads
+
+    def _changed(self, zoom: bool) -> None:
+        """On the event loop: the numbers tick once the statistics are in the cache (a query it misses runs in a thread)."""
+        self._zoom_pending |= zoom
+        self._loop.add_future(self._loop.run_in_executor(None, self.cards_html), lambda _: self._ask("numbers"))
+
+    def soon(self, tick: str) -> None:
+        """From anywhere (a widget's callback, any thread): ``tick`` runs in one of the session's ticks, or now without a session."""
+        if self._doc is None:
+            getattr(self, f"_{tick}_tick")()
+        else:
+            self._loop.add_callback(self._ask, tick)
+
+    def _ask(self, tick: str) -> None:
+        """On the event loop: run ``tick`` in this session's next tick (once, however often asked before it runs)."""
+        if self._doc is None or self._ended or tick in self._pending:  # no session (the caller runs the tick), or no more
+            return
+        self._doc.add_next_tick_callback(partial(self._run, tick))
+        self._pending.add(tick)
+
+    def _run(self, tick: str) -> None:
+        """One of the session's ticks: its changes reach the page in one batch, after those of the ticks before it."""
+        self._pending.discard(tick)
+        timer = metrics.render_timer(TICKS[tick]) if TICKS[tick] else nullcontext()
+        with timer, set_curdoc(self._doc), batched(self._doc):
+            getattr(self, f"_{tick}_tick")()
+
+    def _numbers_tick(self) -> None:
         if self._cards is not None:
-            with metrics.render_timer("dashboard-numbers"):
-                html = self.cards_html()
-                with immediate_dispatch(doc) if doc is not None else nullcontext():  # on the wire now, not with the rest
-                    self._cards.object = html
-        if doc is None or self._map is None:  # no page yet (or none at all): nothing to split
-            self._follow_map()
-            self._update_parts()
-        elif not self._follow_pending:
-            self._follow_pending = True
-            doc.add_next_tick_callback(partial(self._follow_in, doc))
+            self._cards.object = self.cards_html()
+        if not self._zoom_pending:  # else the map tick writes the URL, with the new countries' extent
+            self._write_url()
+        self._ask("map")
+        self._ask("parts")
 
-    def _follow_in(self, doc: Any) -> None:
-        with metrics.render_timer("dashboard-view"), set_curdoc(doc), graph_frozen(doc):  # a graph walk only if a model came or went
-            self._follow_map()
-        doc.add_next_tick_callback(partial(self._parts_in, doc))
-
-    def _parts_in(self, doc: Any) -> None:
-        with metrics.render_timer("dashboard-parts"), set_curdoc(doc), graph_frozen(doc):
-            self._update_parts()
-
-    def _follow_map(self) -> None:
-        """The map's extent (new countries) and image, in one patch."""
-        self._follow_pending = False
-        if self._zoom_pending:  # a refresh re-triggering the same filters keeps the user's view
-            self._zoom_pending = False
+    def _map_tick(self) -> None:
+        """The map's extent (new countries, or the browser's pan and zoom) and the image of the view."""
+        if self._zoom_pending:  # new countries win over a pan that came before them
+            self._zoom_pending = self._browser_moved = False
             self._zoom_to_countries()
-        self._redraw_map()
+        else:
+            if self._browser_moved:
+                self._browser_moved = False
+                self._keep_extent(*self._map.axes())
+            if self._fitted and self._view is not None and self._size != self._view[2:]:
+                self._zoom_to_countries()  # the map's size changed: the zones fitted to it again
+        self._draw()
+        self._write_url()
+
+    def _parts_tick(self) -> None:
+        self._update_parts()
+
+    def _loaded_tick(self) -> None:
+        """The page has loaded: what waited for it goes into its places (see :meth:`on_load`)."""
+        loading, self._loading = self._loading, []
+        for place, make in loading:
+            place[:] = make()
+
+    def _area_tick(self) -> None:
+        self._areas.show()
+
+    def _click_tick(self) -> None:
+        clicked, self._clicked_at = self._clicked_at, None
+        if clicked is not None:
+            self.clicked = clicked
 
     # -- map -------------------------------------------------------------------------------------
-    def _build_map(self) -> hv.DynamicMap:
-        self._ranges = hv.streams.RangeXY()
-        self._size = hv.streams.PlotSize()
-        # HoloViews memoises a view on its streams' values; new filters change the image under an
-        # unchanged view (_redraw_map), so the count of those images is one of the values.
-        self._drawn = _Drawn()
-        zones = hv.DynamicMap(self._render, streams=[self._ranges, self._size, self._drawn])
-        self.tap = hv.streams.Tap(source=zones, x=None, y=None)
-        self._ranges.param.watch(self._keep_extent, ["x_range", "y_range"])
-        return zones
+    def map_panel(self) -> pn.viewable.Viewable:
+        """The map: a Bokeh figure of this session's own; its image comes from the process's shared view images."""
+        if self._map is None:
+            if not (self.x_range and self.y_range):  # no link, no countries: all zones
+                self._zoom_to_countries()
+                self._write_url()
+            view = (tuple(self.x_range), tuple(self.y_range), *self._size)
+            layer = self.selection()
+            image = mapview.view_image(layer, *view, cache=self._cache)
+            self._map = mapview.map_figure(view[0], view[1], image, parts.MAP_HEIGHT, settings().tile_url)
+            self._drawn, self._view = (layer.key, view), view
+            plot = self._map.figure
+            plot.css_classes = ["fg-map"]  # what the page's tests and styles find the map by
+            plot.on_event(RangesUpdate, self._browser_ranges)
+            plot.on_event(Tap, self._browser_tap)
+            plot.on_change("inner_width", self._browser_size)
+            plot.on_change("inner_height", self._browser_size)
+            self._areas.add_layers(plot)
+        if self._map_pane is None:
+            self._map_pane = pn.pane.Bokeh(self._map.figure, sizing_mode="stretch_width", height=parts.MAP_HEIGHT)
+        return self._map_pane
 
-    def _view_args(self, x_range=None, y_range=None, width=None, height=None) -> tuple[tuple, tuple, int, int]:
-        """The view to draw: what the browser reports, else the extent from the URL, else all zones."""
-        width, height = int(width or 1000), int(height or 560)
-        if x_range is None or y_range is None:
-            if self.x_range and self.y_range:
-                x_range, y_range = tuple(self.x_range), tuple(self.y_range)
-            else:
-                x_range, y_range = view_ranges(self._base, None, width, height)
-        return x_range, y_range, width, height
+    def _draw(self) -> None:
+        """The image of this view and these filters into the map, unless it is there already."""
+        if self._map is None:  # no map yet: it is drawn from the filters when it is made
+            return
+        view = (tuple(self.x_range), tuple(self.y_range), *self._size)
+        layer = self.selection()
+        if self._drawn == (layer.key, view):
+            return
+        self._map.show(mapview.view_image(layer, *view, cache=self._cache))  # the drawn part: the margins are transparent anyway
+        self._drawn, self._view = (layer.key, view), view
 
-    def _render(self, x_range=None, y_range=None, width=None, height=None, **_: Any) -> SharedRGB:
-        """The DynamicMap's callback: a view HoloViews asks for (first draw, pan, zoom, resize)."""
-        self._view = self._view_args(x_range, y_range, width, height)
-        return mapview.render_view(self.selection(), *self._view, cache=self._cache)
+    def _browser_ranges(self, event: RangesUpdate) -> None:
+        """Pan, zoom or reset in the browser (a Bokeh event, on the loop): the map follows in a tick.
 
-    def _redraw_map(self) -> None:
-        """New filters: the new image goes straight into this session's plots.
-
-        A stream event would have HoloViews rebuild the frame, recompute the ranges of every
-        layer (the outlines too) and diff the plot: ~40 ms on the event loop before the image
-        leaves, for a change that is only the image. Pan, zoom and resize stay HoloViews' own,
-        with images of the whole view: HoloViews takes its first ranges from the image.
+        The extent drawn is the map's axes as the session has them, not the event's: the browser
+        sends its axes ahead of the event, and an event sent before our last zoom reached the page
+        would take the map back to where it was.
         """
-        if self._map is None:  # no map yet: it is drawn from the filters when it is
+        self._browser_moved = True
+        self._ask("map")
+
+    def _browser_size(self, attr: str, old: Any, new: Any) -> None:
+        """The browser laid out or resized the map: draw it at its size in pixels."""
+        plot = self._map.figure
+        try:
+            width, height = plot.inner_width, plot.inner_height
+        except ValueError:  # Bokeh's UnsetValueError: one of the two has not arrived yet
             return
-        self._drawn.update(images=self._drawn.images + 1)  # no event: what HoloViews remembers of this view is stale
-        plots = self._image_plots()
-        if not plots:  # not on a page yet
-            return
-        self._view = self._view_args(self._ranges.x_range, self._ranges.y_range, self._size.width, self._size.height)
-        image = mapview.view_image(self.selection(), *self._view, cache=self._cache)
-        for plot in plots:  # the drawn part only: the margins are transparent anyway
-            plot.show(image.part, image.part_bounds)
+        if width and height and (width, height) != self._size:
+            self._size = (int(width), int(height))
+            self._ask("map")
 
-    def _map_plots(self) -> list[Any]:
-        """This session's rendered map plots, each once (Panel files a plot under more than one model)."""
-        return list({id(plot): plot for plot, _ in getattr(self._map_pane, "_plots", {}).values()}.values())
+    def _browser_tap(self, event: Tap) -> None:
+        self._clicked_at = (event.x, event.y)
+        self._ask("click")
 
-    def _image_plots(self) -> list[SharedRGBPlot]:
-        """The zone image plots of this session's map."""
-        return [sub for plot in self._map_plots() for sub in getattr(plot, "subplots", {}).values() if isinstance(sub, SharedRGBPlot)]
+    def browser_view(self, x_range, y_range) -> None:
+        """What a pan or zoom in the browser sends (the axes, then the event), for callers without a browser (tests)."""
+        self._map.go_to(x_range, y_range)
+        self._browser_moved = True
+        self._map_tick()
 
-    def _keep_extent(self, *events: Any) -> None:
+    def _keep_extent(self, x_range, y_range) -> None:
         """The map extent goes to the URL with the filters, so a link opens the same view."""
-        x_range, y_range = self._ranges.x_range, self._ranges.y_range
-        # While a page lays out, Bokeh reports NaN (or empty) ranges: no extent to share yet.
+        # While a page lays out, Bokeh can report NaN (or empty) ranges: no extent to share yet.
         if x_range and y_range and all(math.isfinite(v) for v in (*x_range, *y_range)) and x_range[0] < x_range[1] and y_range[0] < y_range[1]:
-            self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
+            self.param.update(x_range=_rounded(x_range), y_range=_rounded(y_range))
+            self._fitted = False
 
     def _zoom_to_countries(self) -> None:
         """The map goes to the chosen countries' zones, padded; no choice: to all zones."""
-        width, height = self._view[2:] if self._view else (1000, 560)
-        x_range, y_range = fit_ranges(self._areas.mercator_bounds() or self._base.bounds_of(self.countries), width, height)
-        if self._map is None:  # no map yet: the extent the map will open with
-            self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
-            return
-        self._set_axes(x_range, y_range)  # the browser's axes follow
-        self._ranges.update(x_range=x_range, y_range=y_range)  # no event: _redraw_map, which follows, draws there
-        self._keep_extent()
+        x_range, y_range = fit_ranges(self._areas.mercator_bounds() or self._base.bounds_of(self.countries), *self._size)
+        self.param.update(x_range=_rounded(x_range), y_range=_rounded(y_range))
+        self._fitted = True
+        if self._map is not None:
+            self._map.go_to(x_range, y_range)  # the browser's axes follow
 
-    def _set_axes(self, x_range, y_range) -> None:
-        """The browser's axes follow: the Bokeh ranges of this session's map are set on the server."""
-        for plot in self._map_plots():
-            plot.handles["x_range"].update(start=x_range[0], end=x_range[1])
-            plot.handles["y_range"].update(start=y_range[0], end=y_range[1])
-
-    def map_panel(self) -> pn.viewable.Viewable:
-        if self._map is None:
-            self._map = self._build_map()
-        tiles = parts.basemap()
-        plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
-        plot = plot * self._areas.layers()
-        plot = plot.opts(
-            hv.opts.Path(apply_ranges=False),  # the world's borders do not set the extent: a linked view opens as shared
-            hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
-        )
-        self._map_pane = pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=parts.MAP_HEIGHT, linked_axes=False, css_classes=["fg-map"])
-        return self._map_pane
-
-    def click_panel(self, x: float | None = None, y: float | None = None) -> pn.viewable.Viewable:
-        """Zones and hectares where the map was clicked (bound to the map's Tap stream)."""
-        if x is None or y is None or self._view is None:
+    def click_panel(self, clicked: tuple[float, float] | None = None) -> pn.viewable.Viewable:
+        """Zones and hectares where the map was clicked (bound to ``clicked``)."""
+        if clicked is None or self._view is None:
             return pn.pane.HTML("<p class='fg-hint'>Click the map to see the zones and hectares under the cursor.</p>", sizing_mode="stretch_width")
+        x, y = clicked
         info = mapview.click_info(self.selection(), x, y, pixel_size(*self._view))
         items = [pn.pane.HTML(info.to_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])]
         if info.detail is not None:
@@ -345,6 +434,40 @@ class ZonesDashboard(pn.viewable.Viewer):
         layer = self.selection()
         return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer, hectares=inside_hectares(self._store, self.where, layer)))
 
+    @property
+    def builds_on_load(self) -> bool:
+        """Is the whole page (not only its charts) made once it has loaded? With ``--num-procs`` above 1.
+
+        A page's request and its websocket can reach different worker processes; the second then
+        makes the session again for the websocket, and the first made it for nothing. Made on
+        load, the first process has made only the empty page.
+        """
+        return self._doc is not None and runtime.options().num_procs != 1
+
+    def on_load(self, make: Callable[[], list], **layout: Any) -> pn.Column:
+        """A place on the page for what ``make`` returns, made once the page has loaded (at once without a page)."""
+        place = pn.Column(**layout)
+        if self._doc is None:
+            place[:] = make()
+        else:
+            if not self._loading:
+                pn.state.onload(lambda: self._loop.add_callback(self._ask, "loaded"))
+            self._loading.append((place, make))
+        return place
+
+    def charts(self) -> pn.Column:
+        """The yearly bars and the top regions, below the map: made once the page has loaded.
+
+        A new visitor's page is the filters, the numbers and the map; the charts below them are a
+        third of what a session costs to make and send, and a burst of arrivals waits for every
+        page before its own. They follow as soon as the page has loaded (``pn.state.onload``).
+        """
+        return self.on_load(lambda: [pn.Row(
+            pn.Column(self.yearly_bars(), sizing_mode="stretch_width"),
+            pn.Column(pn.pane.Markdown("#### Top regions"), self.regions_table(), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )], sizing_mode="stretch_width", min_height=parts.CHARTS_HEIGHT)
+
     def _update_parts(self) -> None:
         """Bars, regions and downloads follow the filters (those of them already on a page)."""
         if self._bars is not None:
@@ -375,13 +498,20 @@ class ZonesDashboard(pn.viewable.Viewer):
         buffer.seek(0)
         return buffer
 
+    async def _in_thread(self, make: Callable[..., io.IOBase], *args: Any) -> io.IOBase:
+        """A download's file, made in a thread: the query and the encoding (seconds for 50,000 zones) do not hold up the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, make, *args)
+
     def downloads(self) -> pn.Column:
         """Statistics and zone downloads; the zone buttons are disabled (with a note) above the size limit."""
         if self._downloads is None:
             self._downloads = pn.Column(
-                pn.widgets.FileDownload(callback=self._stats_csv, filename="forestguard-statistics.csv", label="Statistics (CSV)", color="primary", sizing_mode="stretch_width"),
-                pn.widgets.FileDownload(callback=lambda: self._zones_file("geojson"), filename="forestguard-zones.geojson", label="Zones (GeoJSON)", sizing_mode="stretch_width"),
-                pn.widgets.FileDownload(callback=lambda: self._zones_file("parquet"), filename="forestguard-zones.parquet", label="Zones (GeoParquet)", sizing_mode="stretch_width"),
+                pn.widgets.FileDownload(callback=partial(self._in_thread, self._stats_csv), filename="forestguard-statistics.csv",
+                                        label="Statistics (CSV)", color="primary", sizing_mode="stretch_width"),
+                pn.widgets.FileDownload(callback=partial(self._in_thread, self._zones_file, "geojson"), filename="forestguard-zones.geojson",
+                                        label="Zones (GeoJSON)", sizing_mode="stretch_width"),
+                pn.widgets.FileDownload(callback=partial(self._in_thread, self._zones_file, "parquet"), filename="forestguard-zones.parquet",
+                                        label="Zones (GeoParquet)", sizing_mode="stretch_width"),
                 pn.pane.Alert("", alert_type="warning", sizing_mode="stretch_width", visible=False),
                 sizing_mode="stretch_width",
             )
@@ -425,6 +555,11 @@ class ZonesDashboard(pn.viewable.Viewer):
         return parts.template(self)
 
 
+def _rounded(values) -> tuple[float, float]:
+    """An extent as the URL keeps it (0.1 m)."""
+    return tuple(round(float(v), 1) for v in values)
+
+
 def warm_views(countries: list[str], store: ZoneStore | None = None, cache: Any = None) -> int:
     """Select each country's zones and count its top regions, once for the process, before the first visitor.
 
@@ -435,7 +570,7 @@ def warm_views(countries: list[str], store: ZoneStore | None = None, cache: Any 
     for country in countries:
         view.countries = [country]  # no page: nothing is drawn
         view._top_regions()  # selects the zones too
-        mapview.view_image(view.selection(), *view._view_args(), cache=view._cache)  # and reads the polygons it draws
+        mapview.view_image(view.selection(), tuple(view.x_range), tuple(view.y_range), *view._size, cache=view._cache)  # and reads the polygons it draws
     return len(countries)
 
 

@@ -34,7 +34,7 @@ class ServeOptions:
     port: int = 8501
     address: str | None = None
     num_procs: int = 1
-    num_threads: int | None = 4
+    num_threads: int | None = None  #: Panel's thread pool; None: callbacks on the event loop (see the CLI's --num-threads)
     allow_websocket_origin: list[str] = field(default_factory=list)
     basic_auth: str | None = None
     oauth_provider: str | None = None
@@ -50,11 +50,24 @@ class ServeOptions:
     metrics_from: tuple[str, ...] = runtime.METRICS_FROM
 
 
-def dashboard_app() -> Any:
-    """One session of the zones dashboard (called by Bokeh for every new session)."""
+def dashboard_app() -> None:
+    """One session of the zones dashboard (called by Bokeh for every new session), put into the session's document.
+
+    Inside one ``freeze`` of the document's model graph: Panel adds the page root by root, and
+    Bokeh walks the whole graph after each (a dozen walks of a growing graph, a quarter of what
+    a session cost); frozen, it walks once, when the page is complete.
+    """
+    import panel as pn
+
     from ..dashboard import dashboard_page
 
-    return dashboard_page()
+    doc = pn.state.curdoc
+    with doc.models.freeze():
+        dashboard_page().server_doc(doc, title=TITLE, location=True)
+
+
+#: The page's title (the browser tab).
+TITLE = "ForestGuard"
 
 
 def _init_sentry() -> None:
@@ -170,7 +183,7 @@ def serve(options: ServeOptions) -> None:
 
         enable_multiprocess_metrics()  # before prometheus_client is imported anywhere
     runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit,
-                                            metrics_from=options.metrics_from))
+                                            metrics_from=options.metrics_from, num_procs=options.num_procs))
     url = runtime.options().resolved_store_url
     _check_store(url, explicit=bool(options.db or settings().database_url))
     _check_budget()
@@ -203,7 +216,7 @@ def serve(options: ServeOptions) -> None:
     from .sessions import dashboard_application
 
     server_id = uuid.uuid4().hex
-    apps: dict[str, Any] = {"/": dashboard_application(dashboard_app, title="ForestGuard", server_id=server_id)}
+    apps: dict[str, Any] = {"/": dashboard_application(dashboard_app, title=TITLE, server_id=server_id)}
     for path in options.apps:
         apps["/" + Path(path).stem] = path
     kwargs: dict[str, Any] = {}
@@ -223,7 +236,7 @@ def serve(options: ServeOptions) -> None:
         websocket_origin=options.allow_websocket_origin or None,
         show=False,
         start=False,
-        title="ForestGuard",
+        title=TITLE,
         location=True,
         basic_auth=basic_auth,
         oauth_provider=options.oauth_provider,

@@ -26,7 +26,7 @@ REQUESTS = Counter("forestguard_http_requests_total", "HTTP requests answered.",
 REQUEST_SECONDS = Histogram("forestguard_http_request_duration_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS)
 SESSIONS_ACTIVE = Gauge("forestguard_sessions_active", "Dashboard sessions open now.", multiprocess_mode="livesum")
 SESSIONS_CREATED = Counter("forestguard_sessions_created_total", "Dashboard sessions opened.")
-RENDER_SECONDS = Histogram("forestguard_render_duration_seconds", "Server time to draw: one map view (kind=map), a dashboard's numbers (dashboard-numbers), its map (dashboard-view) or its charts and tables (dashboard-parts) after a filter change.", ["kind"], buckets=LATENCY_BUCKETS)
+RENDER_SECONDS = Histogram("forestguard_render_duration_seconds", "Server time to draw: one map view (kind=map), a dashboard's numbers (dashboard-numbers), its map (dashboard-view: after a filter change, a pan, zoom or resize), its charts and tables after a filter change (dashboard-parts) or once a new page has loaded (dashboard-loaded).", ["kind"], buckets=LATENCY_BUCKETS)
 LAYER_ZONES = Gauge("forestguard_layer_zones", "Zones held in memory for maps by this process.", multiprocess_mode="max")
 CACHE_REQUESTS = Counter("forestguard_cache_requests_total", "Cache lookups by outcome (hit, miss) and kind (stats, geojson, agg, session).", ["outcome", "kind"])
 CACHE_ERRORS = Counter("forestguard_cache_errors_total", "Cache backend errors by reason (connection, timeout, …); answers were computed instead.", ["reason"])

@@ -53,6 +53,7 @@ class ServerOptions:
     store_url: str | None = None
     redis_url: str | None = None
     download_limit: int = DEFAULT_DOWNLOAD_LIMIT
+    num_procs: int = 1  #: worker processes (``--num-procs``; 0: one per CPU)
     readiness_timeout: float = 2.0
     metrics_from: tuple[str, ...] = METRICS_FROM
     extra: dict[str, Any] = field(default_factory=dict)

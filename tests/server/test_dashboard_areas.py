@@ -85,7 +85,7 @@ def test_an_uploaded_file_and_a_drawn_polygon_become_the_area(dashboard, tmp_pat
     assert cards(dashboard) == uploaded  # the same polygon, saved or uploaded
     corners = [(-60, -12), (-50, -12), (-50, -4), (-60, -4)]
     xs, ys = to_mercator(np.array([c[0] for c in corners], dtype=float), np.array([c[1] for c in corners], dtype=float))
-    dashboard._areas.draw.event(data={"xs": [list(xs)], "ys": [list(ys)]})
+    dashboard._areas.drawing.data = {"xs": [list(xs)], "ys": [list(ys)]}
     dashboard._areas._use_drawn()
     drawn = dashboard.where.area
     assert dashboard.area == "" and drawn.name == "drawn area"
@@ -102,7 +102,7 @@ def test_bad_uploads_and_drawings_say_why_and_change_nothing(dashboard, tmp_path
     assert dashboard.where.area is None
     status = dashboard._areas.status.object
     assert "fg-area-error" in status and "&lt;b&gt;line&lt;/b&gt;.geojson: feature 0: geometry: is a LineString" in status
-    dashboard._areas.draw.event(data={"xs": [[0, 1]], "ys": [[0, 1]]})
+    dashboard._areas.drawing.data = {"xs": [[0, 1]], "ys": [[0, 1]]}
     dashboard._areas._use_drawn()
     assert dashboard.where.area is None and "at least three corners" in dashboard._areas.status.object
 

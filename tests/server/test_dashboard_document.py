@@ -1,4 +1,4 @@
-"""graph_frozen: data-only updates skip Bokeh's model-graph walk; added models and roots are still found."""
+"""graph_frozen: data-only updates skip Bokeh's model-graph walk; batched: a block of updates reaches the session at once, in order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, Div
 from bokeh.plotting import figure
 
-from forestguard.dashboard.document import graph_frozen
+from forestguard.dashboard.document import batched, graph_frozen
 
 
 @pytest.fixture
@@ -66,3 +66,32 @@ def test_an_error_inside_leaves_the_document_unfrozen(doc):
             raise RuntimeError("boom")
     assert doc.models._freeze_count == 0
     assert "invalidate" not in vars(doc.models)
+
+
+def test_a_batch_reaches_the_session_at_its_end_in_order(doc):
+    """What a session sends (its change callbacks) sees the block's changes only when the block ends, in order."""
+    seen: list[tuple[str, object]] = []
+    doc.on_change(lambda event: seen.append((getattr(event, "attr", None), getattr(event, "new", None))))
+    source = next(m for m in doc.models if isinstance(m, ColumnDataSource))
+    div = Div(text="before")
+    doc.add_root(div)
+    seen.clear()
+    with batched(doc):
+        source.data = {"x": [1], "y": [2]}
+        div.text = "first"
+        with batched(doc):  # a nested block joins the outer one
+            div.text = "second"
+        assert seen == [] and doc.callbacks.hold_value == "combine"
+    assert [attr for attr, _ in seen] == ["data", "text"] and seen[-1][1] == "second"  # the text's two changes combined
+    assert doc.callbacks.hold_value is None and doc.models._freeze_count == 0
+
+
+def test_a_batch_that_fails_still_sends_what_it_changed(doc):
+    seen: list[object] = []
+    doc.on_change(seen.append)
+    source = next(m for m in doc.models if isinstance(m, ColumnDataSource))
+    with pytest.raises(RuntimeError):
+        with batched(doc):
+            source.data = {"x": [9], "y": [9]}
+            raise RuntimeError("boom")
+    assert len(seen) == 1 and doc.callbacks.hold_value is None and doc.models._freeze_count == 0

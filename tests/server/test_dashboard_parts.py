@@ -7,6 +7,7 @@ import io
 import json
 
 import geopandas as gpd
+import numpy as np
 import pytest
 
 from forestguard import stores
@@ -88,22 +89,23 @@ def test_session_state_is_kept_for_a_signed_in_user(dashboard):
     assert fresh.where == dashboard.where
 
 
-def test_map_image_is_bokehs_rgba_shared_by_every_session():
-    import holoviews as hv
+def test_every_session_shows_the_shared_image_array_not_a_copy(dashboard):
+    """A session's map holds the process's image of a view (read-only), as Bokeh's image_rgba takes it."""
     import numpy as np
 
-    from forestguard.dashboard.image import SharedRGB, packed_rgba
+    from forestguard.dashboard import mapview
+    from forestguard.render import cached_aggregate, shade_image
 
-    hv.extension("bokeh")
-    rng = np.random.default_rng(0)
-    rgba = rng.integers(0, 256, size=(5, 7, 4), dtype=np.uint8)
-    element = SharedRGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"], packed=packed_rgba(rgba))
-    renderer = hv.renderer("bokeh")
-    plain = renderer.get_plot(hv.RGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"])).handles["source"].data["image"][0]
-    sessions = [renderer.get_plot(element.clone()).handles["source"].data["image"][0] for _ in range(3)]
-    np.testing.assert_array_equal(sessions[0], plain)  # what HoloViews' own RGB plot sends, pixel for pixel
-    assert all(image is element.packed for image in sessions)  # one array, not a copy per session
-    assert not element.packed.flags.writeable
+    other = ZonesDashboard(store=dashboard._store, cache=dashboard._cache)
+    dashboard.map_panel(), other.map_panel()
+    first, second = (d._map.image.data["image"][0] for d in (dashboard, other))
+    assert first is second and not first.flags.writeable  # one array for both sessions
+    x_range, y_range, width, height = dashboard._view
+    whole = shade_image(cached_aggregate(dashboard.selection(), x_range, y_range, width, height))
+    expected, bounds = mapview.drawn_part(np.ascontiguousarray(whole), (x_range[0], y_range[0], x_range[1], y_range[1]))
+    np.testing.assert_array_equal(first, expected)  # the shaded view, bottom row first, cut to its drawn part
+    data = dashboard._map.image.data
+    assert (data["x"][0], data["y"][0], data["x"][0] + data["dw"][0], data["y"][0] + data["dh"][0]) == pytest.approx(bounds)
 
 
 def test_a_view_image_is_cut_to_its_drawn_pixels():
@@ -139,37 +141,35 @@ def test_bars_regions_and_downloads_follow_the_filters_in_place(dashboard):
 
 
 def test_a_filter_change_puts_the_new_image_into_the_drawn_map(dashboard):
-    """New filters swap the image in the rendered plot; HoloViews drawing that view itself gives the same image."""
-    import numpy as np
+    """New filters, a pan: the map's data source gets the image of that view and selection, its axes the zoom."""
     from bokeh.document import Document
 
     from forestguard.dashboard import mapview
 
     pane = dashboard.map_panel()
     pane.get_root(Document())  # the map as a page shows it
-    (plot,) = dashboard._image_plots()
-    source = plot.handles["source"]
+    source, plot = dashboard._map.image, dashboard._map.figure
     everything = source.data["image"][0]
 
     dashboard.countries = ["Peru"]
-    assert plot.handles["source"] is source
+    assert dashboard._map.image is source
     x_range, y_range, width, height = dashboard._view
-    assert (x_range, y_range) == (dashboard._ranges.x_range, dashboard._ranges.y_range)  # the zoom to Peru
+    assert (x_range, y_range) == (dashboard.x_range, dashboard.y_range)  # the zoom to Peru, also the URL's extent
+    assert (plot.x_range.start, plot.x_range.end) == pytest.approx(x_range, abs=0.1)  # the browser's axes follow
     image = mapview.view_image(dashboard.selection(), x_range, y_range, width, height)
-    expected = image.part
-    assert source.data["image"][0] is expected and expected.size < everything.size  # the drawn part of the view
+    assert source.data["image"][0] is image.part and image.part.size < everything.size  # the drawn part of the view
     left, bottom, right, top = image.part_bounds
     assert (source.data["x"], source.data["y"], source.data["dw"], source.data["dh"]) == ([left], [bottom], [right - left], [top - bottom])
     assert x_range[0] <= left < right <= x_range[1] and y_range[0] <= bottom < top <= y_range[1]
-    dashboard._ranges.event(x_range=x_range, y_range=y_range)  # HoloViews draws the same view itself: the whole view
-    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], image.packed)
-    assert (source.data["x"], source.data["dw"]) == ([x_range[0]], [x_range[1] - x_range[0]])
 
     dashboard.classification = "illegal"  # same view, other zones
     illegal = mapview.view_image(dashboard.selection(), x_range, y_range, width, height)
-    assert plot.handles["source"].data["image"][0] is illegal.part and not np.array_equal(illegal.packed, image.packed)
-    dashboard._ranges.event(x_range=x_range, y_range=y_range)  # not the image HoloViews drew for this view before
-    np.testing.assert_array_equal(plot.handles["source"].data["image"][0], illegal.packed)
+    assert source.data["image"][0] is illegal.part and not np.array_equal(illegal.packed, image.packed)
+
+    panned = ((x_range[0] - 1e5, x_range[1] - 1e5), (y_range[0], y_range[1]))
+    dashboard.browser_view(*panned)  # the browser reports a pan: that view is drawn and goes to the URL
+    assert (dashboard.x_range, dashboard.y_range) == panned
+    assert source.data["image"][0] is mapview.view_image(dashboard.selection(), *panned, width, height).part
 
 
 def test_country_bounds_are_the_zones_exact_extent_and_selections_hold_them(dashboard):

@@ -75,8 +75,26 @@ def test_a_map_still_laying_out_does_not_reach_the_url(store):
     dashboard.map_panel()
     before = dashboard.x_range, dashboard.y_range
     nan = float("nan")
-    dashboard._ranges.event(x_range=(nan, nan), y_range=(nan, nan))
-    dashboard._ranges.event(x_range=(1.0, 1.0), y_range=(2.0, 3.0))
+    dashboard.browser_view((nan, nan), (nan, nan))
+    dashboard.browser_view((1.0, 1.0), (2.0, 3.0))
     assert (dashboard.x_range, dashboard.y_range) == before
-    dashboard._ranges.event(x_range=(-7.0e6, -6.0e6), y_range=(-2.0e6, -1.0e6))
+    dashboard.browser_view((-7.0e6, -6.0e6), (-2.0e6, -1.0e6))
     assert (dashboard.x_range, dashboard.y_range) == ((-7.0e6, -6.0e6), (-2.0e6, -1.0e6))
+
+
+def test_a_pan_reported_before_a_zoom_reached_the_page_does_not_undo_it(store):
+    """The browser sends its axes, then a RangesUpdate event; one sent before our zoom arrived is stale."""
+    from bokeh.events import RangesUpdate
+
+    dashboard = ZonesDashboard(store=store, cache=MemoryCache(KeySpace("test-zoom")))
+    dashboard.map_panel()
+    panned = ((-7.0e6, -6.0e6), (-2.0e6, -1.0e6))
+    dashboard.browser_view(*panned)
+    dashboard.countries = ["Brazil"]  # the zoom moves the axes
+    zoomed = dashboard.x_range, dashboard.y_range
+    assert zoomed != panned
+    (x0, x1), (y0, y1) = panned
+    dashboard._browser_ranges(RangesUpdate(dashboard._map.figure, x0=x0, x1=x1, y0=y0, y1=y1))  # the pan's event, late
+    dashboard._map_tick()
+    assert (dashboard.x_range, dashboard.y_range) == zoomed
+    assert dashboard._view[:2] == zoomed  # and the image is the zoomed view's
