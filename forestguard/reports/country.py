@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..regions import top_regions
 from ..schema import Classification
 from ..stores.base import ZoneFilter, ZoneStore
 from .base import ReportError, SourceInfo, YearRange, match_name, parse_years, source_info
 from .record import Reported, reported
+from .summary import change, hectares, percent, points
 from .tables import CLASS_COLUMNS, class_pivot, records, share
 
 CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.9, 1.0000001)
@@ -72,8 +74,6 @@ class CountryReport:
         return {"yearly": records(self.yearly), "top_regions": records(self.regions), "confidence": records(self.confidence)}
 
     def key_changes(self) -> list[str]:
-        from .summary import country_key_changes
-
         return country_key_changes(self)
 
 
@@ -116,6 +116,45 @@ def country_summary(store: ZoneStore, country: str, years: str | int | None = ""
     )
 
 
+def country_key_changes(report: CountryReport) -> list[str]:
+    """Key changes of a country report, most important first."""
+    yearly = report.yearly
+    area = float(yearly["area_ha"].sum())
+    illegal = float(yearly["illegal_ha"].sum())
+    zones = int(yearly["zones"].sum())
+    lines = [
+        f"{zones:,} zones covering {hectares(area)} were cleared in {report.country} in "
+        f"{report.period}; {percent(illegal / area if area else None)} of that area was illegal."
+    ]
+    first, last = yearly.iloc[0], yearly.iloc[-1]
+    if report.first == report.last and report.before is not None:
+        prior = report.before.result.frame()
+        prior_area = float(prior["area_ha"].sum())
+        prior_illegal = float(prior.loc[prior["classification"] == "illegal", "area_ha"].sum())
+        lines.append(f"Compared with {report.first - 1}, cleared area {change(prior_area, float(last['area_ha']))}.")
+        if prior_area and last["area_ha"]:
+            lines.append(f"The illegal share {points(prior_illegal / prior_area, float(last['illegal_share']))}.")
+    elif report.first != report.last:
+        lines.append(
+            f"From {report.first} to {report.last}, cleared area {change(float(first['area_ha']), float(last['area_ha']))}."
+        )
+        if first["area_ha"] and last["area_ha"]:
+            lines.append(f"The illegal share {points(float(first['illegal_share']), float(last['illegal_share']))}.")
+        peak = yearly.loc[yearly["area_ha"].idxmax()]
+        lines.append(f"The largest year was {int(peak['year'])} with {hectares(float(peak['area_ha']))}.")
+        if len(yearly) >= 3:
+            slope = float(np.polyfit(yearly["year"], yearly["area_ha"], 1)[0])
+            lines.append(f"The linear trend is {'+' if slope >= 0 else '−'}{hectares(abs(slope))} per year.")
+    if not report.regions.empty:
+        top = report.regions.iloc[0]
+        lines.append(f"{top['region']} is the most affected region: {hectares(float(top['area_ha']))}, {percent(top['share'])} of the total.")
+    verified = int(yearly["verified_zones"].sum())
+    confidence = report.total.result.rows[0]["mean_confidence"] if report.total.result.rows else None
+    confidence_text = "" if confidence is None else f"; mean detection confidence is {confidence:.2f}"
+    lines.append(f"{percent(verified / zones if zones else None)} of the zones are verified{confidence_text}.")
+    return lines
+
+
 def _years_text(years: list[int]) -> str:
     if not years:
         return "no year at all"
@@ -136,17 +175,13 @@ def yearly_table(by_year: Reported, by_class: Reported, years: range) -> pd.Data
 
 
 def region_table(attributes: pd.DataFrame, top: int = 10) -> pd.DataFrame:
-    """Regions by cleared area (largest first): zones, hectares, illegal hectares and share of the total."""
-    frame = attributes.assign(
-        region=attributes["region"].fillna(NO_REGION),
-        area_ha=attributes["area_ha"].astype(float),
-        illegal_ha=np.where(attributes["classification"] == Classification.ILLEGAL.stored, attributes["area_ha"].astype(float), 0.0),
-    )
-    table = frame.groupby("region").agg(zones=("area_ha", "size"), area_ha=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
-    table["share"] = share(table["area_ha"], table["area_ha"].sum())
+    """Regions by cleared area, ranked as :mod:`forestguard.regions` ranks them: zones, hectares, illegal hectares, shares."""
+    area = attributes["area_ha"].astype(float)
+    table = top_regions(attributes["region"], area, attributes["classification"] == Classification.ILLEGAL.stored, top)
+    table["region"] = table["region"].fillna(NO_REGION)
+    table["share"] = share(table["area_ha"], float(area.sum()))
     table["illegal_share"] = share(table["illegal_ha"], table["area_ha"])
-    table = table.sort_values(["area_ha", "zones"], ascending=False).head(top)
-    return table.round({"area_ha": 2, "illegal_ha": 2}).reset_index()
+    return table
 
 
 def confidence_table(attributes: pd.DataFrame) -> pd.DataFrame:
