@@ -25,6 +25,7 @@ VARIABLES: dict[str, str] = {
     "SENTRY_DSN": "Sentry error reporting (optional).",
     "FORESTGUARD_DATA_DIR": "Folder of the embedded store, local snapshots and reports (default ./data).",
     "FORESTGUARD_LOG_LEVEL": "Logging level (default INFO).",
+    "FORESTGUARD_DEBUG": "1 (or true/yes/on): a command's internal error prints its traceback instead of one line.",
     "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
     "FORESTGUARD_MEMORY_MB": "Memory budget of one process in MB (default 1536, for a 2 GB task): sizes the in-memory map layer, caches and DuckDB's memory limit.",
 }
@@ -48,6 +49,7 @@ class Settings:
     sentry_dsn: str | None
     data_dir: Path
     log_level: str
+    debug: bool
     tile_url: str | None
     memory_mb: int = DEFAULT_MEMORY_MB
 
@@ -92,9 +94,16 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         sentry_dsn=_get(env, "SENTRY_DSN"),
         data_dir=Path(_get(env, "FORESTGUARD_DATA_DIR") or "data"),
         log_level=(_get(env, "FORESTGUARD_LOG_LEVEL") or "INFO").upper(),
+        debug=debug(env),
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
         memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
     )
+
+
+def debug(env: Mapping[str, str] | None = None) -> bool:
+    """FORESTGUARD_DEBUG, read alone: the command line asks it while handling an error, when another
+    variable (a bad FORESTGUARD_MEMORY_MB) must not stop the traceback that was asked for."""
+    return (_get(os.environ if env is None else env, "FORESTGUARD_DEBUG") or "").lower() in ("1", "true", "yes", "on")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
