@@ -36,7 +36,7 @@ from pyproj import CRS
 
 from .errors import InputError
 from .jsonstream import JsonError, JsonWindow, NotUtf8
-from .schema import GEOMETRY_SRID, ZONE_COLUMNS
+from .schema import GEOMETRY_SRID, REQUIRED_COLUMNS, ZONE_COLUMNS
 
 #: Files from this size up are streamed in batches (see :func:`open_zones_file`).
 STREAM_MIN_BYTES = 64 << 20
@@ -98,7 +98,7 @@ class ColumnMapping:
             out[column] = frame[source]
             sources.setdefault(source, column)
             used.append(column if source == column else f"{column}<-{source}")
-        missing = [c for c in ("country", "year") if c not in out]
+        missing = [c for c in REQUIRED_COLUMNS if c not in out]
         if missing and len(frame):
             hint = "; ".join(f"--map {c}=FIELD or --set {c}=VALUE" for c in missing)
             raise InputError(file, f"no {' or '.join(missing)} column ({hint}); the file has: {_listing(available)}")
@@ -166,7 +166,7 @@ def _check_path(path: Path) -> str:
 
 @dataclass
 class ZoneSource:
-    """One input file's zones: read whole (``frame``) or, for a big GDAL file, as a stream of batches."""
+    """One input file's zones: read whole (``frame``) or, for a big file, as a stream of batches."""
 
     path: str
     features: int  # as the file declares it (a stream's final count is what it yields)
