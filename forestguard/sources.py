@@ -567,25 +567,53 @@ def _open_geojson_stream(path: Path) -> ZoneSource | None:
     return ZoneSource(label, features, columns=names, _stream=lambda rows: _stream_geojson(path, crs, names, rows))
 
 
-def _stream_geojson(path: Path, crs: CRS | None, columns: list[str], rows: int) -> Iterator[gpd.GeoDataFrame]:
-    """The features of a FeatureCollection ``rows`` at a time, each batch as :func:`_read_geojson` would give it."""
-    label = str(path)
-    batch: list[object] = []
+#: Decoded GeoJSON features (Python dicts and lists, ~6 KB each) turned into columns at a time, whatever the batch size.
+GEOJSON_DECODE_ROWS = 10_000
 
-    def frame() -> gpd.GeoDataFrame:
+
+def _stream_geojson(path: Path, crs: CRS | None, columns: list[str], rows: int) -> Iterator[gpd.GeoDataFrame]:
+    """The features of a FeatureCollection ``rows`` at a time, each batch as :func:`_read_geojson` would give it.
+
+    Features are decoded and turned into columns :data:`GEOJSON_DECODE_ROWS` at a time, so a batch
+    never holds more than that many as Python objects.
+    """
+    label = str(path)
+    decoded: list[object] = []
+    parts: list[gpd.GeoDataFrame] = []
+    held = 0
+
+    def convert() -> None:
+        nonlocal held
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            zones = _features_frame(batch, crs, columns)
-            return _in_4326(zones, label, path.suffix.lower(), zones.attrs[READ_PROBLEMS])
+            parts.append(_features_frame(decoded, crs, columns))
+        held += len(decoded)
+        decoded.clear()
+
+    def batch() -> gpd.GeoDataFrame:
+        nonlocal held
+        problems, offset = {}, 0
+        for part in parts:
+            problems.update({offset + row: found for row, found in part.attrs[READ_PROBLEMS].items()})
+            offset += len(part)
+        zones = parts[0] if len(parts) == 1 else gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry=parts[0].geometry.name, crs=crs)
+        parts.clear()
+        held = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _in_4326(zones, label, path.suffix.lower(), problems)
 
     for key, value in _walk_geojson(path, label):
         if key is _FEATURE:
-            batch.append(value)
-            if len(batch) == rows:
-                yield frame()
-                batch = []
-    if batch:
-        yield frame()
+            decoded.append(value)
+            if len(decoded) == min(GEOJSON_DECODE_ROWS, rows - held):
+                convert()
+                if held == rows:
+                    yield batch()
+    if decoded:
+        convert()
+    if parts:
+        yield batch()
 
 
 def _geojson_geometries(geometries: list[object], problems: dict[int, list]) -> np.ndarray:

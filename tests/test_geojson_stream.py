@@ -56,8 +56,10 @@ def _records() -> list[str]:
     return out
 
 
-@pytest.fixture
-def big_geojson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(params=[7, 10_000], ids=["decoded-7-at-a-time", "decoded-whole-batches"])
+def big_geojson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """The file, over the threshold; features turned into columns 7 at a time (a batch is then made of parts) or a batch at a time."""
+    monkeypatch.setattr(forestguard.sources, "GEOJSON_DECODE_ROWS", request.param)
     path = tmp_path / "zones.geojson"
     path.write_text('{"type": "FeatureCollection",\n "name": "zones",\n "features": [\n' + ",\n".join(_records()) + "\n]}\n", encoding="utf-8")
     monkeypatch.setattr(forestguard.sources, "STREAM_MIN_BYTES", path.stat().st_size - 1)  # the file is over the threshold
