@@ -87,19 +87,24 @@ def test_the_batches_are_the_whole_read(big_geojson: Path) -> None:
     assert problems == whole.attrs[READ_PROBLEMS] and {130, 170, 200} <= set(problems)
 
 
-def test_ingest_refuses_the_same_records_streamed_or_whole(big_geojson: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = str(tmp_path / "store.duckdb")
-    with pytest.raises(IngestRejected) as streamed:
-        ingest([big_geojson], url)
+def _refused_streamed_then_whole(monkeypatch: pytest.MonkeyPatch, error: type[Exception], path: Path, url: str) -> tuple:
+    """The errors of an ingest of ``path`` streamed, then read whole; neither may leave a store behind."""
+    with pytest.raises(error) as streamed:
+        ingest([path], url)
     assert not Path(url).exists()
     _whole(monkeypatch)
-    with pytest.raises(IngestRejected) as whole:
-        ingest([big_geojson], url)
-    lines = [str(r) for r in streamed.value.rejects]
-    assert lines == [str(r) for r in whole.value.rejects]
-    numbered = sorted({r.feature for r in streamed.value.rejects})
+    with pytest.raises(error) as whole:
+        ingest([path], url)
+    assert not Path(url).exists()
+    return streamed.value, whole.value
+
+
+def test_ingest_refuses_the_same_records_streamed_or_whole(big_geojson: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    streamed, whole = _refused_streamed_then_whole(monkeypatch, IngestRejected, big_geojson, str(tmp_path / "store.duckdb"))
+    assert [str(r) for r in streamed.rejects] == [str(r) for r in whole.rejects]
+    numbered = sorted({r.feature for r in streamed.rejects})
     assert numbered == [5, *range(40, 80), 130, 170, 200, 249], numbered
-    assert streamed.value.column_lines == whole.value.column_lines
+    assert streamed.column_lines == whole.column_lines
 
 
 def test_skipping_the_invalid_records_loads_the_same_zones(big_geojson: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,14 +130,8 @@ def test_a_truncated_big_file_is_refused_before_anything_is_written(big_geojson:
     data = big_geojson.read_bytes()
     big_geojson.write_bytes(data[: int(len(data) * cut)])
     monkeypatch.setattr(forestguard.sources, "STREAM_MIN_BYTES", 1)
-    url = str(tmp_path / "store.duckdb")
-    with pytest.raises(InputError) as streamed:
-        ingest([big_geojson], url)
-    assert not Path(url).exists()
-    _whole(monkeypatch)
-    with pytest.raises(InputError) as whole:
-        read_zones_file(big_geojson)
-    assert str(streamed.value) == str(whole.value) and "not valid JSON (line" in str(whole.value)
+    streamed, whole = _refused_streamed_then_whole(monkeypatch, InputError, big_geojson, str(tmp_path / "store.duckdb"))
+    assert str(streamed) == str(whole) and "not valid JSON (line" in str(whole)
 
 
 def test_a_big_single_feature_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
