@@ -61,9 +61,10 @@ def copied_sources() -> list[str]:
 def image_constraints() -> str | None:
     """The constraints file the Dockerfile's dependency install uses (``-c FILE``), if any."""
     for op, args in dockerfile_instructions():
-        words = args.split()
-        if op == "RUN" and "pip" in words and "-c" in words:
-            return words[words.index("-c") + 1]
+        for command in args.split("&&") if op == "RUN" else []:
+            words = command.split()
+            if words[:2] == ["pip", "install"] and "-c" in words:
+                return words[words.index("-c") + 1]
     return None
 
 
