@@ -81,6 +81,12 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def debug(env: Mapping[str, str] | None = None) -> bool:
+    """FORESTGUARD_DEBUG, read alone: the command line asks it while handling an error, when another
+    variable (a bad FORESTGUARD_MEMORY_MB) must not stop the traceback that was asked for."""
+    return (_get(os.environ if env is None else env, "FORESTGUARD_DEBUG") or "").lower() in ("1", "true", "yes", "on")
+
+
 def settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the configuration; cheap enough to call wherever it is needed."""
     env = os.environ if env is None else env
@@ -98,12 +104,6 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
         memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
     )
-
-
-def debug(env: Mapping[str, str] | None = None) -> bool:
-    """FORESTGUARD_DEBUG, read alone: the command line asks it while handling an error, when another
-    variable (a bad FORESTGUARD_MEMORY_MB) must not stop the traceback that was asked for."""
-    return (_get(os.environ if env is None else env, "FORESTGUARD_DEBUG") or "").lower() in ("1", "true", "yes", "on")
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
