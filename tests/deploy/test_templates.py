@@ -973,16 +973,18 @@ def _constraints() -> dict[str, str]:
 
 
 def test_this_environment_is_the_pinned_one():
-    """make, CI and the image install through constraints.txt: every package here is pinned there, at this version.
+    """make, CI and the image install through constraints.txt: every package the project names is pinned
+    there, and what is installed runs at the pinned version.
 
     Fails when a dependency was added without `make constraints`, or the venv predates the file (make reinstalls it).
     """
-    from importlib.metadata import distributions
+    from importlib.metadata import distributions, requires
 
     pins = _constraints()
     installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in distributions()}
-    installed = {n: v for n, v in installed.items() if n not in {"forestguard", "pip", "setuptools", "wheel"}}
-    assert {n: v for n, v in installed.items() if pins.get(n) != v} == {}
+    assert {n: (v, pins[n]) for n, v in installed.items() if n in pins and pins[n] != v} == {}
+    named = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", r).group(0)).lower() for r in requires("forestguard") or []}
+    assert named - {"forestguard"} - set(pins) == set(), "named in pyproject.toml but not pinned"
     for name in ("bokeh", "panel", "holoviews", "geoviews", "datashader", "param", "pyviz-comms", "numba", "llvmlite", "tornado", "duckdb"):
         assert name in pins, f"{name} is not pinned"
 
