@@ -66,6 +66,8 @@ class IngestResult:
     data_version: int | None = None
     engine: str | None = None
     files: list[FileLoad] = field(default_factory=list)
+    alerts: int = 0  #: deliveries recorded for watched areas the new zones met
+    delivery: str | None = None  #: what sending them right after the load did (a failing webhook never fails the ingest)
 
 
 def prepare(
@@ -163,11 +165,14 @@ def ingest(
     skip_invalid: str | Path | None = None,
     on_file: Callable[[str, int], None] | None = None,
     again: bool = False,
+    deliver_alerts: bool = True,
 ) -> IngestResult:
     """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record.
 
     :class:`~forestguard.loads.AlreadyLoaded` when a file's content was loaded before (nothing
-    is loaded), unless ``again``.
+    is loaded), unless ``again``. Zones meeting watched areas record alerts in the load's
+    transaction; they are sent right after it (``deliver_alerts``), and whatever a webhook
+    does, the load stands.
     """
     url = db or settings().store_url
     stores.engine_of(url)  # a store URL nobody can open fails before the reading
@@ -202,6 +207,9 @@ def ingest(
             result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read, files=result.files, again=again)
             result.data_version = store.data_version()
             result.engine = store.engine
+            result.alerts = store.last_alerts
+            if result.alerts and deliver_alerts:
+                result.delivery = _deliver(store)
     except BaseException:
         if created:
             stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
@@ -227,6 +235,16 @@ def loaded_before(db: str | None, sha256s: list[str]) -> list[LoadRecord]:
 def load_status(paths: Sequence[str | Path], db: str | None = None) -> list[tuple[str, str, list[LoadRecord]]]:
     """(file, sha256, its load records) for each file: did it go into the store, and when?"""
     return [(f.file, f.sha256, loaded_before(db, [f.sha256])) for f in plan(paths)]
+
+
+def _deliver(store: stores.ZoneStore) -> str:
+    """Send the alerts just recorded (and any due): the load is committed, so nothing here may fail it."""
+    from .alerts.deliver import deliver_due
+
+    try:
+        return deliver_due(store).summary()
+    except Exception as exc:  # the outbox keeps them; `alerts deliver` (and the schedule) sends them later
+        return f"not sent now ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); 'forestguard alerts deliver' will"
 
 
 def _check_distinct(paths: Sequence[str | Path]) -> None:

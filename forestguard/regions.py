@@ -8,7 +8,7 @@ text (PostgreSQL: ``COLLATE "C"``), which is what the tests hold this module to 
 engines. Hectares are summed as whole hundredths, as the stores' ``DECIMAL(10,2)`` sums
 are, so a tie in the store is a tie here and float rounding never reorders regions.
 
-Reports (:func:`forestguard.reports.country.region_table`) call :func:`top_regions` on a
+Reports (:func:`forestguard.reports.place.region_table`) call :func:`top_regions` on a
 country's zone attributes; the dashboard's in-memory layer feeds :class:`RegionCounter`
 its category codes a chunk at a time (bounded memory, no strings per zone).
 """

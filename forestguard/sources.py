@@ -396,6 +396,11 @@ def _read_geojson(path: Path) -> gpd.GeoDataFrame:
     except UnicodeDecodeError as exc:
         raise _not_utf8(label, NotUtf8(exc.start + 3 * data.startswith(codecs.BOM_UTF8), exc.reason == "unexpected end of data")) from None
     del data
+    return geojson_frame(text, label)
+
+
+def geojson_frame(text: str, label: str) -> gpd.GeoDataFrame:
+    """GeoJSON text (a file's, or a request body's) as a frame, with per-record problems; ``label`` names it in errors."""
     try:
         # NaN/Infinity are not JSON: they arrive as that text, so numbers reject them and nothing takes them for null.
         document = json.loads(text, object_pairs_hook=_object, parse_constant=str)

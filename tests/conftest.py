@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.replication",
     "tests.fixtures.s3",
     "tests.fixtures.browser",
+    "tests.fixtures.webhook",
 ]
 
 

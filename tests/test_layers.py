@@ -143,8 +143,8 @@ def violations(graph: dict[str, set[str]]) -> set[str]:
 def test_the_graph_is_read_from_every_module():
     graph = import_graph()
     assert "forestguard.stores.duckdb" in graph["forestguard.ingest"] or "forestguard.stores" in graph["forestguard.ingest"]
-    assert "forestguard.reports.summary" in graph["forestguard.reports.country"]
-    assert "forestguard.regions" in graph["forestguard.reports.country"]
+    assert "forestguard.reports.summary" in graph["forestguard.reports.place"]
+    assert "forestguard.regions" in graph["forestguard.reports.place"]
     assert len(graph) > 80 and all(m.startswith("forestguard") for g in graph.values() for m in g)
 
 

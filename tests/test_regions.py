@@ -15,7 +15,7 @@ import pytest
 
 from forestguard import stores
 from forestguard.regions import COLUMNS, RegionCounter, top_regions
-from forestguard.reports.country import NO_REGION, region_table
+from forestguard.reports.place import NO_REGION, region_table
 from forestguard.schema import TABLE, Classification
 
 ILLEGAL = Classification.ILLEGAL.stored

@@ -11,6 +11,7 @@ nothing is fetched from outside.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import cartopy.crs as ccrs
 import geoviews as gv
@@ -96,15 +97,15 @@ def legend_keys() -> list[gv.Points]:
             for c in CATEGORIES]
 
 
-def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones") -> hv.Overlay:
-    """An aggregate as the static map overlay of :func:`hv_map` (tiles, outlines, zones, legend)."""
+def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones", extra: Sequence[hv.Element] = ()) -> hv.Overlay:
+    """An aggregate as the static map overlay of :func:`hv_map` (tiles, outlines, zones, legend); ``extra`` layers go over the zones (an area's outline)."""
     import geoviews.plotting.bokeh  # noqa: F401 - registers the GeoViews plots and options used below
 
     x_range, y_range = agg.attrs["x_range"], agg.attrs["y_range"]
     height, width = agg.shape[:2]
     tiles = tile_element()
     outlines = outline_element().opts(color=BORDER_COLOR, line_width=0.7, backend="bokeh")
-    layers = [*([tiles] if tiles is not None else []), outlines, zone_image(agg), *legend_keys()]
+    layers = [*([tiles] if tiles is not None else []), outlines, zone_image(agg), *extra, *legend_keys()]
     return gv.Overlay(layers).opts(
         width=width,
         height=height,

@@ -200,17 +200,18 @@ class ZoneLayer:
         """The zones of this layer that ``where`` also selects, filtered in memory (no store query).
 
         Same semantics as the stores' SQL (a missing confidence never passes a minimum); a
-        bbox is asked of the store (its spatial index decides, exactly as its SQL does). An
+        bbox or an area is asked of the store (its spatial index decides, exactly as its SQL does). An
         empty filter returns this layer itself. The result is an index into the shared rows:
         4 bytes a zone.
         """
         if where == ZoneFilter():
             return self
         in_bbox = None
-        if where.bbox is not None:
+        if where.bbox is not None or where.area is not None:
             if self.geometry is None:
-                raise ValueError("a layer without a store cannot select by bounding box")
-            in_bbox = np.sort(self.geometry.store.zones_arrow(ZoneFilter(bbox=where.bbox), columns=["id"]).column("id").to_numpy())
+                raise ValueError("a layer without a store cannot select by bounding box or area")
+            spatial = ZoneFilter(bbox=where.bbox, area=where.area)  # the store's index and exact test decide
+            in_bbox = np.sort(self.geometry.store.zones_arrow(spatial, columns=["id"]).column("id").to_numpy())
         keep: list[np.ndarray] = []
         for first in range(0, len(self), CHUNK_ROWS):
             stop = min(first + CHUNK_ROWS, len(self))

@@ -34,6 +34,7 @@ from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
 from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
+from .duckdb_areas import AREAS_DDL
 
 
 #: Files this process has hashed and found as their manifest says: (path, size, mtime, inode) → sha256.
@@ -73,12 +74,12 @@ def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
     object is an error, a damaged cached copy is fetched again.
     """
     if isinstance(folder, storage.LocalFolder):
-        for entry in manifest.files:
+        for entry in manifest.all_files:
             check_local_file(manifest, folder.url, entry, folder.path / entry.path)
         return folder.path
     cache = settings().data_dir / "cache" / "snapshots" / manifest.id
     cache.mkdir(parents=True, exist_ok=True)
-    for entry in manifest.files:
+    for entry in manifest.all_files:
         path = cache / entry.path
         if path.is_file():
             try:
@@ -112,6 +113,8 @@ class SnapshotStore(DuckDBStore):
     #: Box test on the GeoParquet covering column: answered from row-group statistics and plain
     #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
     bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
+    #: An area's candidates: the same covering-column test (a superset the exact test then narrows).
+    area_candidates_sql = area_scan_sql = bbox_sql
 
     def __init__(self, url: str) -> None:
         ZoneStore.__init__(self, url)
@@ -122,6 +125,14 @@ class SnapshotStore(DuckDBStore):
         files = ", ".join(_sql_string(str(self.path / f.path)) for f in self.manifest.files)
         # A view, not a copy: each query scans only the columns and row groups it needs.
         self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        # The saved areas it carries (small: copied into memory), and no watches or alerts: those are the live store's.
+        self._con.execute(AREAS_DDL)
+        if self.manifest.areas is not None:
+            self._con.execute(
+                "INSERT INTO forestguard_areas SELECT name, ST_GeomFromWKB(geometry), sha256, source_file, added_at::TIMESTAMP "
+                f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
+            )
+
         self._summary_ok = False
 
     def _summary_ready(self) -> bool:
@@ -133,6 +144,9 @@ class SnapshotStore(DuckDBStore):
                         self._con.execute(f"CREATE TABLE {table} AS {summary_rows_sql(TABLE, table)}")
                     self._summary_ok = True
         return True
+
+    def _load_spatial(self) -> None:
+        """Nothing to load: the covering column answers boxes without the extension."""
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)

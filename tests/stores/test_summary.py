@@ -78,6 +78,19 @@ def test_a_store_whose_summary_is_missing_or_out_of_step_is_rebuilt_when_opened_
         assert_summary_answers_as_the_zones(store)
 
 
+def test_a_summary_of_another_layout_is_made_again(tmp_path, demo_small):
+    url = str(tmp_path / "zones.duckdb")
+    with stores.open(url, create=True) as store:
+        store.insert(demo_small)
+        store._cursor().execute(f"ALTER TABLE {SUMMARY_TABLE} RENAME COLUMN area_cents TO area_ha")  # an earlier layout
+    with stores.open(url, read_only=True) as store:
+        assert not store._summary_ok
+        assert_summary_answers_as_the_zones(store)  # from the zones meanwhile
+    with stores.open(url) as store:
+        assert store._summary_ok
+        assert_summary_answers_as_the_zones(store)
+
+
 def test_a_snapshot_makes_its_summary_in_memory_and_answers_the_same(tmp_path, demo_duckdb):
     with stores.open(demo_duckdb, read_only=True) as store:
         manifest = snapshots.create(store, tmp_path / "snapshots")

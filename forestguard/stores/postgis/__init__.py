@@ -20,6 +20,7 @@ from ...config import redact
 from ...errors import ReadOnlyStore, StoreNotFound, UserError
 from ...loads import FileLoad, LoadRecord
 from ...schema import TABLE
+from .. import inside
 from ..base import (
     AGGREGATE_COLUMNS,
     SQLFilter,
@@ -31,6 +32,7 @@ from ..base import (
 )
 from ..summary import SUMMARY_THRESHOLDS_TABLE, summary_aggregate_sql, summary_for, summary_frame, threshold_of
 from .admin import init
+from .areas import PostGISAreas, watch_check, write_outbox
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches, loads_of
 from .migrations import META_TABLE, has_zone_table, state
@@ -77,7 +79,11 @@ def _sortable(column: str) -> str:
     return f'{column} COLLATE "C"' if column in ("country", "classification") else column
 
 
-class PostGISStore(ZoneStore):
+#: An area's candidates: the GiST index answers && with the area's box (float boxes, rounded outwards).
+_AREA_CANDIDATES_SQL = "geometry && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+
+
+class PostGISStore(PostGISAreas, ZoneStore):
     """Zones in PostgreSQL + PostGIS (``postgresql://…``; every libpq URL option honoured)."""
 
     engine = "postgis"
@@ -126,12 +132,16 @@ class PostGISStore(ZoneStore):
         return int(row[0])
 
     def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        if where.area is not None:
+            return inside.count(self, where)
         compiled = where_sql(where)
         query = f"SELECT count(*) FROM {TABLE} WHERE {compiled.clause}"
         return int(self._reads.run(lambda con: con.execute(query, compiled.params).fetchone()[0]))
 
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
+        if where.area is not None:
+            return inside.aggregate(self, where, keys)
         compiled = where_sql(where)
         # The summaries (migration 0005) answer every filter but a bounding box from a few rows per
         # combination, while they are in step with the zones (another writer's insert can leave them behind).
@@ -153,6 +163,10 @@ class PostGISStore(ZoneStore):
         return self._reads.run(read)
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        if where.area is not None:
+            if offset:
+                raise ValueError("zones of an area are not paged")
+            return inside.zones_arrow(self, where, columns, limit)
         wanted = _columns(columns)
         compiled = where_sql(where)
         params = list(compiled.params)
@@ -190,8 +204,23 @@ class PostGISStore(ZoneStore):
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """Streamed from one COPY: Arrow parses a block (~8 MB) while the server sends the next."""
-        wanted = _columns(columns)
+        if where.area is not None:
+            yield from inside.batches(self, where, columns, batch_rows)
+            return
+        yield from self._copy_batches(where_sql(where), columns, batch_rows)
+
+    def _area_candidates(self, where: ZoneFilter, box, columns: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
         compiled = where_sql(where)
+        compiled = SQLFilter(f"({compiled.clause}) AND {_AREA_CANDIDATES_SQL}", [*compiled.params, *(float(v) for v in box)])
+        yielded = False
+        for table in self._copy_batches(compiled, columns, batch_rows):
+            yielded = True
+            yield table
+        if not yielded:  # the schema still tells callers the columns' types
+            yield pa.schema([(c, ARROW_TYPES[c]) for c in columns]).empty_table()
+
+    def _copy_batches(self, compiled: SQLFilter, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.Table]:
+        wanted = _columns(columns)
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
         query = f"COPY (SELECT {select} FROM {TABLE} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
         pending: list[pa.RecordBatch] = []
@@ -224,17 +253,23 @@ class PostGISStore(ZoneStore):
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
         counted = _Counted(batches)
+        self.last_alerts = 0
         with connect(self.url) as con:
             require_primary(con, self.url, "an ingest")  # before a batch is read: nothing half-done
             con.rollback()  # the check's transaction; the load opens its own
             try:
-                version = load_batches(con, counted, rows, bulk_min_rows=self.bulk_min_rows, files=files, again=again)
+                with con.transaction():  # the ingest's own: the zones, their load records and their alerts commit together
+                    watched = watch_check(con)
+                    version = load_batches(con, watched.batches(counted), rows, bulk_min_rows=self.bulk_min_rows, files=files, again=again)
+                    alerts = watched.deliveries(version) if version is not None and watched else []
+                    write_outbox(con, alerts)
             except psycopg.errors.ReadOnlySqlTransaction:
                 raise read_only_refusal(self.url, "an ingest") from None
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 raise UserError(f"{redact(self.url)} refused the zones, nothing was loaded: {one_line(exc)}") from None
         if version is not None:
             self.last_write_version = version
+        self.last_alerts = len(alerts)  # committed
         return counted.rows
 
     # -- role ------------------------------------------------------------------------------
