@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
 
 from ..errors import UserError
 from . import codecs
-from .breaker import ThrottledWarning
+from ..breaker import ThrottledWarning
 from .keys import DATA_KINDS, KeySpace, store_scope
 
 if TYPE_CHECKING:
