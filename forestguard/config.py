@@ -45,6 +45,8 @@ DEFAULT_AREA_MAX_VERTICES = 100_000
 DEFAULT_API_MAX_BODY_MB = 10
 DEFAULT_PUBLIC_URL = "http://localhost:8501"
 DEFAULT_WEBHOOK_SECRET_VARIABLE = "FORESTGUARD_WEBHOOK_SECRET"
+#: Documented variables holding secrets: read where they are used (:func:`secret`), never kept in :class:`Settings`.
+SECRET_VARIABLES = frozenset({DEFAULT_WEBHOOK_SECRET_VARIABLE})
 
 
 @dataclass(frozen=True)
