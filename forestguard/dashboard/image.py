@@ -44,10 +44,3 @@ def packed_data(packed: np.ndarray, bounds: tuple[float, float, float, float]) -
 
 
 hv.Store.register({SharedRGB: SharedRGBPlot}, "bokeh")
-
-
-def packed_rgba(rgba: np.ndarray) -> np.ndarray:
-    """(height, width, 4) uint8, top row first → (height, width) uint32, bottom row first, read-only."""
-    packed = np.ascontiguousarray(rgba[::-1]).view(np.uint32).reshape(rgba.shape[:2])
-    packed.flags.writeable = False
-    return packed

@@ -92,12 +92,15 @@ def test_map_image_is_bokehs_rgba_shared_by_every_session():
     import holoviews as hv
     import numpy as np
 
-    from forestguard.dashboard.image import SharedRGB, packed_rgba
+    from forestguard.dashboard.image import SharedRGB
 
     hv.extension("bokeh")
     rng = np.random.default_rng(0)
     rgba = rng.integers(0, 256, size=(5, 7, 4), dtype=np.uint8)
-    element = SharedRGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"], packed=packed_rgba(rgba))
+    # Bokeh's packed form (the renderer shades straight into it): uint32 per pixel, bottom row first, read-only.
+    packed_rgba = np.ascontiguousarray(rgba[::-1]).view(np.uint32).reshape(rgba.shape[:2])
+    packed_rgba.flags.writeable = False
+    element = SharedRGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"], packed=packed_rgba)
     renderer = hv.renderer("bokeh")
     plain = renderer.get_plot(hv.RGB(rgba, bounds=(0, 0, 7, 5), kdims=["x", "y"])).handles["source"].data["image"][0]
     sessions = [renderer.get_plot(element.clone()).handles["source"].data["image"][0] for _ in range(3)]
