@@ -28,10 +28,11 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# Dependencies layer: only pyproject.toml, so source edits reuse the cached layer.
-COPY pyproject.toml ./
+# Dependencies layer: only pyproject.toml and the tested versions (constraints.txt, as make and CI
+# install them), so source edits reuse the cached layer.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [e for e in sys.argv[1].split(',') if e]; reqs = p['dependencies'] + [r for e in extras for r in p['optional-dependencies'][e]]; print('\n'.join(r for r in reqs if not r.startswith('forestguard')))" "$FORESTGUARD_EXTRAS" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt -c constraints.txt \
     && rm /tmp/requirements.txt
 
 # Source layer: the package (non-editable, no dependency resolution left to do) and the

@@ -7,22 +7,39 @@ DEMO_ZONES ?= 1000000
 PYTEST_ARGS ?=
 
 INSTALLED := $(VENV)/.installed
+# The versions the tests pass with (every package of the .[dev] environment, exactly): make, the
+# Dockerfile and CI install through it. CONSTRAINTS= installs the newest releases instead (the
+# scheduled "latest" workflow); `make constraints` writes the file anew from them (docs/operations.md).
+CONSTRAINTS ?= constraints.txt
 
-.PHONY: demo test bench lab venv system-deps clean help
+.PHONY: demo test bench lab venv constraints system-deps clean help
 
 help:
 	@echo "make demo    set up, generate $(DEMO_ZONES) demo zones into $(DB), print yearly statistics, run a report, serve the dashboard"
 	@echo "make test    set up (Python env + PostgreSQL/PostGIS, redis-server, Chromium) and run the tests"
 	@echo "make bench   run the benchmarks in bench/ (ours vs a peer, same data, same run)"
+	@echo "make constraints  freeze the newest releases into constraints.txt (then make test)"
 	@echo "make lab     JupyterLab on notebooks/ (http://$(LAB_IP):$(LAB_PORT)/lab) with DATABASE_URL set to the demo store $(DB)"
 
 venv: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	touch $@
+
+# A fresh environment of the newest releases, frozen into constraints.txt. Then `make test`
+# (which reinstalls from the new file) says whether the upgrade holds.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --quiet --upgrade pip
+	.venv-constraints/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions ForestGuard is tested with: every package of pip install -e '.[dev]' (Python 3.11, Linux)."; \
+	  echo "# Used by make (pip -c), the Dockerfile and CI. Regenerate with 'make constraints', then 'make test'."; \
+	  .venv-constraints/bin/python -m pip freeze --exclude-editable | sort -f; } > constraints.txt
+	rm -rf .venv-constraints
 
 $(DB): | $(INSTALLED)
 	$(BIN)/forestguard demo --db $(DB) --zones $(DEMO_ZONES)

@@ -208,7 +208,7 @@ def geoparquet(duck_url: str) -> Path:
 
 def ingest_times(url_of, parquet: Path, watched: Area) -> tuple[list[float], list[float]]:
     """Alternating ingests of the file without and with a watch on ``watched``: seconds of each."""
-    from forestguard.alerts.records import Watch
+    from forestguard.stores.outbox import Watch
     from forestguard.ingest import ingest
 
     plain, watching = [], []

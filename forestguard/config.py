@@ -25,6 +25,7 @@ VARIABLES: dict[str, str] = {
     "SENTRY_DSN": "Sentry error reporting (optional).",
     "FORESTGUARD_DATA_DIR": "Folder of the embedded store, local snapshots and reports (default ./data).",
     "FORESTGUARD_LOG_LEVEL": "Logging level (default INFO).",
+    "FORESTGUARD_DEBUG": "1 (or true/yes/on): a command's internal error prints its traceback instead of one line.",
     "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
     "FORESTGUARD_MEMORY_MB": "Memory budget of one process in MB (default 1536, for a 2 GB task): sizes the in-memory map layer, caches and DuckDB's memory limit.",
     "FORESTGUARD_AREA_MAX_HA": "Largest area (geodesic hectares) statistics, saved areas and watches accept (default 100000000, 100 Mha).",
@@ -44,6 +45,8 @@ DEFAULT_AREA_MAX_VERTICES = 100_000
 DEFAULT_API_MAX_BODY_MB = 10
 DEFAULT_PUBLIC_URL = "http://localhost:8501"
 DEFAULT_WEBHOOK_SECRET_VARIABLE = "FORESTGUARD_WEBHOOK_SECRET"
+#: Documented variables holding secrets: read where they are used (:func:`secret`), never kept in :class:`Settings`.
+SECRET_VARIABLES = frozenset({DEFAULT_WEBHOOK_SECRET_VARIABLE})
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Settings:
     sentry_dsn: str | None
     data_dir: Path
     log_level: str
+    debug: bool
     tile_url: str | None
     memory_mb: int = DEFAULT_MEMORY_MB
     area_max_ha: float = DEFAULT_AREA_MAX_HA
@@ -95,6 +99,12 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def debug(env: Mapping[str, str] | None = None) -> bool:
+    """FORESTGUARD_DEBUG, read alone: the command line asks it while handling an error, when another
+    variable (a bad FORESTGUARD_MEMORY_MB) must not stop the traceback that was asked for."""
+    return (_get(os.environ if env is None else env, "FORESTGUARD_DEBUG") or "").lower() in ("1", "true", "yes", "on")
+
+
 def settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the configuration; cheap enough to call wherever it is needed."""
     env = os.environ if env is None else env
@@ -108,6 +118,7 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         sentry_dsn=_get(env, "SENTRY_DSN"),
         data_dir=Path(_get(env, "FORESTGUARD_DATA_DIR") or "data"),
         log_level=(_get(env, "FORESTGUARD_LOG_LEVEL") or "INFO").upper(),
+        debug=debug(env),
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
         memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
         area_max_ha=float(_positive_int(env, "FORESTGUARD_AREA_MAX_HA", int(DEFAULT_AREA_MAX_HA), "hectares")),

@@ -15,9 +15,3 @@ def countries() -> gpd.GeoDataFrame:
     with path.open("rb") as fh:
         frame = gpd.read_file(fh, engine="pyogrio")
     return frame.set_crs(4326, allow_override=True)
-
-
-def country_outline(name: str) -> gpd.GeoDataFrame:
-    """The outline of one country by its Natural Earth name (empty when unknown)."""
-    frame = countries()
-    return frame[frame["name"] == name]

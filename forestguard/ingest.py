@@ -89,7 +89,7 @@ def prepare(
 def read_files(paths: Sequence[str | Path], mapping: ColumnMapping, result: IngestResult) -> list[tuple[str, Iterable[pd.DataFrame]]]:
     """Open every file and map its columns: a file that cannot be opened fails the run before any write.
 
-    Small files are read now; big GDAL files are streamed (see
+    Small files are read now; big ones are streamed (see
     :func:`~forestguard.sources.open_zones_file`) as the batches are asked for,
     their ``--map`` names checked now against the columns the file declares.
     """

@@ -1,15 +1,13 @@
 """Versioned snapshots: a zone store frozen as GeoParquet 1.1 files plus ``manifest.json``.
 
-A snapshot lives in ``<location>/<id>/`` (a local folder or ``s3://bucket/snapshots/``)::
+Taking (:func:`create`), listing, verifying and opening snapshots; the format itself (the
+manifest, the files' schema, finding a snapshot by reference) is
+:mod:`forestguard.stores.snapshot_format`, shared with the engine that reads snapshots
+(:mod:`forestguard.stores.snapshot`), and its names are re-exported here.
 
-    part-00000.parquet …   GeoParquet 1.1, rows sorted by country, year, id
-    areas.parquet          the store's saved areas (name, WKB, sha256, source file, added), when it has any
-    manifest.json          id, created_at, source, schema version, rows, bbox, sha256 per file
-
-The id is a hash of the files' contents, so the same zones give the same id
-and a reader can check every byte. A snapshot is complete exactly when its
-manifest exists: files are written first (locally into a hidden temporary
-folder that is renamed into place; on S3 as objects), the manifest last.
+A snapshot is complete exactly when its manifest exists: files are written first (locally
+into a hidden temporary folder that is renamed into place; on S3 as objects), the manifest
+last.
 
 Layout decisions:
 
@@ -29,16 +27,14 @@ Layout decisions:
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -47,42 +43,40 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
-from .config import redact, settings
-from .errors import UserError
+from .config import redact
 from .schema import SCHEMA_VERSION
 from .stores.base import ZoneFilter, ZoneStore
+from .stores.snapshot_format import (
+    AREAS_FILE,
+    AREAS_SCHEMA,
+    FILE_METADATA_KEY,
+    FORMAT,
+    MANIFEST,
+    ROW_GROUP_ROWS,
+    SCHEMA,
+    SORTED_BY,
+    Manifest,
+    SnapshotCorrupt,
+    SnapshotFile,
+    default_location,
+    locate,
+    mismatch,
+    read_manifest,
+)
 
-FORMAT = "forestguard-snapshot/1"
-MANIFEST = "manifest.json"
-ROW_GROUP_ROWS = 122_880
+__all__ = [
+    "AREAS_FILE", "AREAS_SCHEMA", "FILE_METADATA_KEY", "FORMAT", "MANIFEST", "ROW_GROUP_ROWS", "SCHEMA", "SORTED_BY",
+    "Manifest", "SnapshotCorrupt", "SnapshotFile", "default_location", "locate", "mismatch", "read_manifest",
+    "create", "list_snapshots", "open_snapshot", "verify",
+]
+
 FILE_ROWS = 1_000_000
 #: Zones read and prepared at a time: bounded memory; files are still cut at FILE_ROWS.
 BATCH_ROWS = 250_000
-SORTED_BY = ("country", "year", "id")
 #: Local staging folders are named so; left behind by a killed create, they go after a day.
 STAGING_PREFIX = ".tmp-snapshot-"
 STALE_STAGING_S = 24 * 3600.0
-#: Key of each file's own Parquet key-value metadata: the data version and rows it was written with.
-FILE_METADATA_KEY = "forestguard"
 SOURCE_COLUMNS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
-
-_BBOX_TYPE = pa.struct([(name, pa.float64()) for name in ("xmin", "ymin", "xmax", "ymax")])
-#: The Arrow schema of every snapshot file (the zone table without timestamps, plus the covering).
-SCHEMA = pa.schema(
-    [
-        ("id", pa.int32()),
-        ("country", pa.string()),
-        ("region", pa.string()),
-        ("classification", pa.string()),
-        ("area_ha", pa.decimal128(10, 2)),
-        ("year", pa.int32()),
-        ("source", pa.string()),
-        ("confidence", pa.decimal128(3, 2)),
-        ("verified", pa.bool_()),
-        ("geometry", pa.binary()),
-        ("bbox", _BBOX_TYPE),
-    ]
-)
 
 # One pass in DuckDB over each batch: exact DECIMAL casts and the covering (in parallel). The
 # WKB itself is not sent back through DuckDB: it is passed from the store's Arrow table as is.
@@ -97,89 +91,6 @@ FROM (SELECT *, ST_GeomFromWKB(geometry) AS g FROM batch)
 """
 _GEOMETRY_TYPES = {"POINT": "Point", "LINESTRING": "LineString", "POLYGON": "Polygon", "MULTIPOINT": "MultiPoint",
                    "MULTILINESTRING": "MultiLineString", "MULTIPOLYGON": "MultiPolygon", "GEOMETRYCOLLECTION": "GeometryCollection"}
-
-
-class SnapshotCorrupt(UserError):
-    """A snapshot whose files do not match its manifest."""
-
-
-@dataclass(frozen=True)
-class SnapshotFile:
-    path: str
-    rows: int
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What ``manifest.json`` records; ``location`` is where it was read from (not stored)."""
-
-    id: str
-    created_at: str
-    source: dict[str, Any]
-    schema_version: int
-    rows: int
-    bbox: list[float] | None
-    files: tuple[SnapshotFile, ...]
-    format: str = FORMAT
-    geoparquet_version: str = "1.1.0"
-    sorted_by: tuple[str, ...] = SORTED_BY
-    row_group_rows: int = ROW_GROUP_ROWS
-    partitioning: str | None = None
-    #: The saved areas' file (see :data:`AREAS_FILE`), None when the store had none.
-    areas: SnapshotFile | None = None
-    location: str | None = field(default=None, compare=False)
-
-    @staticmethod
-    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None) -> str:
-        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' file too."""
-        listing = [[f.path, f.size, f.sha256] for f in files]
-        document: dict[str, Any] = {"schema_version": schema_version, "files": listing}
-        if areas is not None:  # snapshots without areas keep the ids they always had
-            document["areas"] = [areas.path, areas.size, areas.sha256]
-        text = json.dumps(document, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    @property
-    def all_files(self) -> tuple[SnapshotFile, ...]:
-        """Every file the manifest lists: the zones' parts, then the areas' file."""
-        return self.files + ((self.areas,) if self.areas is not None else ())
-
-    @property
-    def data_version(self) -> int:
-        return int(self.source["data_version"])
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data.pop("location")
-        if self.areas is None:
-            data.pop("areas")
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: bytes | str, location: str) -> "Manifest":
-        try:
-            data = json.loads(text)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
-            known = {f.name for f in fields(cls)} - {"location"}
-            data = {k: v for k, v in data.items() if k in known}  # fields added later are ignored
-            data["files"] = tuple(SnapshotFile(**f) for f in data["files"])
-            data["areas"] = SnapshotFile(**data["areas"]) if data.get("areas") else None
-            data["sorted_by"] = tuple(data.get("sorted_by", SORTED_BY))
-            manifest = cls(**data, location=location)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise UserError(f"{location}/{MANIFEST} is not a valid snapshot manifest ({exc})") from None
-        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas) != manifest.id:
-            raise SnapshotCorrupt(f"{location}/{MANIFEST}: its file list does not hash to id {manifest.id} (edited or corrupt)")
-        return manifest
-
-
-def default_location() -> str:
-    """``s3://$S3_BUCKET/snapshots`` when S3_BUCKET is set, else the local snapshots folder."""
-    config = settings()
-    return f"s3://{config.s3_bucket}/snapshots" if config.s3_bucket else str(config.snapshots_dir)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -300,7 +211,7 @@ def _batches(store: ZoneStore) -> Iterator[ZoneFilter]:
     per_country: dict[str, list[tuple[int, int]]] = {}
     for country, year, zones in zip(counts["country"], counts["year"], counts["zones"]):
         per_country.setdefault(country, []).append((int(year), int(zones)))
-    batch: builtins.list[str] = []
+    batch: list[str] = []
     rows = 0
     for country in sorted(per_country):
         years = sorted(per_country[country])
@@ -356,12 +267,6 @@ def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] 
     finally:
         con.close()
     return parts
-
-
-#: The saved areas' file in a snapshot, and its columns (geometry: the area's canonical WKB).
-AREAS_FILE = "areas.parquet"
-AREAS_SCHEMA = pa.schema([("name", pa.string()), ("geometry", pa.binary()), ("sha256", pa.string()),
-                          ("source_file", pa.string()), ("added_at", pa.timestamp("us", tz="UTC"))])
 
 
 def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
@@ -457,13 +362,7 @@ def _fsync_tree(folder: Path) -> None:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def read_manifest(folder: storage.Folder) -> Manifest:
-    if not folder.exists(MANIFEST):
-        raise UserError(f"no snapshot at {folder.url} (no {MANIFEST}: missing, or still being written)")
-    return Manifest.from_json(folder.read_bytes(MANIFEST), folder.url)
-
-
-def list(location: str | os.PathLike[str] | None = None) -> builtins.list[Manifest]:  # noqa: A001
+def list_snapshots(location: str | os.PathLike[str] | None = None) -> list[Manifest]:
     """Complete snapshots in ``location``, oldest first (folders without a manifest are skipped)."""
     folder = storage.at(location or default_location())
     found = []
@@ -472,23 +371,6 @@ def list(location: str | os.PathLike[str] | None = None) -> builtins.list[Manife
         if child.exists(MANIFEST):
             found.append(Manifest.from_json(child.read_bytes(MANIFEST), child.url))
     return sorted(found, key=lambda m: (m.created_at, m.id))
-
-
-def locate(ref: str, location: str | os.PathLike[str] | None = None) -> tuple[storage.Folder, Manifest]:
-    """Find a snapshot by folder, manifest path/URL, id, or unique id prefix (in ``location``)."""
-    ref = ref.removeprefix("snapshot:")
-    base = ref[: -len(MANIFEST)].rstrip("/") if ref.endswith(MANIFEST) else ref.rstrip("/")
-    if storage.is_s3(base) or os.sep in base or "/" in base or Path(base).is_dir():
-        folder = storage.at(base)
-        return folder, read_manifest(folder)
-    where = storage.at(location or default_location())
-    matches = [name for name in where.list_prefixes() if name.startswith(ref)]
-    if not matches:
-        raise UserError(f"no snapshot {ref!r} in {where.url} (see 'forestguard snapshot list')")
-    if len(matches) > 1:
-        raise UserError(f"snapshot id {ref!r} is ambiguous in {where.url}: {', '.join(matches[:5])}")
-    folder = where.child(matches[0])
-    return folder, read_manifest(folder)
 
 
 def verify(ref: str, location: str | os.PathLike[str] | None = None) -> Manifest:
@@ -527,7 +409,7 @@ def _local_copy(folder: storage.Folder, name: str) -> Iterator[Path]:
         yield path
 
 
-def _facts_problems(manifest: Manifest, entry: SnapshotFile, path: Path) -> builtins.list[str]:
+def _facts_problems(manifest: Manifest, entry: SnapshotFile, path: Path) -> list[str]:
     """What the file's own footer says against the manifest: its rows, the data version it was written at."""
     try:
         meta = pq.read_metadata(path)
@@ -544,16 +426,7 @@ def _facts_problems(manifest: Manifest, entry: SnapshotFile, path: Path) -> buil
     return problems
 
 
-def mismatch(entry: SnapshotFile, digest: str, size: int) -> str | None:
-    """What is wrong with a file of this digest and size, or None if it is the manifest's."""
-    if size != entry.size:
-        return f"{entry.path} has {size:,} bytes, manifest says {entry.size:,}"
-    if digest != entry.sha256:
-        return f"{entry.path} sha256 {digest[:12]}… does not match the manifest's {entry.sha256[:12]}…"
-    return None
-
-
-def open(ref: str, location: str | os.PathLike[str] | None = None) -> ZoneStore:  # noqa: A001
+def open_snapshot(ref: str, location: str | os.PathLike[str] | None = None) -> ZoneStore:
     """Open a snapshot as a read-only zone store (see :class:`forestguard.stores.snapshot.SnapshotStore`)."""
     from .stores.snapshot import SnapshotStore
 

@@ -11,6 +11,8 @@ NUL character and silently picks one of two duplicate keys) and so a broken
 record is reported as that record, with its reason, instead of failing the file
 or turning into a missing geometry. Problems found while reading a record travel
 to :func:`forestguard.validation.validate` in ``frame.attrs[READ_PROBLEMS]``.
+A big FeatureCollection follows the same rules a batch of features at a time
+(:mod:`forestguard.jsonstream`), whatever its size.
 """
 
 from __future__ import annotations
@@ -33,16 +35,15 @@ import shapely
 from pyproj import CRS
 
 from .errors import InputError
-from .schema import GEOMETRY_SRID, ZONE_COLUMNS
+from .jsonstream import JsonError, JsonWindow, NotUtf8
+from .schema import GEOMETRY_SRID, REQUIRED_COLUMNS, ZONE_COLUMNS
 
-#: GDAL-read files from this size up are streamed in batches (see :func:`open_zones_file`).
+#: Files from this size up are streamed in batches (see :func:`open_zones_file`).
 STREAM_MIN_BYTES = 64 << 20
 READABLE = {".geojson", ".json", ".gpkg", ".parquet", ".geoparquet", ".shp", ".zip", ".fgb"}
 _JSON = {".geojson", ".json"}
 _PARQUET = {".parquet", ".geoparquet"}
 _SETTABLE = tuple(c for c in ZONE_COLUMNS if c != "geometry")
-#: GeoJSON files up to this size are parsed in Python; larger ones are left to GDAL (less memory).
-JSON_PARSE_LIMIT = 512 * 1024 * 1024
 
 #: ``frame.attrs`` key: ``{row: [(field, reason, input column or None), …]}`` found while reading.
 READ_PROBLEMS = "forestguard_read_problems"
@@ -97,7 +98,7 @@ class ColumnMapping:
             out[column] = frame[source]
             sources.setdefault(source, column)
             used.append(column if source == column else f"{column}<-{source}")
-        missing = [c for c in ("country", "year") if c not in out]
+        missing = [c for c in REQUIRED_COLUMNS if c not in out]
         if missing and len(frame):
             hint = "; ".join(f"--map {c}=FIELD or --set {c}=VALUE" for c in missing)
             raise InputError(file, f"no {' or '.join(missing)} column ({hint}); the file has: {_listing(available)}")
@@ -139,23 +140,6 @@ def _listing(columns: list) -> str:
     return ", ".join(names[:15]) + (f", … ({len(names)} in all)" if len(names) > 15 else "") if names else "no columns"
 
 
-def _check_utf8(path: Path) -> None:
-    """GDAL quietly accepts some bad encodings; a JSON file must be UTF-8 (RFC 8259)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                raise InputError(str(path), f"is not UTF-8 text (bad byte at offset {offset + exc.start})") from None
-            offset += len(chunk)
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise InputError(str(path), "is not UTF-8 text (ends in the middle of a character)") from None
-
-
 def _check_one_layer(path: Path) -> None:
     """GDAL reads the first layer of a GeoPackage; zones in the others would be dropped without a word."""
     layers = [str(name) for name, geometry_type in pyogrio.list_layers(path) if geometry_type]
@@ -182,7 +166,7 @@ def _check_path(path: Path) -> str:
 
 @dataclass
 class ZoneSource:
-    """One input file's zones: read whole (``frame``) or, for a big GDAL file, as a stream of batches."""
+    """One input file's zones: read whole (``frame``) or, for a big file, as a stream of batches."""
 
     path: str
     features: int  # as the file declares it (a stream's final count is what it yields)
@@ -199,7 +183,7 @@ class ZoneSource:
 
 
 def open_zones_file(path: str | Path, *, stream_min_bytes: int | None = None) -> ZoneSource:
-    """Open one source file: big GeoPackages, Shapefiles, FlatGeobufs… stream, everything else is read whole.
+    """Open one source file: big GeoJSON FeatureCollections, GeoPackages, Shapefiles, GeoParquet… stream, the rest is read whole.
 
     A stream keeps memory bounded (one batch of records, not the file) and lets
     the reading overlap validation and loading; what it yields is exactly what
@@ -209,7 +193,11 @@ def open_zones_file(path: str | Path, *, stream_min_bytes: int | None = None) ->
     path = Path(path)
     suffix = _check_path(path)
     threshold = STREAM_MIN_BYTES if stream_min_bytes is None else stream_min_bytes
-    big = path.is_file() and path.stat().st_size >= threshold
+    big = path.is_file() and path.stat().st_size >= max(threshold, 1)
+    if big and suffix in _JSON:
+        source = _open_geojson_stream(path)
+        if source is not None:
+            return source
     if big and suffix in _PARQUET:
         source = _open_parquet_stream(path)
         if source is not None:
@@ -325,17 +313,14 @@ def read_zones_file(path: str | Path) -> gpd.GeoDataFrame:
         with warnings.catch_warnings():
             # GDAL and shapely talk on stderr (unclosed rings, mixed types…); problems are reported per record instead.
             warnings.simplefilter("ignore")
-            if suffix in _JSON and path.stat().st_size <= JSON_PARSE_LIMIT:
+            if suffix in _JSON:
                 frame = _read_geojson(path)
+            elif suffix in _PARQUET:
+                frame = gpd.read_parquet(path)
             else:
-                if suffix in _JSON:
-                    _check_utf8(path)
-                if suffix in _PARQUET:
-                    frame = gpd.read_parquet(path)
-                else:
-                    _check_one_layer(path)
-                    # GDAL's Arrow stream builds the columns in C: 2-3× faster than feature by feature.
-                    frame = gpd.read_file(path, engine="pyogrio", on_invalid="ignore", use_arrow=True)
+                _check_one_layer(path)
+                # GDAL's Arrow stream builds the columns in C: 2-3× faster than feature by feature.
+                frame = gpd.read_file(path, engine="pyogrio", on_invalid="ignore", use_arrow=True)
     except InputError:
         raise
     except PermissionError:
@@ -409,7 +394,7 @@ def _read_geojson(path: Path) -> gpd.GeoDataFrame:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is tolerated
     except UnicodeDecodeError as exc:
-        raise InputError(label, f"is not UTF-8 text (bad byte at offset {exc.start})") from None
+        raise _not_utf8(label, NotUtf8(exc.start + 3 * data.startswith(codecs.BOM_UTF8), exc.reason == "unexpected end of data")) from None
     del data
     return geojson_frame(text, label)
 
@@ -425,7 +410,22 @@ def geojson_frame(text: str, label: str) -> gpd.GeoDataFrame:
         raise InputError(label, "is not valid GeoJSON (nested too deeply)") from None
     del text
     if not isinstance(document, dict):
-        raise InputError(label, f"is not GeoJSON: the top level is {_kind(document)}, not a FeatureCollection, Feature or Geometry object")
+        raise _not_an_object(label, _kind(document))
+    features, crs = _document_features(document, label)
+    return _features_frame(features, crs)
+
+
+def _not_an_object(label: str, kind: str) -> InputError:
+    return InputError(label, f"is not GeoJSON: the top level is {kind}, not a FeatureCollection, Feature or Geometry object")
+
+
+def _not_utf8(label: str, exc: NotUtf8) -> InputError:
+    where = "ends in the middle of a character" if exc.truncated else "bad byte"
+    return InputError(label, f"is not UTF-8 text ({where} at offset {exc.offset})")
+
+
+def _document_features(document: dict, label: str) -> tuple[list, CRS | None]:
+    """The records of a GeoJSON object (a FeatureCollection's features, or the Feature or Geometry itself) and its CRS."""
     if _duplicates(document):
         raise InputError(label, f"is ambiguous GeoJSON: the top-level object has duplicate key(s) {', '.join(map(repr, _duplicates(document)))}")
     kind = document.get("type")
@@ -439,8 +439,15 @@ def geojson_frame(text: str, label: str) -> gpd.GeoDataFrame:
         features = [{"type": "Feature", "properties": {}, "geometry": document}]
     else:
         raise InputError(label, f"is not GeoJSON: the top-level type is {kind!r}, not FeatureCollection, Feature or a geometry")
-    crs = _geojson_crs(document.get("crs"), label)
+    return features, _geojson_crs(document.get("crs"), label)
 
+
+def _features_frame(features: list, crs: CRS | None, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+    """GeoJSON features as a frame with their reading problems, keyed by position in ``features``.
+
+    ``columns``: the property names of the whole file, in order (a streamed batch holds the
+    columns the file has, whether or not its own records name them).
+    """
     problems: dict[int, list[tuple[str, str, str | None]]] = {}
     properties: list[dict] = []
     geometries: list[object] = []
@@ -475,6 +482,8 @@ def geojson_frame(text: str, label: str) -> gpd.GeoDataFrame:
 
     geoms = _geojson_geometries(geometries, problems)
     attributes = _properties_frame(properties, problems)
+    if columns is not None:
+        attributes = attributes.reindex(columns=columns)
     # A property may itself be called "geometry": the shapes then take another column name.
     geometry_name = "geometry" if "geometry" not in attributes.columns else "__geometry__"
     attributes[geometry_name] = gpd.GeoSeries(geoms, index=attributes.index)
@@ -494,6 +503,122 @@ def _geojson_crs(member: object, label: str) -> CRS | None:
         return CRS.from_user_input(name)
     except Exception:
         raise InputError(label, f"names an unknown CRS {name!r}") from None
+
+
+class _Streamed(list):
+    """Stands for a ``features`` array read element by element (never held): a list, so the checks take it as one."""
+
+
+def _walk_geojson(path: Path, label: str) -> Iterator[tuple[object, object]]:
+    """A GeoJSON file's top-level members in file order; a ``features`` array as ``("features", _Streamed())``
+    followed by ``(FEATURE, feature)`` for each element, decoded as :func:`_read_geojson` decodes them."""
+    decoder = json.JSONDecoder(object_pairs_hook=_object, parse_constant=str)
+    try:
+        with path.open("rb") as fh:
+            window = JsonWindow(fh, decoder)
+            if window.peek() == "[":  # not GeoJSON; but a broken array is first of all broken JSON, as for the whole read
+                for _ in window.elements():
+                    window.value()
+                window.end()
+                raise _not_an_object(label, "an array")
+            if window.peek() != "{":
+                kind = _kind(window.value())
+                window.end()
+                raise _not_an_object(label, kind)
+            for key in window.members():
+                if key == "features" and window.peek() == "[":
+                    yield key, _Streamed()
+                    for _ in window.elements():
+                        yield _FEATURE, window.value()
+                else:
+                    yield key, window.value()
+            window.end()
+    except JsonError as exc:
+        raise InputError(label, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); truncated?") from None
+    except NotUtf8 as exc:
+        raise _not_utf8(label, exc) from None
+    except RecursionError:
+        raise InputError(label, "is not valid GeoJSON (nested too deeply)") from None
+
+
+#: What :func:`_walk_geojson` gives as the key of each element of a ``features`` array.
+_FEATURE = object()
+
+
+def _open_geojson_stream(path: Path) -> ZoneSource | None:
+    """A big GeoJSON FeatureCollection as a stream of batches (None: another kind of document, read whole).
+
+    A first pass reads the whole file as the whole-file reader would, keeping only what the
+    batches need: the top-level members (checked the same way), the number of features and
+    the property names in order of appearance, so every batch has the file's columns. A
+    broken file is refused here, before anything is written.
+    """
+    label = str(path)
+    members: list[tuple[str, Any]] = []
+    features = 0
+    columns: dict[str, None] = {}
+    for key, value in _walk_geojson(path, label):
+        if key is _FEATURE:
+            features += 1
+            props = value.get("properties") if isinstance(value, dict) else None
+            if isinstance(props, dict):
+                columns.update(dict.fromkeys(k for k in props if _encodable(k)))
+        else:
+            members.append((key, value))
+    found, crs = _document_features(_object(members), label)
+    if not isinstance(found, _Streamed):
+        return None
+    names = list(columns)
+    return ZoneSource(label, features, columns=names, _stream=lambda rows: _stream_geojson(path, crs, names, rows))
+
+
+#: Decoded GeoJSON features (Python dicts and lists, ~6 KB each) turned into columns at a time, whatever the batch size.
+GEOJSON_DECODE_ROWS = 10_000
+
+
+def _stream_geojson(path: Path, crs: CRS | None, columns: list[str], rows: int) -> Iterator[gpd.GeoDataFrame]:
+    """The features of a FeatureCollection ``rows`` at a time, each batch as :func:`_read_geojson` would give it.
+
+    Features are decoded and turned into columns :data:`GEOJSON_DECODE_ROWS` at a time, so a batch
+    never holds more than that many as Python objects.
+    """
+    label = str(path)
+    decoded: list[object] = []
+    parts: list[gpd.GeoDataFrame] = []
+    held = 0
+
+    def convert() -> None:
+        nonlocal held
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts.append(_features_frame(decoded, crs, columns))
+        held += len(decoded)
+        decoded.clear()
+
+    def batch() -> gpd.GeoDataFrame:
+        nonlocal held
+        problems, offset = {}, 0
+        for part in parts:
+            problems.update({offset + row: found for row, found in part.attrs[READ_PROBLEMS].items()})
+            offset += len(part)
+        zones = parts[0] if len(parts) == 1 else gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry=parts[0].geometry.name, crs=crs)
+        parts.clear()
+        held = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _in_4326(zones, label, path.suffix.lower(), problems)
+
+    for key, value in _walk_geojson(path, label):
+        if key is _FEATURE:
+            decoded.append(value)
+            if len(decoded) == min(GEOJSON_DECODE_ROWS, rows - held):
+                convert()
+                if held == rows:
+                    yield batch()
+    if decoded:
+        convert()
+    if parts:
+        yield batch()
 
 
 def _geojson_geometries(geometries: list[object], problems: dict[int, list]) -> np.ndarray:

@@ -92,14 +92,6 @@ class Folder(abc.ABC):
     def list_prefixes(self) -> list[str]:
         """Names of the immediate sub-folders, sorted (hidden ``.names`` excluded)."""
 
-    @abc.abstractmethod
-    def delete(self, name: str) -> None:
-        """Remove one object; a missing object is not an error."""
-
-    @abc.abstractmethod
-    def delete_all(self) -> None:
-        """Remove the folder and everything under it."""
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
 
@@ -154,12 +146,6 @@ class LocalFolder(Folder):
         if not self.path.is_dir():
             return []
         return sorted(p.name for p in self.path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-    def delete(self, name: str) -> None:
-        (self.path / name).unlink(missing_ok=True)
-
-    def delete_all(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def transfer_config(threshold: int = 64 * MiB, chunk: int = 16 * MiB, concurrency: int = 4):
@@ -314,17 +300,6 @@ class S3Folder(Folder):
     def list_prefixes(self) -> list[str]:
         names = [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for page in self._pages(Delimiter="/") for p in page.get("CommonPrefixes", [])]
         return sorted(n for n in names if not n.startswith("."))
-
-    def delete(self, name: str) -> None:
-        with s3_errors(self.uri(name)):
-            self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
-
-    def delete_all(self) -> None:
-        keys = [obj["Key"] for page in self._pages() for obj in page.get("Contents", [])]
-        with s3_errors(self.url):
-            for start in range(0, len(keys), 1000):  # the DeleteObjects limit
-                batch = [{"Key": k} for k in keys[start : start + 1000]]
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 def publish_dir(local_dir: Path, destination: str | os.PathLike[str], *, marker: str = "manifest.json") -> Folder:

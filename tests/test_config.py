@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from forestguard.config import DEFAULT_DB_NAME, VARIABLES, redact, settings
+import forestguard
+from forestguard.config import DEFAULT_DB_NAME, SECRET_VARIABLES, VARIABLES, debug, redact, secret, settings
 
 
 def test_defaults_mean_the_embedded_store() -> None:
@@ -42,9 +45,75 @@ def test_the_test_environment_is_isolated(tmp_path: Path) -> None:
     assert config.database_url is None and str(config.data_dir).startswith(str(tmp_path))
 
 
-def test_every_field_has_a_documented_variable() -> None:
-    for name in ("DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL", "S3_BUCKET", "AWS_ENDPOINT_URL", "SENTRY_DSN", "FORESTGUARD_DATA_DIR"):
-        assert VARIABLES[name]
+def _fields_set_by(name: str) -> set[str]:
+    """The settings a variable changes: the first of a few values that settings() takes and that differs from unset."""
+    from forestguard.errors import UserError
+
+    default = dataclasses.asdict(settings({}))
+    for value in (f"value-of-{name}", "777", "1"):
+        try:
+            given = dataclasses.asdict(settings({name: value}))
+        except UserError:
+            continue
+        changed = {field for field in given if given[field] != default[field]}
+        if changed:
+            return changed
+    return set()
+
+
+@pytest.mark.parametrize("name", sorted(set(VARIABLES) - SECRET_VARIABLES))
+def test_every_variable_is_read_by_settings(name: str) -> None:
+    """A variable in the reference (and so in docs/operations.md) that settings() ignores is a lie."""
+    assert VARIABLES[name].strip()
+    assert _fields_set_by(name), f"{name} is documented but settings() does not read it"
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_VARIABLES))
+def test_secrets_are_read_where_used_and_never_kept(name: str) -> None:
+    """A secret variable is documented, read through config.secret, and in no setting (settings are shown and logged)."""
+    assert VARIABLES[name].strip()
+    assert secret(name, {name: "s3cret-value"}) == "s3cret-value" and secret(name, {name: "  "}) is None
+    assert not _fields_set_by(name) and "s3cret-value" not in repr(settings({name: "s3cret-value"}))
+
+
+def test_every_setting_comes_from_a_documented_variable() -> None:
+    fields = {f.name for f in dataclasses.fields(settings({}))}
+    from_variables = set().union(*(_fields_set_by(name) for name in VARIABLES))
+    assert fields - from_variables == set(), "settings that no variable in VARIABLES sets"
+
+
+def test_debug_is_an_explicit_yes() -> None:
+    assert [settings({"FORESTGUARD_DEBUG": v}).debug for v in ("1", "true", "YES", "on")] == [True] * 4
+    assert [settings({"FORESTGUARD_DEBUG": v}).debug for v in ("", "0", "false", "no", "off")] == [False] * 5
+    assert debug({"FORESTGUARD_DEBUG": "1", "FORESTGUARD_MEMORY_MB": "lots"})  # read alone: a bad budget does not hide it
+
+
+def environment_reads(source: str) -> list[str]:
+    """Names of environment variables a module reads itself: os.environ.get/[…], os.getenv, environ.get with a constant."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        target = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args and isinstance(node.args[0], ast.Constant):
+            owner = ast.unparse(node.func.value)
+            if (node.func.attr in ("get", "pop", "setdefault") and owner.endswith("environ")) or (node.func.attr == "getenv" and owner == "os"):
+                target = node.args[0].value
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and ast.unparse(node.value).endswith("environ"):
+            target = ast.unparse(node.slice)
+        if target is not None:
+            found.append(str(target))
+    return found
+
+
+def test_the_reader_of_reads_finds_them() -> None:
+    """Negative control for the test below."""
+    code = 'import os\nfrom os import environ\nos.environ.get("A")\nos.getenv("B", "x")\nenviron["C"]\nos.environ["D"] = "1"\n{**os.environ}\n'
+    assert environment_reads(code) == ["A", "B", "'C'"]
+
+
+def test_only_the_config_module_reads_the_environment() -> None:
+    package = Path(forestguard.__file__).parent
+    reads = {str(path.relative_to(package)): environment_reads(path.read_text(encoding="utf-8")) for path in package.rglob("*.py") if path.name != "config.py" or path.parent != package}
+    assert {path: names for path, names in reads.items() if names} == {}
 
 
 @pytest.mark.parametrize(

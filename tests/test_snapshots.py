@@ -92,7 +92,7 @@ def test_same_zones_give_the_same_snapshot(demo_duckdb: str, tmp_path: Path) -> 
         first = snapshots.create(store, tmp_path)
         second = snapshots.create(store, tmp_path)
     assert first.id == second.id
-    assert [m.id for m in snapshots.list(tmp_path)] == [first.id]
+    assert [m.id for m in snapshots.list_snapshots(tmp_path)] == [first.id]
 
 
 def test_large_stores_are_written_in_batches_files_and_row_groups(demo_duckdb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,7 +150,7 @@ def test_a_crash_leaves_nothing_that_looks_complete(demo_duckdb: str, tmp_path: 
     leftovers = list(where.iterdir())
     assert leftovers and all(p.name.startswith(".tmp-snapshot-") for p in leftovers)  # the crash did happen mid-way
     assert any(p.suffix == ".parquet" for p in leftovers[0].iterdir())
-    assert snapshots.list(where) == []
+    assert snapshots.list_snapshots(where) == []
     with pytest.raises(SystemExit) as exit_info:
         main(["snapshot", "verify", "--out", str(where), leftovers[0].name[:4]])
     assert exit_info.value.code == 1

@@ -330,7 +330,7 @@ def test_reject_str() -> None:
 
 def test_the_files_wkb_is_kept_only_for_geometries_left_as_read() -> None:
     from forestguard.sources import SOURCE_WKB
-    from forestguard.validation import zone_wkb
+    from forestguard.stores.encoding import zone_wkb
 
     bowtie = Polygon([(10, 0), (10.01, 0.01), (10.01, 0), (10, 0.01), (10, 0)])
     pair = MultiPolygon([box(20), box(21)])

@@ -18,8 +18,8 @@ from typing import Callable
 
 from ..config import redact, secret
 from ..stores.base import ZoneStore
+from ..stores.outbox import Delivery
 from . import webhook
-from .records import Delivery
 
 log = logging.getLogger("forestguard.alerts")
 

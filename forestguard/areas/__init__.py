@@ -8,7 +8,8 @@
     hectares_inside(zone_geometries, area.geometry)       # the clip + geodesic area itself (clip.py)
 
 Clipping follows RFC 7946 (edges straight in lon/lat) and measures geodesically on WGS84;
-:mod:`.clip` is the one definition, :mod:`.aggregate` the statistics built on it.
+:mod:`.clip` is the one definition; the statistics built on it are the stores' own
+(:mod:`forestguard.stores.clipped`, the same for every engine).
 """
 
 from __future__ import annotations

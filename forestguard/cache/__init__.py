@@ -11,7 +11,7 @@ Usage::
 
     cache = default_cache()
     stats = statistics(store, where, by, cache=cache)        # StatsCache protocol
-    agg = cache.cached_array("map", [x_range, y_range, width, height, where.key()], store.data_version(), render)
+    values = cache.cached_array("map", [x_range, y_range, width, height, where.key()], store.data_version(), render)
     text = cache.geojson("Brazil", store.data_version(), lambda: zones_geojson(store, "Brazil"))
     cache.session_set(user_id, {"country": "Brazil"}); cache.session_get(user_id)
     cache.counters()                                          # for /metrics
@@ -26,7 +26,7 @@ import threading
 from ..config import redact, settings
 from ..memory import budget_bytes
 from .base import Cache, CacheUnavailable
-from .codecs import CorruptValue, decode_dataarray, encode_dataarray
+from .codecs import CorruptValue
 from .keys import TTL_SECONDS, KeySpace, store_scope
 from .memory import MemoryCache
 
@@ -38,8 +38,6 @@ __all__ = [
     "MemoryCache",
     "TTL_SECONDS",
     "default_cache",
-    "decode_dataarray",
-    "encode_dataarray",
     "open_cache",
     "store_scope",
 ]

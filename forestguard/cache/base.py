@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, TypeVar
 
 from ..errors import UserError
 from . import codecs
-from .breaker import ThrottledWarning
+from ..breaker import ThrottledWarning
 from .keys import DATA_KINDS, KeySpace, store_scope
 
 if TYPE_CHECKING:
     import numpy as np
-    import xarray
 
     from ..stats import Statistics
     from ..stores.base import ZoneFilter, ZoneStore
@@ -272,17 +271,15 @@ class Cache(abc.ABC):
         return self.get_or_compute(key, self.keys.ttl("stats"), compute, codecs.encode_statistics, decode)
 
     # -- helpers for dashboards and reports -------------------------------------------------------
-    def cached_array(
-        self, name: str, key_parts: Iterable[object], version: int, compute: Callable[[], np.ndarray | xarray.DataArray]
-    ) -> np.ndarray | xarray.DataArray:
-        """A numpy array or xarray.DataArray (datashader aggregate) keyed by view name, parts and data version.
+    def cached_array(self, name: str, key_parts: Iterable[object], version: int, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A numpy array (a map aggregate's values, an extent) keyed by view name, parts and data version.
 
         ``key_parts`` is everything the array depends on besides the data
         version: ranges, canvas size, filters (``ZoneFilter.key()``) and the
         store (``keys.store_scope(store)``) when one Redis serves several stores.
         """
         key = self.keys.agg(name, list(key_parts), version)
-        return self.get_or_compute(key, self.keys.ttl("agg"), compute, codecs.encode_array, codecs.decode_array)
+        return self.get_or_compute(key, self.keys.ttl("agg"), compute, codecs.encode_ndarray, codecs.decode_ndarray)
 
     def geojson(self, country: str, version: int, compute: Callable[[], str], *, scope: str = "") -> str:
         """GeoJSON text of a country's zones under ``geojson:{country}`` + data version, for 3600 s.

@@ -39,7 +39,7 @@ from redis.retry import Retry
 from ..config import redact
 from ..errors import UserError
 from .base import MISS, Cache, CacheUnavailable, Decode, Encode, Filled, summarize
-from .breaker import CircuitBreaker
+from ..breaker import CircuitBreaker
 from .keys import KeySpace
 
 T = TypeVar("T")

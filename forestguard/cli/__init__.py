@@ -11,13 +11,12 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
-import os
 import sys
 from types import SimpleNamespace
 
 import click
 
-from ..config import redact
+from ..config import debug, redact
 from ..errors import UserError
 
 #: Whether the command line is this process's own (``main()`` without arguments), not a call from Python.
@@ -100,6 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # a bug: one line, the traceback on request
-        if os.environ.get("FORESTGUARD_DEBUG"):
+        if debug():
             raise
         fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} (set FORESTGUARD_DEBUG=1 for the traceback)")

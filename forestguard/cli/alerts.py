@@ -7,7 +7,7 @@ import json
 import click
 
 from .. import stores
-from ..alerts.records import STATUSES
+from ..stores.outbox import STATUSES
 from ..config import redact
 from .options import db_option
 

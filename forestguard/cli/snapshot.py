@@ -87,7 +87,7 @@ def list_command(out: str | None, fmt: str) -> None:
     Example:
       forestguard snapshot list --out s3://my-bucket/snapshots --format json
     """
-    found = snapshots.list(out)
+    found = snapshots.list_snapshots(out)
     if fmt == "json":
         click.echo(json.dumps([_summary(m) for m in found]))
         return

@@ -18,6 +18,7 @@ from bokeh.plotting import figure
 
 from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade_image
 from ..render.layer import CHUNK_ROWS, NO_CONFIDENCE
+from ..regions import RegionCounter
 from ..render.holoviews import outline_paths
 from ..server import metrics
 from . import shared
@@ -202,59 +203,22 @@ def _at(layer: ZoneLayer, positions: np.ndarray) -> pd.DataFrame:
     return layer.base[DETAIL_SOURCE].take(rows)
 
 
-#: Above this many (country, region) pairs the regions are counted over the pairs that occur, not in an array of all.
-_PAIR_ARRAY_LIMIT = 4_000_000
-
-
 def top_regions(layer: ZoneLayer, n: int = 10, hectares: np.ndarray | None = None) -> pd.DataFrame:
     """The regions with the most cleared hectares in the selection (from the in-memory layer).
 
-    Counted with ``np.bincount`` on the (country, region) category codes, a chunk of rows at a
-    time: over every pair when there are few enough (~10× faster than a pandas groupby), over
-    the pairs a chunk holds otherwise (memory bounded by what occurs). Ties: the first in
-    (country, region) order. ``hectares`` (one per selected zone) replaces the zones' own, e.g.
-    the part of each inside an area.
+    Ranked as everywhere else (:class:`forestguard.regions.RegionCounter`: hectares, then zones,
+    then names), fed the layer's category codes a chunk of rows at a time. ``hectares`` (one per
+    selected zone) replaces the zones' own, e.g. the part of each inside an area.
     """
     if not len(layer):
         return pd.DataFrame(columns=["country", "region", "zones", "hectares", "illegal %"])
-    country_dtype, region_dtype = layer.base["country"].dtype, layer.base["region"].dtype
-    n_regions = len(region_dtype.categories) + 1  # the last one: no region
-    sums: dict[str, pd.Series] = {}
+    counter = RegionCounter(layer.base["country"].cat.categories, layer.base["region"].cat.categories)
     illegal = CATEGORIES.index("illegal")
-    dense = len(country_dtype.categories) * n_regions <= _PAIR_ARRAY_LIMIT
-    all_pairs = np.arange(len(country_dtype.categories) * n_regions)
     for first in range(0, len(layer), CHUNK_ROWS):
         stop = min(first + CHUNK_ROWS, len(layer))
-        region_codes = layer.column("region", first, stop).astype(np.int64)
-        pair = layer.column("country", first, stop).astype(np.int64) * n_regions + np.where(region_codes < 0, n_regions - 1, region_codes)
         area = layer.column("area_ha", first, stop) if hectares is None else hectares[first:stop]
-        if dense:
-            present, inverse = all_pairs, pair
-        else:
-            present, inverse = np.unique(pair, return_inverse=True)
-        for name, weights in (("zones", None), ("hectares", area), ("illegal_ha", np.where(layer.column("classification", first, stop) == illegal, area, 0.0))):
-            part = pd.Series(np.bincount(inverse, weights=weights, minlength=len(present)), index=present)
-            sums[name] = part if name not in sums else sums[name].add(part, fill_value=0.0)
-    totals = pd.DataFrame(sums).sort_index()  # (country, region) order, for the ties
-    totals = totals[totals["zones"] > 0]
-    zones, hectares, illegal_ha = (totals[c].to_numpy() for c in ("zones", "hectares", "illegal_ha"))
-    pairs = totals.index.to_numpy()
-    order = np.argsort(-hectares, kind="stable")[:n]
-    top = pairs[order]
-    codes = top % n_regions
-    frame = pd.DataFrame(
-        {
-            "country": pd.Categorical.from_codes(top // n_regions, dtype=country_dtype),
-            "region": pd.Categorical.from_codes(np.where(codes == n_regions - 1, -1, codes), dtype=region_dtype),
-            "zones": zones[order].astype(np.int64),
-            "hectares": hectares[order],
-            "illegal_ha": illegal_ha[order],
-        }
-    )
-    return _finish_top_regions(frame)
-
-
-def _finish_top_regions(frame: pd.DataFrame) -> pd.DataFrame:
+        counter.add(layer.column("country", first, stop), layer.column("region", first, stop), area,
+                    layer.column("classification", first, stop) == illegal)
+    frame = counter.top(n).rename(columns={"area_ha": "hectares"})
     frame["illegal %"] = (100 * frame.pop("illegal_ha") / frame["hectares"]).round(1)
-    frame["hectares"] = frame["hectares"].round(2)
     return frame

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Mapping, Sequence
 
-if TYPE_CHECKING:
-    from .run import PipelineRun
+from .execute import Outcome
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -23,10 +22,10 @@ def _parameters(parameters: dict) -> str:
     return ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in parameters.items())
 
 
-def index_html(run: "PipelineRun") -> str:
-    """The page; links are relative, so it works from the folder, a zip or the S3 prefix alike."""
+def index_html(title: str, outcomes: Sequence[Outcome], counts: Mapping[str, int], source: str) -> str:
+    """The page of a run named ``title`` on ``source``; links are relative, so it works from the folder, a zip or the S3 prefix alike."""
     rows = []
-    for outcome in sorted(run.outcomes, key=lambda o: o.name):
+    for outcome in sorted(outcomes, key=lambda o: o.name):
         link = f'<a href="{escape(outcome.html)}">{escape(outcome.name)}</a>' if outcome.html else escape(outcome.name)
         extras = ""
         if outcome.html:
@@ -40,13 +39,12 @@ def index_html(run: "PipelineRun") -> str:
             f"<tr><td>{link}{extras}{error}</td><td>{_parameters(outcome.parameters)}</td>"
             f'<td class="{outcome.status}">{status}</td><td>{outcome.duration_s:.1f} s</td></tr>'
         )
-    counts = run.counts()
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(run.spec.name)} — ForestGuard reports</title>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)} — ForestGuard reports</title>
 <style>{_STYLE}</style></head><body>
-<h1>{escape(run.spec.name)}</h1>
-<p>{counts['ok']} ok · {counts['failed']} failed · {counts['skipped']} complete from earlier runs · source {escape(run.source.label)} · updated {when}</p>
+<h1>{escape(title)}</h1>
+<p>{counts['ok']} ok · {counts['failed']} failed · {counts['skipped']} complete from earlier runs · source {escape(source)} · updated {when}</p>
 <table><thead><tr><th>report</th><th>parameters</th><th>status</th><th>duration</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}

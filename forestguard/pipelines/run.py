@@ -141,7 +141,7 @@ def _skip_complete(run: PipelineRun) -> list[Item]:
 def write_summary(run: PipelineRun) -> None:
     """``summary.json`` and ``index.html`` next to the reports."""
     write_json_atomic(run.layout.root / "summary.json", run.to_dict())
-    (run.layout.root / "index.html").write_text(index_html(run), encoding="utf-8")
+    (run.layout.root / "index.html").write_text(index_html(run.spec.name, run.outcomes, run.counts(), run.source.label), encoding="utf-8")
 
 
 def summary_table(run: PipelineRun) -> str:

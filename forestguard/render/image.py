@@ -33,10 +33,6 @@ BACKGROUND = "#FFFFFF"
 _MIN_EXTENT_M = 2_000.0
 
 
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-
-
 def shade_image(agg: xr.DataArray, spread: int = 2, min_alpha: int = 90) -> np.ndarray:
     """The aggregate as a packed RGBA image (uint32 array, y ascending), shaded by datashader.
 

@@ -18,8 +18,7 @@ from ..errors import UserError
 from ..stores.base import ZoneFilter, ZoneStore
 from ..stores.inside import hectares_by_zone
 from .base import ReportError, parse_years
-from .country import region_table
-from .place import PlaceReport, place_numbers
+from .place import PlaceReport, place_numbers, region_table
 from .tables import records
 
 

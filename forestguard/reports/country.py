@@ -11,21 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ..schema import Classification
 from ..stores.base import ZoneFilter, ZoneStore
 from .base import ReportError, match_name, parse_years
-from .place import PlaceReport, place_numbers
-from .record import Reported
-from .tables import CLASS_COLUMNS, class_pivot, records, share
+from .place import PlaceReport, place_numbers, region_table
+from .tables import records
 
 CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.9, 1.0000001)
 CONFIDENCE_LABELS = ("below 0.5", "0.5–0.7", "0.7–0.9", "0.9 and above")
 UNKNOWN_CONFIDENCE = "not given"
-NO_REGION = "(no region)"
 
 
 @dataclass
@@ -87,33 +84,6 @@ def _years_text(years: list[int]) -> str:
     if not years:
         return "no year at all"
     return str(years[0]) if len(years) == 1 else f"{years[0]}–{years[-1]}"
-
-
-def yearly_table(by_year: Reported, by_class: Reported, years: range) -> pd.DataFrame:
-    """One row per year of the range (years without zones as zeros): totals and hectares per class."""
-    totals = by_year.result.frame().set_index("year")[["zones", "area_ha", "verified_zones", "mean_confidence"]]
-    classes = class_pivot(by_class.result.frame(), "year")
-    table = totals.join(classes, how="outer").reindex(list(years))
-    counts = ["zones", "verified_zones", *CLASS_COLUMNS.values(), "area_ha"]
-    table[counts] = table[counts].fillna(0)
-    table[["zones", "verified_zones"]] = table[["zones", "verified_zones"]].astype(int)
-    table["illegal_share"] = share(table["illegal_ha"], table["area_ha"])
-    table["verified_share"] = share(table["verified_zones"], table["zones"])
-    return table.rename_axis("year").reset_index()
-
-
-def region_table(attributes: pd.DataFrame, top: int = 10) -> pd.DataFrame:
-    """Regions by cleared area (largest first): zones, hectares, illegal hectares and share of the total."""
-    frame = attributes.assign(
-        region=attributes["region"].fillna(NO_REGION),
-        area_ha=attributes["area_ha"].astype(float),
-        illegal_ha=np.where(attributes["classification"] == Classification.ILLEGAL.stored, attributes["area_ha"].astype(float), 0.0),
-    )
-    table = frame.groupby("region").agg(zones=("area_ha", "size"), area_ha=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
-    table["share"] = share(table["area_ha"], table["area_ha"].sum())
-    table["illegal_share"] = share(table["illegal_ha"], table["area_ha"])
-    table = table.sort_values(["area_ha", "zones"], ascending=False).head(top)
-    return table.round({"area_ha": 2, "illegal_ha": 2}).reset_index()
 
 
 def confidence_table(attributes: pd.DataFrame) -> pd.DataFrame:

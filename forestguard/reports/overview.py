@@ -11,6 +11,7 @@ from ..geodata import countries as world_countries
 from ..stores.base import ZoneFilter, ZoneStore
 from .base import ReportError, SourceInfo, source_info
 from .record import Reported, reported
+from .summary import change, hectares, percent, signed
 from .tables import class_pivot, records, share
 
 
@@ -50,8 +51,6 @@ class YearlyOverview:
         return {"ranking": records(self.ranking), "continents": records(self.continents)}
 
     def key_changes(self) -> list[str]:
-        from .summary import overview_key_changes
-
         return overview_key_changes(self)
 
 
@@ -105,3 +104,37 @@ def continent_table(ranking: pd.DataFrame) -> pd.DataFrame:
     table["share"] = share(table["area_ha"], table["area_ha"].sum())
     table["illegal_share"] = share(table["illegal_ha"], table["area_ha"])
     return table.sort_values("area_ha", ascending=False).round({"area_ha": 2, "illegal_ha": 2}).reset_index()
+
+
+def overview_key_changes(overview: YearlyOverview) -> list[str]:
+    """Key changes of a yearly overview, most important first."""
+    ranking = overview.ranking
+    area = float(ranking["area_ha"].sum())
+    illegal = float(ranking["illegal_ha"].sum())
+    lines = [
+        f"In {overview.year}, {int(ranking['zones'].sum()):,} zones covering {hectares(area)} were cleared in "
+        f"{len(ranking)} countries; {percent(illegal / area if area else None)} of that area was illegal."
+    ]
+    if overview.previous is not None:
+        before = float(overview.previous.result.frame()["area_ha"].sum())
+        lines.append(f"Compared with {overview.year - 1}, cleared area {change(before, area)}.")
+    leaders = ranking.head(3)
+    if len(leaders):
+        top = leaders.iloc[0]
+        others = " and ".join(leaders["country"].iloc[1:])
+        lines.append(
+            f"{top['country']} ranks first with {hectares(float(top['area_ha']))} ({percent(top['area_ha'] / area)} of the total)"
+            + (f", followed by {others}." if others else ".")
+        )
+    changes = ranking.dropna(subset=["change_ha"])
+    if len(changes) >= 2:
+        up, down = changes.loc[changes["change_ha"].idxmax()], changes.loc[changes["change_ha"].idxmin()]
+        if up["change_ha"] > 0:
+            lines.append(f"Largest increase: {up['country']} (+{hectares(float(up['change_ha']))}, {signed(up['change_share'])}).")
+        if down["change_ha"] < 0:
+            lines.append(f"Largest decrease: {down['country']} (−{hectares(-float(down['change_ha']))}, {signed(down['change_share'])}).")
+    major = ranking.head(10).dropna(subset=["illegal_share"])
+    if len(major):
+        worst = major.loc[major["illegal_share"].idxmax()]
+        lines.append(f"Among the ten largest, {worst['country']} has the highest illegal share: {percent(worst['illegal_share'])}.")
+    return lines

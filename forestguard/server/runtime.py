@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import stores
-from ..cache.breaker import ThrottledWarning
+from ..breaker import ThrottledWarning
 from ..config import redact, settings
 from ..errors import StoreNotFound, StoreUnavailable
 from ..stores.base import ZoneStore

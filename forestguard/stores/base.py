@@ -21,7 +21,7 @@ from ..loads import FileLoad, LoadRecord
 from ..schema import GROUP_KEYS, Classification
 
 if TYPE_CHECKING:  # areas and alerts build on the stores; the stores only name their types
-    from ..alerts.records import Delivery, Watch
+    from .outbox import Delivery, Watch
     from ..areas import Area
 
 #: Columns of :meth:`ZoneStore.aggregate`: the group keys chosen, then these.

@@ -28,8 +28,8 @@ from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
 from ..loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ..schema import TABLE, SCHEMA_VERSION
-from ..validation import zone_wkb
 from . import inside
+from .encoding import zone_wkb
 from .base import (
     AGGREGATE_COLUMNS,
     ZoneFilter,

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ..alerts.records import DELIVERED, FAILED, PENDING, Delivery, Watch
-from ..alerts.watch import WatchCheck
 from ..areas.shape import Area
 from ..errors import ReadOnlyStore, UserError
+from .outbox import DELIVERED, FAILED, PENDING, Delivery, Watch, WatchCheck
 
 if TYPE_CHECKING:
     import threading

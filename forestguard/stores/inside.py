@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..areas.aggregate import MEASURE_COLUMNS, clipped_aggregate
 from ..areas.clip import meeting
 from ..areas.shape import Area
 from ..schema import ZONE_COLUMNS
 from .base import ZoneFilter, ZoneStore
+from .clipped import MEASURE_COLUMNS, clipped_aggregate
 
 #: The columns a zone read gives when it names none (every engine's default).
 DEFAULT_COLUMNS = ("id", *ZONE_COLUMNS)

@@ -27,7 +27,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from .. import snapshots, storage
+from .. import storage
 from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
@@ -35,6 +35,7 @@ from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
 from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
 from .duckdb_areas import AREAS_DDL
+from .snapshot_format import MANIFEST, Manifest, SnapshotCorrupt, SnapshotFile, locate, mismatch
 
 
 #: Files this process has hashed and found as their manifest says: (path, size, mtime, inode) → sha256.
@@ -42,7 +43,7 @@ _verified: dict[tuple[str, int, int, int], str] = {}
 _verified_lock = threading.Lock()
 
 
-def check_local_file(manifest: snapshots.Manifest, where: str, entry: snapshots.SnapshotFile, path: Path) -> None:
+def check_local_file(manifest: Manifest, where: str, entry: SnapshotFile, path: Path) -> None:
     """Raise :class:`SnapshotCorrupt` unless ``path`` is the manifest's file; hashed once per process and file.
 
     A file changed since it was hashed (size, modification time or inode differ) is hashed again.
@@ -50,19 +51,19 @@ def check_local_file(manifest: snapshots.Manifest, where: str, entry: snapshots.
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {where} is incomplete: {entry.path} is missing") from None
+        raise SnapshotCorrupt(f"snapshot {manifest.id} at {where} is incomplete: {entry.path} is missing") from None
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     with _verified_lock:
         if _verified.get(key) == entry.sha256:
             return
-    problem = snapshots.mismatch(entry, *storage.sha256_file(path)) if stat.st_size == entry.size else snapshots.mismatch(entry, "", stat.st_size)
+    problem = mismatch(entry, *storage.sha256_file(path)) if stat.st_size == entry.size else mismatch(entry, "", stat.st_size)
     if problem:
-        raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {where} is corrupt: {problem}")
+        raise SnapshotCorrupt(f"snapshot {manifest.id} at {where} is corrupt: {problem}")
     with _verified_lock:
         _verified[key] = entry.sha256
 
 
-def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
+def local_files(folder: storage.Folder, manifest: Manifest) -> Path:
     """A local folder holding the snapshot's files, ready for DuckDB, every file checked against the manifest.
 
     Nothing is read before its bytes match: a flipped bit in a Parquet page could otherwise
@@ -85,18 +86,18 @@ def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
             try:
                 check_local_file(manifest, str(cache), entry, path)
                 continue
-            except snapshots.SnapshotCorrupt:
+            except SnapshotCorrupt:
                 pass  # a damaged cached copy: fetched again
         partial = cache / f".{entry.path}.{uuid.uuid4().hex}.part"
         try:
             folder.get_file(entry.path, partial)
-            problem = snapshots.mismatch(entry, *storage.sha256_file(partial))
+            problem = mismatch(entry, *storage.sha256_file(partial))
             if problem:
-                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id}: object {folder.uri(entry.path)} is corrupt: {problem}")
+                raise SnapshotCorrupt(f"snapshot {manifest.id}: object {folder.uri(entry.path)} is corrupt: {problem}")
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
-    storage.LocalFolder(cache).put_bytes(snapshots.MANIFEST, manifest.to_json().encode())
+    storage.LocalFolder(cache).put_bytes(MANIFEST, manifest.to_json().encode())
     return cache
 
 
@@ -118,7 +119,7 @@ class SnapshotStore(DuckDBStore):
 
     def __init__(self, url: str) -> None:
         ZoneStore.__init__(self, url)
-        folder, self.manifest = snapshots.locate(url)
+        folder, self.manifest = locate(url)
         self.path = local_files(folder, self.manifest)
         self._lock = threading.RLock()
         self._con = connect(None, extensions=())

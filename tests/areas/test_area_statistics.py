@@ -28,7 +28,7 @@ BY = [combo for n in range(len(GROUP_KEYS) + 1) for combo in itertools.combinati
 def snapshot_store(area_store, tmp_path_factory):
     with stores.open(area_store, read_only=True) as store:
         manifest = snapshots.create(store, tmp_path_factory.mktemp("snap"))
-    with snapshots.open(manifest.location) as snap:
+    with snapshots.open_snapshot(manifest.location) as snap:
         yield snap
 
 

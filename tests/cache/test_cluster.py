@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from forestguard.cache import KeySpace
-from forestguard.cache.breaker import CircuitBreaker
+from forestguard.breaker import CircuitBreaker
 from forestguard.cache.keys import hash_tag
 from forestguard.cache.redis import RedisCache
 from forestguard.stats import statistics

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from forestguard.cache import KeySpace
-from forestguard.cache.breaker import CircuitBreaker
+from forestguard.breaker import CircuitBreaker
 from forestguard.cache.redis import RedisCache
 from forestguard.schema import Classification
 from forestguard.stats import statistics

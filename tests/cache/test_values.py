@@ -1,4 +1,4 @@
-"""Dashboard values through the cache: datashader aggregates, GeoJSON, sessions; damaged values."""
+"""Dashboard values through the cache: map aggregates, GeoJSON, sessions; damaged values."""
 
 from __future__ import annotations
 
@@ -9,35 +9,15 @@ from forestguard.cache import KeySpace, MemoryCache, codecs
 from tests.cache.helpers import CallCounter
 
 
-@pytest.fixture(scope="module")
-def aggregate():
-    """Shaped like datashader's ``Canvas.points(..., ds.by("classification", ds.count()))``:
-    uint32 counts, float pixel-centre coordinates, a label dimension, tuple range attributes."""
-    import xarray
-
-    rng = np.random.default_rng(3)
-    return xarray.DataArray(
-        rng.poisson(0.3, (48, 64, 2)).astype(np.uint32),
-        dims=("y", "x", "classification"),
-        coords={
-            "y": (np.arange(48) + 0.5) / 48,
-            "x": (np.arange(64) + 0.5) / 64,
-            "classification": np.array(["illegal", "legal"], dtype=object),
-        },
-        attrs={"x_range": (0.0, 1.0), "y_range": (0.0, 1.0)},
-    )
-
-
-def test_a_datashader_aggregate_round_trips_through_the_cache(any_cache, aggregate):
-    import xarray
-
-    compute = CallCounter(lambda: aggregate)
+def test_a_map_aggregate_round_trips_through_the_cache(any_cache):
+    """What the maps keep (forestguard.render): an aggregate's values as float32, one entry per data version."""
+    values = np.random.default_rng(3).poisson(0.3, (48, 64, 3)).astype(np.float32)
+    compute = CallCounter(lambda: values)
     parts = [(0, 1), (0, 1), 64, 48, "*|-|*|*|||"]
     first = any_cache.cached_array("map", parts, 7, compute)
     again = any_cache.cached_array("map", parts, 7, compute)
-    xarray.testing.assert_identical(again, aggregate)
-    assert again.attrs["x_range"] == aggregate.attrs["x_range"] and isinstance(again.attrs["x_range"], tuple)
-    assert first is aggregate and again is not aggregate
+    np.testing.assert_array_equal(again, values)
+    assert again.dtype == np.float32 and first is values and again is not values
     assert compute.calls == 1
     any_cache.cached_array("map", parts, 8, compute)
     assert compute.calls == 2, "a new data version is a new entry"
@@ -68,9 +48,10 @@ def test_geojson_and_sessions(any_cache):
     assert (counters["hits_by_kind"]["session"], counters["misses_by_kind"]["session"]) == (1, 2)
 
 
-def test_every_truncation_of_a_value_is_detected(aggregate):
-    for blob in (codecs.encode_dataarray(aggregate), codecs.encode_json({"a": list(range(3000))})):
-        decode = codecs.decode_array if blob[2:3] == b"X" else codecs.decode_json
+def test_every_truncation_of_a_value_is_detected():
+    aggregate = np.random.default_rng(3).poisson(0.3, (48, 64, 3)).astype(np.float32)
+    for blob in (codecs.encode_ndarray(aggregate), codecs.encode_json({"a": list(range(3000))})):
+        decode = codecs.decode_ndarray if blob[2:3] == b"A" else codecs.decode_json
         decode(blob)
         for cut in (0, 3, 5, 40, len(blob) // 2, len(blob) - 1):
             with pytest.raises(codecs.CorruptValue):

@@ -4,7 +4,7 @@ There is no Docker engine on the development and CI machines, so this builds wha
 Dockerfile builds: the files its COPY lines take from the build context are staged into an
 application folder (the image's WORKDIR), a fresh virtual environment gets a normal,
 non-editable `pip install` of that folder with the extras the Dockerfile names
-(ARG FORESTGUARD_EXTRAS), and `forestguard serve` is started from the venv on a free
+(ARG FORESTGUARD_EXTRAS) and the constraints file its install names, and `forestguard serve` is started from the venv on a free
 loopback port with an empty FORESTGUARD_DATA_DIR and no other ForestGuard configuration.
 The test polls /healthz until it answers 200 (or the deadline passes), runs the
 Dockerfile's own HEALTHCHECK command against it, and stops the server.
@@ -58,6 +58,16 @@ def copied_sources() -> list[str]:
     return sources
 
 
+def image_constraints() -> str | None:
+    """The constraints file the Dockerfile's dependency install uses (``-c FILE``), if any."""
+    for op, args in dockerfile_instructions():
+        for command in args.split("&&") if op == "RUN" else []:
+            words = command.split()
+            if words[:2] == ["pip", "install"] and "-c" in words:
+                return words[words.index("-c") + 1]
+    return None
+
+
 def healthcheck_command() -> list[str]:
     (args,) = [args for op, args in dockerfile_instructions() if op == "HEALTHCHECK"]
     return json.loads(args.split("CMD", 1)[1].strip())
@@ -86,8 +96,10 @@ def image_env(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    constraints = image_constraints()
+    assert constraints is None or (app / constraints).is_file(), f"the Dockerfile installs with -c {constraints} but does not copy it"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", f"{app}[{image_extras()}]"],
+        [str(python), "-m", "pip", "install", f"{app}[{image_extras()}]", *(["-c", str(app / constraints)] if constraints else [])],
         env=pip_env,
         capture_output=True,
         text=True,

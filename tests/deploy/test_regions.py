@@ -22,7 +22,11 @@ from tests.deploy.test_templates import (
     Environment,
     Stack,
     environment,
+    _blocks_all_public_access,
+    _every_stack,
     key_values,
+    privilege_problems,
+    public_grants,
     refers_to,
 )
 
@@ -310,3 +314,14 @@ def test_a_promoted_replica_runs_with_the_primarys_database_settings():
     assert refers_to(replica.resource("Replica")["DBParameterGroupName"], "ParameterGroup")
     for name in ("PreferredBackupWindow", "PreferredMaintenanceWindow", "BackupRetentionPeriod", "EnableCloudwatchLogsExports"):
         assert replica.resource("Replica")[name] == primary.resource("Primary")[name], name
+
+
+def test_the_standbys_roles_are_least_privilege_and_its_buckets_private():
+    """The checks the primary's stacks pass (tests/deploy/test_templates.py), on the standby's."""
+    stacks = _every_stack(secondary())
+    roles = {f"{st.path.name}:{name}": role for st in stacks for name, role in st.resources("AWS::IAM::Role").items()}
+    assert roles and [p for name, role in roles.items() for p in privilege_problems(name, role)] == []
+    buckets = {f"{st.path.name}:{name}": b for st in stacks for name, b in st.resources("AWS::S3::Bucket").items()}
+    assert buckets and [name for name, b in buckets.items() if not _blocks_all_public_access(b)] == []
+    policies = [policy["PolicyDocument"] for st in stacks for policy in st.resources("AWS::S3::BucketPolicy").values()]
+    assert [grant for policy in policies for grant in public_grants(policy)] == []

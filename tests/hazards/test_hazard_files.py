@@ -49,6 +49,24 @@ def state(url: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("hazard", HAZARDS, ids=[h.name for h in HAZARDS])
 def test_hazard_through_ingest_and_stats(hazard: Hazard, tmp_path: Path, store_url: str, capsys) -> None:
+    check_hazard(hazard, tmp_path, store_url, capsys)
+
+
+GEOJSON_HAZARDS = [h for h in HAZARDS if h.name.endswith(".geojson") and h.content]
+
+
+@pytest.mark.parametrize("hazard", GEOJSON_HAZARDS, ids=[h.name for h in GEOJSON_HAZARDS])
+def test_a_streamed_geojson_hazard_gives_what_the_whole_read_gives(hazard: Hazard, tmp_path: Path, store_url: str, capsys, monkeypatch) -> None:
+    """Every GeoJSON file over the streaming threshold (one byte here), two records a batch: the same outcome, lines and numbers."""
+    import forestguard.ingest
+    import forestguard.sources
+
+    monkeypatch.setattr(forestguard.sources, "STREAM_MIN_BYTES", 1)
+    monkeypatch.setattr(forestguard.ingest, "BATCH_ROWS", 2)
+    check_hazard(hazard, tmp_path, store_url, capsys)
+
+
+def check_hazard(hazard: Hazard, tmp_path: Path, store_url: str, capsys) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     path = hazard.write(folder)

@@ -14,7 +14,7 @@ import shapely
 
 from forestguard import snapshots, stores
 from forestguard.alerts.deliver import deliver_due
-from forestguard.alerts.records import Delivery
+from forestguard.stores.outbox import Delivery
 from forestguard.alerts.watch import start_watching
 from forestguard.areas import Area
 from forestguard.demo import DemoSpec, demo_zones
@@ -88,7 +88,7 @@ def test_saved_areas_go_through_the_migration_and_into_snapshots(zones_db, demo_
         stats = statistics(store, ZoneFilter(area=store.saved_area(name)), ("year",))
         manifest = snapshots.create(store, tmp_path / "snaps")
     assert manifest.areas is not None and snapshots.verify(manifest.location).id == manifest.id
-    with snapshots.open(manifest.location) as snap:
+    with snapshots.open_snapshot(manifest.location) as snap:
         [carried] = snap.saved_areas()
         assert snap.saved_area_names() == [name]
         assert carried == listed and carried.name == name and carried.added_at == listed.added_at

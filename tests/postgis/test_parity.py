@@ -96,6 +96,24 @@ def test_both_engines_agree_with_pandas(engines, parity_zones, name):
         assert (merged["area_ha_expected"] - merged["area_ha_got"]).abs().max() < 0.01
 
 
+@pytest.fixture(scope="module")
+def layers(engines):
+    """The dashboard's in-memory layer of every zone, built from each engine."""
+    from forestguard.render import build_layer
+
+    return [build_layer(store) for store in engines]
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_the_in_memory_selection_is_each_engines_filter(engines, layers, name):
+    """One filter, two evaluations: the SQL every engine runs and the dashboard layer's in-memory mask select the same zones."""
+    where = FILTERS[name]
+    for store, layer in zip(engines, layers):
+        expected = sorted(store.zones_arrow(where, columns=["id"]).column("id").to_pylist())
+        assert sorted(layer.select(where).column("id").tolist()) == expected, (store.engine, name)
+        assert name == "nothing" or expected, name
+
+
 def test_zones_come_out_identically(engines):
     duck, pg = engines
     where = FILTERS["combined"]

@@ -91,7 +91,7 @@ def test_html_embeds_plots_and_opens_offline(country_run) -> None:
     html = (out / result.files["html"]).read_text(encoding="utf-8")
     assert external_resources(html) == []
     assert '<script src="http' not in html
-    assert html.count("Bokeh.embed.embed_items_notebook") >= 6  # interactive HoloViews/hvPlot charts and the map
+    assert html.count("Bokeh.embed.embed_items_notebook") >= 6  # interactive HoloViews charts and the map
     assert '"output_backend":"webgl"' not in html  # canvas charts: no WebGL context per chart
     assert "cdn.bokeh.org" not in html and "cdn.holoviz.org" not in html  # BokehJS and Panel's CSS are inline
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 2  # print figure and map image

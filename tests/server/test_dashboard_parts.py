@@ -255,38 +255,41 @@ def test_one_data_version_poll_serves_every_session():
 
 
 @pytest.mark.parametrize("pair_limit", [4_000_000, 0])
-def test_top_regions_counted_in_chunks_match_a_pandas_groupby(monkeypatch, pair_limit):
-    """Missing regions, ties, an unused category, selections and small chunks: the groupby's rows, order and numbers."""
+def test_top_regions_are_the_one_ranking_counted_in_chunks(monkeypatch, pair_limit):
+    """Missing regions, ties, an unused category, selections and small chunks: the rows and order of
+    forestguard.regions' ranking (held to both SQL engines' ORDER BY in tests/test_regions.py), the sums of a groupby."""
     import numpy as np
     import pandas as pd
 
+    from forestguard import regions
     from forestguard.dashboard import mapview
     from forestguard.render import CATEGORIES, ZoneLayer
-    from forestguard.render import layer as layer_module
     from forestguard.stores.base import ZoneFilter
 
-    monkeypatch.setattr(mapview, "_PAIR_ARRAY_LIMIT", pair_limit)  # 0: counted over the pairs that occur
+    monkeypatch.setattr(regions, "DENSE_PAIR_LIMIT", pair_limit)  # 0: counted over the pairs that occur
     monkeypatch.setattr(mapview, "CHUNK_ROWS", 777)
     rng = np.random.default_rng(3)
     n = 5_000
     region = rng.choice(["a", "b", "<b>c</b>", None, "e"], n)
     base = pd.DataFrame({
-        "country": pd.Categorical(rng.choice(["Peru", "Chad", "Fiji"], n), categories=["Chad", "Fiji", "Peru", "Unused"]),
-        "region": pd.Categorical(region, categories=["a", "b", "<b>c</b>", "e", "f"]),
+        "country": pd.Categorical(rng.choice(["Peru", "Chad", "Fiji"], n), categories=["Peru", "Chad", "Fiji", "Unused"]),
+        "region": pd.Categorical(region, categories=["e", "a", "b", "<b>c</b>", "f"]),  # not in name order: the ranking sorts names
         "classification": pd.Categorical(rng.choice(CATEGORIES, n), categories=CATEGORIES),
         "area_ha": rng.choice([1.0, 2.5, 10.25], n),  # few values: ties between regions happen
     })
 
-    def groupby(zones: pd.DataFrame, top: int) -> pd.DataFrame:
-        illegal = zones["area_ha"].where(zones["classification"] == "illegal", 0.0)
-        frame = (zones.assign(illegal_ha=illegal).groupby(["country", "region"], observed=True, dropna=False)
-                 .agg(zones=("area_ha", "size"), hectares=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum"))
-                 .nlargest(top, "hectares").reset_index())
-        frame["illegal %"] = (100 * frame.pop("illegal_ha") / frame["hectares"]).round(1)
-        frame["hectares"] = frame["hectares"].round(2)
-        return frame
-
     for rows in (None, np.arange(40, dtype=np.int32), np.array([0, 7, 4_999], dtype=np.int32), np.sort(rng.choice(n, 2_000, replace=False)).astype(np.int32)):
         layer = ZoneLayer("test", 1, ZoneFilter(), base, None, rows)
+        zones = layer.zones.reset_index(drop=True)
+        illegal = (zones["classification"] == "illegal").to_numpy()
+        sums = (zones.assign(illegal_ha=zones["area_ha"].where(illegal, 0.0)).groupby(["country", "region"], observed=True, dropna=False)
+                .agg(zones=("area_ha", "size"), hectares=("area_ha", "sum"), illegal_ha=("illegal_ha", "sum")).reset_index())
+        sums = {(c, r if isinstance(r, str) else None): (z, h, i) for c, r, z, h, i in sums.itertuples(index=False)}
         for top in (3, 10):
-            pd.testing.assert_frame_equal(mapview.top_regions(layer, top), groupby(layer.zones.reset_index(drop=True), top), check_dtype=False)
+            table = mapview.top_regions(layer, top)
+            ranked = regions.top_regions(zones["region"].astype(object), zones["area_ha"], illegal, n=top, country=zones["country"].astype(object))
+            assert table[["country", "region", "zones", "hectares"]].values.tolist() == ranked[["country", "region", "zones", "area_ha"]].values.tolist()
+            for country, region, count, hectares, illegal_percent in table.itertuples(index=False):
+                zones_in, hectares_in, illegal_in = sums[(country, region if isinstance(region, str) else None)]
+                assert (count, hectares) == (zones_in, pytest.approx(hectares_in, abs=1e-9))
+                assert illegal_percent == round(100 * illegal_in / hectares_in, 1)

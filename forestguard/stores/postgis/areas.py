@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import psycopg
 
-from ...alerts.records import DELIVERED, FAILED, PENDING, Delivery, Watch
-from ...alerts.watch import WatchCheck
 from ...areas.shape import Area
 from ...config import redact
 from ...errors import ReadOnlyStore, UserError
+from ..outbox import DELIVERED, FAILED, PENDING, Delivery, Watch, WatchCheck
 from .connection import connect
 from .role import read_only_refusal, require_primary
 

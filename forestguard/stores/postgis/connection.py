@@ -6,7 +6,7 @@ does not set. Reads go through a small pool that checks a connection before lend
 a Multi-AZ failover or a restarted replica costs one reconnect, not a failed request.
 
 While a server is known to be down, nobody waits for it: every connection attempt to one
-server goes through that server's :class:`~forestguard.cache.breaker.CircuitBreaker` (the
+server goes through that server's :class:`~forestguard.breaker.CircuitBreaker` (the
 Redis cache's), which after a failed attempt refuses at once with :class:`StoreUnavailable`
 for :data:`BREAKER_COOLDOWN` seconds, then lets one attempt through to see whether it is back.
 """
@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ...cache.breaker import CircuitBreaker
+from ...breaker import CircuitBreaker
 from ...config import redact
 from ...errors import StoreNotFound, StoreUnavailable, UserError
 

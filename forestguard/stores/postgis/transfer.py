@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import shapely
 
 from ...schema import GEOMETRY_SRID, ZONE_COLUMNS
-from ...validation import zone_wkb
+from ..encoding import zone_wkb
 
 #: https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)

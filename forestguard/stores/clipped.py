@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from ..stores.base import AGGREGATE_COLUMNS
-from .clip import hectares_inside, meeting, overlapping_pairs
-from .shape import Area
+from ..areas.clip import hectares_inside, meeting, overlapping_pairs
+from ..areas.shape import Area
+from .base import AGGREGATE_COLUMNS
 
 #: The zone columns :func:`clipped_aggregate` reads besides the group keys.
 MEASURE_COLUMNS = ("confidence", "verified", "geometry")

@@ -1,4 +1,7 @@
-"""Circuit breaker and throttled warnings: a dead Redis costs one timeout, not one per request.
+"""Circuit breaker and throttled warnings: a dead Redis (or database server) costs one timeout, not one per request.
+
+Used by the cache, the PostGIS store's connections and the server alike, so it sits at the
+bottom of the package and imports nothing of it.
 
 States: *closed* (calls go through), *open* after ``threshold`` consecutive
 failures (calls are refused without touching the network for ``cooldown``
