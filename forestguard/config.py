@@ -26,6 +26,7 @@ VARIABLES: dict[str, str] = {
     "FORESTGUARD_DATA_DIR": "Folder of the embedded store, local snapshots and reports (default ./data).",
     "FORESTGUARD_LOG_LEVEL": "Logging level (default INFO).",
     "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
+    "FORESTGUARD_DASK": "Dask scheduler for snapshot statistics, maps and reports (stats, map, report run, pipeline run): 'local' starts a LocalCluster, tcp://host:8786 uses a running cluster; --dask overrides it. Unset: the embedded engine.",
     "FORESTGUARD_MEMORY_MB": "Memory budget of one process in MB (default 1536, for a 2 GB task): sizes the in-memory map layer, caches and DuckDB's memory limit.",
 }
 
@@ -50,6 +51,7 @@ class Settings:
     log_level: str
     tile_url: str | None
     memory_mb: int = DEFAULT_MEMORY_MB
+    dask: str | None = None
 
     @property
     def duckdb_memory_limit(self) -> str:
@@ -94,6 +96,7 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=(_get(env, "FORESTGUARD_LOG_LEVEL") or "INFO").upper(),
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
         memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
+        dask=_get(env, "FORESTGUARD_DASK"),
     )
 
 

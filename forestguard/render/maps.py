@@ -14,7 +14,7 @@ import xarray as xr
 from ..config import redact
 from ..stores.base import ZoneFilter, ZoneStore
 from .image import fit_ranges, view_ranges
-from .layer import zone_layer
+from .layer import WORLD, zone_layer
 from .raster import Measure, cached_aggregate, empty_aggregate
 
 
@@ -40,19 +40,27 @@ def store_map(
     """
     version = store.data_version()
     key = layer_key(store, where, version)
+
+    def draw() -> xr.DataArray:
+        if store.draws_maps:  # the Dask engine draws on its workers, from the partitions in view
+            return store.map_aggregate(where, x_range, y_range, width, height, measure)  # type: ignore[attr-defined]
+        return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure)
+
+    def extent() -> np.ndarray:
+        box = store.map_extent(where) if store.draws_maps else zone_layer(store, where).bounds  # type: ignore[attr-defined]
+        return np.array(box or WORLD, dtype=np.float64)
+
     if bounds is not None:
         x_range, y_range = view_ranges(None, bounds, width, height)  # type: ignore[arg-type]
-    elif cache is not None:
-        extent = cache.cached_array("zones", [key, "extent"], version, lambda: np.array(zone_layer(store, where).bounds, dtype=np.float64))
-        x_range, y_range = fit_ranges(tuple(float(v) for v in extent), width, height)  # type: ignore[arg-type]
     else:
-        x_range, y_range = view_ranges(zone_layer(store, where), None, width, height)
+        box = extent() if cache is None else cache.cached_array("zones", [key, "extent"], version, extent)
+        x_range, y_range = fit_ranges(tuple(float(v) for v in box), width, height)  # type: ignore[arg-type]
     if cache is None:
-        return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure)
+        return draw()
     view = [round(float(v), 3) for v in (*x_range, *y_range)]
 
     def compute() -> np.ndarray:
-        return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure).values.astype(np.float32)
+        return draw().values.astype(np.float32)
 
     values = cache.cached_array("zones", [key, *view, int(width), int(height), measure], version, compute)
     out = empty_aggregate(x_range, y_range, width, height, measure)

@@ -26,6 +26,7 @@ import os
 import threading
 import uuid
 from pathlib import Path
+from typing import Sequence
 
 from .. import snapshots, storage
 from ..config import settings
@@ -60,8 +61,8 @@ def check_local_file(manifest: snapshots.Manifest, where: str, entry: snapshots.
         _verified[key] = entry.sha256
 
 
-def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
-    """A local folder holding the snapshot's files, ready for DuckDB, every file checked against the manifest.
+def local_files(folder: storage.Folder, manifest: snapshots.Manifest, files: Sequence[snapshots.SnapshotFile] | None = None) -> Path:
+    """A local folder holding the snapshot's files (or ``files`` of them), ready for DuckDB, each checked against the manifest.
 
     Nothing is read before its bytes match: a flipped bit in a Parquet page could otherwise
     give wrong totals without an error, or DuckDB's internal errors (ZSTD, Thrift).
@@ -71,31 +72,46 @@ def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
     ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and checked the same way: a corrupt
     object is an error, a damaged cached copy is fetched again.
     """
+    wanted = manifest.files if files is None else files
+    for entry in wanted:
+        local_file(folder, manifest, entry)
+    if not isinstance(folder, storage.LocalFolder):
+        cache = _cache_folder(manifest)
+        if files is None:
+            storage.LocalFolder(cache).put_bytes(snapshots.MANIFEST, manifest.to_json().encode())
+        return cache
+    return folder.path
+
+
+def _cache_folder(manifest: snapshots.Manifest) -> Path:
+    return settings().data_dir / "cache" / "snapshots" / manifest.id
+
+
+def local_file(folder: storage.Folder, manifest: snapshots.Manifest, entry: snapshots.SnapshotFile) -> Path:
+    """One file of a snapshot on local disk, checked against the manifest (a Dask worker's partition; see :func:`local_files`)."""
     if isinstance(folder, storage.LocalFolder):
-        for entry in manifest.files:
-            check_local_file(manifest, folder.url, entry, folder.path / entry.path)
-        return folder.path
-    cache = settings().data_dir / "cache" / "snapshots" / manifest.id
+        path = folder.path / entry.path
+        check_local_file(manifest, folder.url, entry, path)
+        return path
+    cache = _cache_folder(manifest)
     cache.mkdir(parents=True, exist_ok=True)
-    for entry in manifest.files:
-        path = cache / entry.path
-        if path.is_file():
-            try:
-                check_local_file(manifest, str(cache), entry, path)
-                continue
-            except snapshots.SnapshotCorrupt:
-                pass  # a damaged cached copy: fetched again
-        partial = cache / f".{entry.path}.{uuid.uuid4().hex}.part"
+    path = cache / entry.path
+    if path.is_file():
         try:
-            folder.get_file(entry.path, partial)
-            problem = snapshots.mismatch(entry, *storage.sha256_file(partial))
-            if problem:
-                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id}: object {folder.uri(entry.path)} is corrupt: {problem}")
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
-    storage.LocalFolder(cache).put_bytes(snapshots.MANIFEST, manifest.to_json().encode())
-    return cache
+            check_local_file(manifest, str(cache), entry, path)
+            return path
+        except snapshots.SnapshotCorrupt:
+            pass  # a damaged cached copy: fetched again
+    partial = cache / f".{entry.path}.{uuid.uuid4().hex}.part"
+    try:
+        folder.get_file(entry.path, partial)
+        problem = snapshots.mismatch(entry, *storage.sha256_file(partial))
+        if problem:
+            raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id}: object {folder.uri(entry.path)} is corrupt: {problem}")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def _sql_string(text: str) -> str:
@@ -112,21 +128,35 @@ class SnapshotStore(DuckDBStore):
     #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
     bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, manifest: snapshots.Manifest | None = None, files: Sequence[snapshots.SnapshotFile] | None = None) -> None:
+        """Open the snapshot ``url`` names; with its ``manifest`` already read, ``url`` is its folder and
+        ``files`` may name some of its partitions (a Dask task's): only those are fetched, checked and read.
+        """
         ZoneStore.__init__(self, url)
-        folder, self.manifest = snapshots.locate(url)
-        self.path = local_files(folder, self.manifest)
+        if manifest is None:
+            folder, self.manifest = snapshots.locate(url)
+        else:
+            folder, self.manifest = storage.at(url), manifest
+        self.files = tuple(self.manifest.files if files is None else files)
+        self.path = local_files(folder, self.manifest, None if files is None else self.files)
         self._lock = threading.RLock()
         self._con = connect(None, extensions=())
-        files = ", ".join(_sql_string(str(self.path / f.path)) for f in self.manifest.files)
+        files_sql = ", ".join(_sql_string(str(self.path / f.path)) for f in self.files)
         # A view, not a copy: each query scans only the columns and row groups it needs.
-        self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files_sql}], hive_partitioning = false)")
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)
 
     def role(self) -> str:
         return "snapshot"
+
+    def extent(self, where: ZoneFilter = ZoneFilter()) -> tuple[float, float, float, float] | None:
+        """Lon/lat extent of the zones ``where`` selects, from the bbox covering (no WKB decoded); None when there are none."""
+        sql = self._filter(where)
+        query = f"SELECT min(bbox.xmin), min(bbox.ymin), max(bbox.xmax), max(bbox.ymax) FROM {TABLE} WHERE {sql.clause}"
+        row = self._cursor().execute(query, sql.params).fetchone()
+        return None if row is None or row[0] is None else (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
     def data_version(self) -> int:
         return self.manifest.data_version

@@ -1,0 +1,82 @@
+"""What a Dask worker does with one partition of a snapshot: the embedded engine's own code, on one file.
+
+Each task opens its file as a one-partition :class:`~forestguard.stores.snapshot.SnapshotStore`:
+the file is fetched (S3) or found (a shared folder), checked against the manifest's sha256
+before a byte of it is read, and queried by DuckDB with the same SQL as the embedded engine.
+Tasks are pure functions of their arguments, so Dask may run one again on another worker
+when a worker dies, and the answer does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import snapshots
+from ..stores.base import ZoneFilter
+from ..stores.snapshot import SnapshotStore
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One file of a snapshot and what a worker needs to read it (small: the manifest keeps only this file)."""
+
+    folder: str  # the snapshot's folder: a path the workers share, or s3://…
+    manifest: snapshots.Manifest
+    file: snapshots.SnapshotFile
+
+    @classmethod
+    def of(cls, folder: str, manifest: snapshots.Manifest, file: snapshots.SnapshotFile) -> "Partition":
+        return cls(folder, replace(manifest, files=(file,), location=None), file)
+
+    def open(self) -> SnapshotStore:
+        return SnapshotStore(self.folder, manifest=self.manifest, files=(self.file,))
+
+
+def aggregate(part: Partition, where: ZoneFilter, keys: Sequence[str]) -> pd.DataFrame:
+    """Exact sums per group of the partition's zones (:meth:`ZoneStore.aggregate`)."""
+    with part.open() as store:
+        return store.aggregate(where, keys)
+
+
+def zones(part: Partition, where: ZoneFilter, columns: Sequence[str] | None) -> pa.Table:
+    """The partition's zones ``where`` selects (geometry as WKB)."""
+    with part.open() as store:
+        return store.zones_arrow(where, columns)
+
+
+def geometries(part: Partition, ids: Sequence[int]) -> pa.Table:
+    with part.open() as store:
+        return store.zone_geometries(ids)
+
+
+def extent(part: Partition, where: ZoneFilter) -> tuple[float, float, float, float] | None:
+    """Lon/lat extent of the partition's zones ``where`` selects, from the bbox covering (no WKB decoded)."""
+    with part.open() as store:
+        return store.extent(where)
+
+
+def map_aggregate(part: Partition, where: ZoneFilter, x_range: tuple[float, float], y_range: tuple[float, float],
+                  width: int, height: int, measure: str) -> tuple[np.ndarray, dict[str, int]]:
+    """The partition's map aggregate: its zones as the embedded engine's map layer, drawn by :func:`forestguard.render.aggregate`.
+
+    Small zones are area-weighted points, bigger ones polygons read from this partition
+    by id: the embedded path exactly, on this partition's zones. Returns the
+    ``(y, x, classification)`` values and how many zones were drawn each way.
+    """
+    from ..render.layer import build_layer
+    from ..render.raster import aggregate as draw
+
+    with part.open() as store:
+        layer = build_layer(store, where, data_version=part.manifest.data_version)
+        agg = draw(layer, x_range, y_range, width, height, measure=measure)  # type: ignore[arg-type]
+    return agg.values, {k: int(agg.attrs[k]) for k in ("points", "polygons", "as_points")}
+
+
+def add_maps(a: tuple[np.ndarray, dict[str, int]], b: tuple[np.ndarray, dict[str, int]]) -> tuple[np.ndarray, dict[str, int]]:
+    """Two partitions' map aggregates as one (a tree of these sums them on the workers)."""
+    return a[0] + b[0], {k: a[1][k] + b[1][k] for k in a[1]}

@@ -1,0 +1,199 @@
+"""A snapshot read by a Dask cluster, behind the one :class:`~forestguard.stores.base.ZoneStore` interface.
+
+:func:`forestguard.stats.statistics`, the reports and :func:`forestguard.render.maps.store_map`
+take it like any store. This process reads only the manifest; every zone is read by a worker
+(:mod:`.partitions`), and a partition the manifest shows cannot hold the zones asked for is
+never read at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import snapshots, stores
+from ..errors import ReadOnlyStore, UserError
+from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
+from . import partitions
+from .cluster import cluster
+from .partitions import Partition
+
+#: Partial map aggregates summed per task of the reduction tree (each is height × width × 3 doubles).
+MAP_SPLIT_EVERY = 4
+#: Lon/lat margin around a view when choosing the zones drawn (projection round-off; never visible).
+_VIEW_MARGIN_DEG = 1e-6
+
+
+def open_store(url: str, scheduler: str) -> "DaskSnapshotStore":
+    """The snapshot ``url`` on the cluster ``scheduler`` names (``local`` starts one); closing the store lets it go.
+
+    Only snapshots can be read by workers: any other store is a one-line error.
+    """
+    url = url or ""
+    if not url or stores.engine_of(url) != "snapshot":
+        raise UserError(f"--dask reads snapshots, and {url or 'the default store'!r} is not one: take one with "
+                        "'forestguard snapshot create' and pass --db snapshot:PATH (or s3://…)")
+    folder, manifest = snapshots.locate(url)  # the manifest only: no file is fetched here
+    stack = contextlib.ExitStack()
+    try:
+        client = stack.enter_context(cluster(scheduler))
+        return DaskSnapshotStore(url, folder.url, manifest, client, on_close=stack.close)
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _combine(frames: Sequence[pd.DataFrame], keys: Sequence[str]) -> pd.DataFrame:
+    """Partitions' exact sums added per group (Decimals stay exact; a group without confidence keeps None)."""
+    def missing(value: Any) -> bool:
+        return value is None or value != value  # NULL comes back as None or NaN (pandas' missing text)
+
+    totals: dict[tuple, list[Any]] = {}
+    for frame in frames:
+        for row in frame.itertuples(index=False, name=None):
+            group = tuple(None if missing(v) else v for v in row[: len(keys)])
+            values = [None if missing(v) else v for v in row[len(keys):]]
+            seen = totals.get(group)
+            if seen is None:
+                totals[group] = values
+                continue
+            for i, value in enumerate(values):
+                if value is not None:
+                    seen[i] = value if seen[i] is None else seen[i] + value
+    order = sorted(totals, key=lambda group: tuple((v is None, v if v is not None else "") for v in group))
+    return pd.DataFrame([[*group, *totals[group]] for group in order], columns=[*keys, *AGGREGATE_COLUMNS])
+
+
+class DaskSnapshotStore(ZoneStore):
+    """Zones of one snapshot, computed partition by partition on a Dask cluster; read-only."""
+
+    engine = "dask"
+    read_only = True
+    draws_maps = True
+
+    def __init__(self, url: str, folder: str, manifest: snapshots.Manifest, client: Any, *, on_close: Callable[[], None] | None = None) -> None:
+        super().__init__(url)
+        self.folder = folder
+        self.manifest = manifest
+        self.client = client
+        self._on_close = on_close
+
+    # -- planning ----------------------------------------------------------------------------------
+    def partitions(self, where: ZoneFilter = ZoneFilter()) -> list[Partition]:
+        """The partitions that may hold zones ``where`` selects (the others are never read)."""
+        return [Partition.of(self.folder, self.manifest, f) for f in self.manifest.files if f.may_hold(where)]
+
+    def _run(self, function: Callable[..., Any], parts: Sequence[Partition], *args: Any) -> list[Any]:
+        """``function(part, *args)`` for every partition, on the workers; results in partition order."""
+        if not parts:
+            return []
+        futures = self.client.map(function, parts, *[[a] * len(parts) for a in args], pure=False)
+        try:
+            return self.client.gather(futures)
+        finally:
+            for future in futures:
+                future.release()
+
+    # -- reading ------------------------------------------------------------------------------------
+    def data_version(self) -> int:
+        return self.manifest.data_version
+
+    def role(self) -> str:
+        return "snapshot"
+
+    def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
+        keys = check_group_keys(by)
+        return _combine(self._run(partitions.aggregate, self.partitions(where), where, keys), keys)
+
+    def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        frame = self.aggregate(where, [])
+        return int(frame["zones"].sum()) if len(frame) else 0
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        wanted = list(columns) if columns else None
+        sort_keys = [k for k in ("country", "year", "id") if wanted is None or k in wanted]
+        tables = self._run(partitions.zones, self.partitions(where), where, wanted)
+        if not tables:
+            with self._any_partition() as store:
+                return store.zones_arrow(ZoneFilter(countries=("\x00",)), wanted)  # the right columns, no rows
+        table = pa.concat_tables(tables)
+        if sort_keys:
+            table = table.sort_by([(k, "ascending") for k in sort_keys])
+        return table if limit is None else table.slice(0, int(limit))
+
+    def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
+        """One partition's zones at a time (bounded memory here: a partition, not the selection)."""
+        for part in self.partitions(where):
+            yield from self._run(partitions.zones, [part], where, list(columns) if columns else None)
+
+    def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        wanted = sorted({int(i) for i in ids})
+        tables = self._run(partitions.geometries, self.partitions(), wanted) if wanted else []
+        if not tables:
+            return pa.table({"id": pa.array([], pa.int32()), "geometry": pa.array([], pa.binary())})
+        return pa.concat_tables(tables)
+
+    @contextlib.contextmanager
+    def _any_partition(self) -> Iterator[ZoneStore]:
+        with Partition.of(self.folder, self.manifest, self.manifest.files[0]).open() as store:
+            yield store
+
+    # -- maps ----------------------------------------------------------------------------------------
+    def map_extent(self, where: ZoneFilter) -> tuple[float, float, float, float] | None:
+        """Web Mercator extent of the zones ``where`` selects (what a map fits to), from each partition's bbox covering."""
+        from ..render.geometry import mercator_box
+
+        boxes = [b for b in self._run(partitions.extent, self.partitions(where), where) if b is not None]
+        if not boxes:
+            return None
+        box = np.array(boxes, dtype=np.float64)
+        return mercator_box((float(box[:, 0].min()), float(box[:, 1].min()), float(box[:, 2].max()), float(box[:, 3].max())))
+
+    def map_aggregate(self, where: ZoneFilter, x_range: tuple[float, float], y_range: tuple[float, float], width: int, height: int,
+                      measure: str = "area_ha"):
+        """The map aggregate of :func:`forestguard.render.aggregate` over the zones ``where`` selects, drawn on the workers.
+
+        Each partition that meets the view draws its zones (the embedded engine's map layer and
+        datashader calls); a tree of sums on the workers adds the partial aggregates, and only the
+        total comes back. Equal to the embedded engine's aggregate up to the order of floating-point
+        sums; the cap on polygons per view (MAX_VIEW_POLYGONS) applies per partition here.
+        """
+        import dask.bag as db
+
+        from ..render.geometry import to_lonlat
+        from ..render.raster import MEASURES, empty_aggregate
+
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
+        out = empty_aggregate(x_range, y_range, width, height, measure)
+        x_range, y_range = out.attrs["x_range"], out.attrs["y_range"]
+        lon, lat = to_lonlat(np.array(x_range), np.array(y_range))
+        view = ZoneFilter(bbox=(float(lon[0]) - _VIEW_MARGIN_DEG, float(lat[0]) - _VIEW_MARGIN_DEG,
+                                float(lon[1]) + _VIEW_MARGIN_DEG, float(lat[1]) + _VIEW_MARGIN_DEG))
+        drawn = where.narrowed(view)  # zones whose box misses the view put nothing on it
+        parts = self.partitions(drawn) if drawn is not None else []
+        counts = {"points": 0, "polygons": 0, "as_points": 0}
+        if parts:
+            bag = db.from_sequence(parts, npartitions=len(parts)).map(partitions.map_aggregate, drawn, x_range, y_range, int(width), int(height), measure)
+            values, counts = self.client.compute(bag.fold(partitions.add_maps, split_every=MAP_SPLIT_EVERY), sync=True)
+            out.data = values
+        out.attrs.update(counts, partitions=len(parts))
+        return out
+
+    # -- the rest of the interface -----------------------------------------------------------------
+    def insert(self, zones, *, files=(), again=False) -> int:
+        raise ReadOnlyStore(f"snapshot {self.manifest.id} is read-only: ingest into the store it came from, then take a new snapshot")
+
+    def describe(self) -> dict:
+        workers = len(self.client.scheduler_info().get("workers", {}))
+        return {**super().describe(), "snapshot": self.manifest.id, "created_at": self.manifest.created_at,
+                "scheduler": self.client.scheduler.address, "workers": workers, "partitions": len(self.manifest.files)}
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
