@@ -14,7 +14,7 @@ from ..ingest import IngestRejected, ingest
 from ..schema import GROUP_KEYS
 from ..sources import ColumnMapping
 from ..stats import statistics
-from .options import db_option, filter_options, parse_by, zone_filter
+from .options import dask_option, db_option, filter_options, parse_by, zone_filter
 
 
 @click.command("ingest")
@@ -100,18 +100,24 @@ def _ingest_status(files, db) -> None:
 @filter_options
 @click.option("--by", "by", default=",".join(GROUP_KEYS), show_default=True, help="Group keys, comma-separated.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-def stats_command(db, by, fmt, **filters):
+@dask_option
+def stats_command(db, by, fmt, dask, **filters):
     """Zones, hectares, mean confidence and verified zones per group.
+
+    With --dask the statistics of a snapshot are summed partition by partition on a
+    Dask cluster (the same numbers, to the cent).
 
     \b
     Example:
       forestguard stats --country Brazil --from 2019 --to 2024 --by year,classification --format json
+      forestguard stats --db snapshot:s3://my-bucket/snapshots/3fa94c0e12d5b8a1 --by country --dask tcp://scheduler:8786
     """
     where = zone_filter(**filters)
     keys = parse_by(by)
     from ..cache import default_cache
+    from ..distributed import open_for_reading
 
-    with stores.open(db, read_only=True) as store:
+    with open_for_reading(db, dask) as store:
         result = statistics(store, where, keys, cache=default_cache())
     if fmt == "json":
         click.echo(result.to_json())

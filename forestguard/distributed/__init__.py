@@ -16,7 +16,7 @@ small results travel back: a few rows per partition, one summed map aggregate.
 
 from __future__ import annotations
 
-from .cluster import LOCAL, cluster, scheduler_for
-from .store import DaskSnapshotStore, open_store
+from .cluster import LOCAL, cluster, probe, scheduler_for
+from .store import DaskSnapshotStore, check_usable, open_for_reading, open_store
 
-__all__ = ["LOCAL", "DaskSnapshotStore", "cluster", "open_store", "scheduler_for"]
+__all__ = ["LOCAL", "DaskSnapshotStore", "check_usable", "cluster", "open_for_reading", "open_store", "probe", "scheduler_for"]

@@ -42,14 +42,19 @@ def _address(scheduler: str) -> tuple[str, str, int]:
     return f"{parts.scheme}://{parts.hostname}:{port}", parts.hostname, port
 
 
-def _probe(address: str, host: str, port: int) -> None:
-    """Fail at once when nothing listens (Dask's own connect retries until its timeout)."""
+def probe(scheduler: str) -> str:
+    """The scheduler's address, once something answers there; else one line naming it.
+
+    Dask's own connect retries a refused connection until its timeout: this fails at once.
+    """
+    address, host, port = _address(scheduler)
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UserError(f"cannot reach the Dask scheduler at {address}: {reason} (is it running? check --dask or FORESTGUARD_DASK)") from None
+    return address
 
 
 def _local_workers() -> int:
@@ -76,8 +81,7 @@ def cluster(scheduler: str, *, workers: int | None = None, threads_per_worker: i
             stack.callback(local.close)
             client = Client(local)
         else:
-            address, host, port = _address(scheduler)
-            _probe(address, host, port)
+            address = probe(scheduler)
             try:
                 client = Client(address, timeout=CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:

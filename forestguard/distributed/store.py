@@ -19,7 +19,8 @@ from .. import snapshots, stores
 from ..errors import ReadOnlyStore, UserError
 from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
 from . import partitions
-from .cluster import cluster
+from ..config import settings
+from .cluster import LOCAL, cluster, probe, scheduler_for
 from .partitions import Partition
 
 #: Partial map aggregates summed per task of the reduction tree (each is height × width × 3 doubles).
@@ -28,15 +29,21 @@ MAP_SPLIT_EVERY = 4
 _VIEW_MARGIN_DEG = 1e-6
 
 
+def check_usable(url: str, scheduler: str) -> None:
+    """Fail in one line, before any work, when ``url`` is no snapshot or nothing listens at ``scheduler``."""
+    if not url or stores.engine_of(url) != "snapshot":
+        raise UserError(f"--dask reads snapshots, and {url or 'the default store'!r} is not one: take one with "
+                        "'forestguard snapshot create' and pass --db snapshot:PATH (or s3://…)")
+    if scheduler.strip().lower() != LOCAL:
+        probe(scheduler)
+
+
 def open_store(url: str, scheduler: str) -> "DaskSnapshotStore":
     """The snapshot ``url`` on the cluster ``scheduler`` names (``local`` starts one); closing the store lets it go.
 
     Only snapshots can be read by workers: any other store is a one-line error.
     """
-    url = url or ""
-    if not url or stores.engine_of(url) != "snapshot":
-        raise UserError(f"--dask reads snapshots, and {url or 'the default store'!r} is not one: take one with "
-                        "'forestguard snapshot create' and pass --db snapshot:PATH (or s3://…)")
+    check_usable(url, scheduler)
     folder, manifest = snapshots.locate(url)  # the manifest only: no file is fetched here
     stack = contextlib.ExitStack()
     try:
@@ -45,6 +52,21 @@ def open_store(url: str, scheduler: str) -> "DaskSnapshotStore":
     except BaseException:
         stack.close()
         raise
+
+
+def open_for_reading(url: str | None, dask: str | None = None) -> ZoneStore:
+    """The store a command or report reads: ``url`` on a Dask cluster, or as :func:`forestguard.stores.open` opens it.
+
+    The cluster is ``dask`` (a command's ``--dask``), else ``FORESTGUARD_DASK``; ``dask=""``
+    means the embedded engine whatever the environment. FORESTGUARD_DASK applies to
+    snapshots only (other stores are read by their own engine); an explicit ``--dask``
+    with a store that is not a snapshot is an error.
+    """
+    scheduler = None if dask == "" else scheduler_for(dask)
+    url = url or settings().store_url
+    if scheduler and (dask or stores.engine_of(url) == "snapshot"):
+        return open_store(url, scheduler)
+    return stores.open(url, read_only=True)
 
 
 def _combine(frames: Sequence[pd.DataFrame], keys: Sequence[str]) -> pd.DataFrame:
