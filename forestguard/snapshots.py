@@ -243,7 +243,8 @@ class _PartWriter:
             # a million distinct WKB blobs costs a third of the write time for nothing.
             use_dictionary=[f.name for f in SCHEMA if pa.types.is_string(f.type)],
             store_decimal_as_integer=True,
-            write_statistics=[name for name in SCHEMA.names if name != "geometry"],
+            # Leaf paths: statistics of the covering's fields are what let a bbox filter skip row groups.
+            write_statistics=[*(n for n in SCHEMA.names if n not in ("geometry", "bbox")), *(f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax"))],
             sorting_columns=[pq.SortingColumn(SCHEMA.get_field_index(c)) for c in SORTED_BY if c in SCHEMA.names],
         )
         try:
@@ -387,8 +388,8 @@ def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] 
             for chunk in reader:
                 pending.append(chunk)
                 rows += len(chunk)
-                while rows >= size:
-                    table = pa.Table.from_batches(pending, schema=_PREPARED_SCHEMA).combine_chunks()
+                while rows >= size:  # slices of the batches, no copy: the sorted partition is the one copy made
+                    table = pa.Table.from_batches(pending, schema=_PREPARED_SCHEMA)
                     parts.add(table.slice(0, size))
                     rest = table.slice(size)
                     pending, rows = rest.to_batches(), len(rest)
