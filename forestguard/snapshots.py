@@ -65,8 +65,8 @@ ROW_GROUP_ROWS = 122_880
 #: Zones per partition file unless told (``snapshot create --partition-rows``): ~100 MB of
 #: GeoParquet, a Dask task of a second or two, few enough objects on S3.
 PARTITION_ROWS = 1_000_000
-#: Zones read from the store at a time (whole countries, or a large country's years).
-BATCH_ROWS = 1_000_000
+#: Zones read and prepared at a time (whole countries, or a large country's years): bounded memory.
+BATCH_ROWS = 250_000
 #: Order of the rows inside each partition file (``hilbert``: the partitioning key, not stored).
 SORTED_BY = ("country", "year", "hilbert")
 #: How snapshots written before partitioning were sorted (one order over all files).

@@ -15,7 +15,7 @@ from ..errors import UserError
 from .options import dask_option, db_option, filter_options, zone_filter
 
 
-def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+def _view(text: str | None) -> tuple[float, float, float, float] | None:
     if not text:
         return None
     try:
@@ -23,7 +23,7 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     except ValueError:
         values = ()
     if len(values) != 4 or not (-180 <= values[0] < values[2] <= 180 and -90 <= values[1] < values[3] <= 90):
-        raise click.BadParameter(f"{text!r} is not XMIN,YMIN,XMAX,YMAX in degrees (west < east, south < north)", param_hint="--bbox")
+        raise click.BadParameter(f"{text!r} is not XMIN,YMIN,XMAX,YMAX in degrees (west < east, south < north)", param_hint="--view")
     return values  # type: ignore[return-value]
 
 
@@ -44,7 +44,7 @@ def _written(path: Path, write: Callable[[Path], None]) -> None:
 @click.command("map")
 @db_option
 @filter_options
-@click.option("--bbox", default=None, metavar="XMIN,YMIN,XMAX,YMAX", help="The view in lon/lat degrees. Default: fitted to the zones selected.")
+@click.option("--view", default=None, metavar="XMIN,YMIN,XMAX,YMAX", help="The view in lon/lat degrees. Default: fitted to the zones selected.")
 @click.option("--width", type=click.IntRange(16, 10_000), default=1600, show_default=True, help="Image width in pixels.")
 @click.option("--height", type=click.IntRange(16, 10_000), default=1000, show_default=True, help="Image height in pixels.")
 @click.option("--measure", type=click.Choice(["area_ha", "zones"]), default="area_ha", show_default=True, help="What each pixel sums.")
@@ -52,7 +52,7 @@ def _written(path: Path, write: Callable[[Path], None]) -> None:
 @click.option("--aggregate", "aggregate_out", default=None, metavar="FILE.nc",
               help="Also write the aggregate (per pixel and classification, Web Mercator x/y) as NetCDF.")
 @dask_option
-def map_command(db, bbox, width, height, measure, out, aggregate_out, dask, **filters):
+def map_command(db, view, width, height, measure, out, aggregate_out, dask, **filters):
     """Draw the zones a filter selects as a PNG, with the dashboard's colours and legend.
 
     Zones smaller than a few pixels are area-weighted points, bigger ones polygons
@@ -66,7 +66,7 @@ def map_command(db, bbox, width, height, measure, out, aggregate_out, dask, **fi
           --out brazil.png --aggregate brazil.nc --dask tcp://scheduler:8786
     """
     where = zone_filter(**filters)
-    bounds = _bbox(bbox)
+    bounds = _view(view)
     if not out.lower().endswith(".png"):
         raise click.BadParameter(f"{out!r}: the map is written as PNG (FILE.png)", param_hint="--out")
     from ..distributed import open_for_reading

@@ -54,6 +54,15 @@ def geometries(part: Partition, ids: Sequence[int]) -> pa.Table:
         return store.zone_geometries(ids)
 
 
+def by_id(part: Partition, ids: Sequence[int], columns: Sequence[str] | None) -> pa.Table:
+    """The zones ``ids`` this partition holds (``id`` and ``columns``)."""
+    import pyarrow.compute as pc
+
+    with part.open() as store:
+        table = store.zones_arrow(ZoneFilter(), list(dict.fromkeys(["id", *columns])) if columns else None)
+    return table.filter(pc.is_in(table.column("id"), value_set=pa.array(list(ids), pa.int32())))
+
+
 def extent(part: Partition, where: ZoneFilter) -> tuple[float, float, float, float] | None:
     """Lon/lat extent of the partition's zones ``where`` selects, from the bbox covering (no WKB decoded)."""
     with part.open() as store:

@@ -135,7 +135,8 @@ class DaskSnapshotStore(ZoneStore):
         frame = self.aggregate(where, [])
         return int(frame["zones"].sum()) if len(frame) else 0
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        """Gathered from the partitions, sorted by country, year, id (a page with ``limit``/``offset``)."""
         wanted = list(columns) if columns else None
         sort_keys = [k for k in ("country", "year", "id") if wanted is None or k in wanted]
         tables = self._run(partitions.zones, self.partitions(where), where, wanted)
@@ -145,7 +146,7 @@ class DaskSnapshotStore(ZoneStore):
         table = pa.concat_tables(tables)
         if sort_keys:
             table = table.sort_by([(k, "ascending") for k in sort_keys])
-        return table if limit is None else table.slice(0, int(limit))
+        return table.slice(int(offset), None if limit is None else int(limit))
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """One partition's zones at a time (bounded memory here: a partition, not the selection)."""
@@ -158,6 +159,16 @@ class DaskSnapshotStore(ZoneStore):
         if not tables:
             return pa.table({"id": pa.array([], pa.int32()), "geometry": pa.array([], pa.binary())})
         return pa.concat_tables(tables)
+
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """The zones ``ids`` from every partition (ids say nothing of where a zone is), sorted by id."""
+        wanted = sorted({int(i) for i in ids})
+        columns = list(columns) if columns else None
+        tables = self._run(partitions.by_id, self.partitions(), wanted, columns) if wanted else []
+        if not tables:
+            with self._any_partition() as store:
+                return store.zones_arrow(ZoneFilter(countries=("\x00",)), columns)
+        return pa.concat_tables(tables).sort_by("id")
 
     @contextlib.contextmanager
     def _any_partition(self) -> Iterator[ZoneStore]:

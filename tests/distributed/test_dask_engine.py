@@ -65,6 +65,10 @@ def test_statistics_and_maps_equal_the_embedded_engine(demo_duckdb: str, s3, das
                     assert statistics(dask_store, where, by).rows == statistics(embedded, where, by).rows, (where, by)
             assert dask_store.count() == embedded.count() == 2_000
             brazil = ZoneFilter(countries=("Brazil",))
+            assert dask_store.zones_arrow(brazil).equals(embedded.zones_arrow(brazil))  # gathered in the stores' order
+            some = embedded.zones_arrow(brazil, columns=["id", "area_ha"]).slice(0, 25)
+            assert dask_store.zones_by_id(some.column("id").to_pylist()[::-1], ["area_ha"]).equals(some)
+            assert dask_store.zone_geometries([5, 7]).sort_by("id").equals(embedded.zone_geometries([5, 7]).sort_by("id"))
             _same_map(store_map(embedded, brazil, 320, 240), store_map(dask_store, brazil, 320, 240))
             # A view zoomed in on the largest zone: it and its big neighbours are drawn as polygons (datashader's Canvas.polygons).
             largest = embedded.zones(columns=["id", "area_ha", "geometry"]).sort_values("area_ha").iloc[-1]
