@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -55,13 +56,19 @@ def run_command(notebook: str, pairs: tuple[str, ...], source: str, out: str | N
       forestguard report run notebooks/country_report.ipynb -p country=Peru --out s3://my-bucket/reports/peru/
       forestguard report run notebooks/country_report.ipynb -p country=Brazil --source snapshot:s3://my-bucket/snapshots/3fa94c0e --dask tcp://scheduler:8786
     """
-    from ..distributed import check_usable
+    from ..distributed import LOCAL, check_usable, cluster, scheduler_for
     from ..reports.base import resolve_source
     from ..reports.runner import run_report
+    from ..stores import engine_of
 
-    if dask:  # a scheduler that cannot be reached, or a source that is no snapshot, fails here, not in the kernel
-        check_usable(resolve_source(source), dask)
-    result = run_report(notebook, parse_parameters(pairs), source, out, show_code, timeout=timeout, dask=dask)
+    url = resolve_source(source)
+    scheduler = scheduler_for(dask) if dask or engine_of(url) == "snapshot" else None
+    with contextlib.ExitStack() as stack:
+        if scheduler:  # a scheduler that cannot be reached, or a source that is no snapshot, fails here, not in the kernel
+            check_usable(url, scheduler)
+            if scheduler.strip().lower() == LOCAL:  # started here, so it stops with the command, whatever the kernel does
+                scheduler = stack.enter_context(cluster(LOCAL)).scheduler.address
+        result = run_report(notebook, parse_parameters(pairs), source, out, show_code, timeout=timeout, dask=scheduler)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:

@@ -9,8 +9,10 @@ when a worker dies, and the answer does not change.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,13 +79,40 @@ def map_aggregate(part: Partition, where: ZoneFilter, x_range: tuple[float, floa
     by id: the embedded path exactly, on this partition's zones. Returns the
     ``(y, x, classification)`` values and how many zones were drawn each way.
     """
-    from ..render.layer import build_layer
     from ..render.raster import aggregate as draw
 
-    with part.open() as store:
-        layer = build_layer(store, where, data_version=part.manifest.data_version)
-        agg = draw(layer, x_range, y_range, width, height, measure=measure)  # type: ignore[arg-type]
+    agg = draw(_layer(part, where), x_range, y_range, width, height, measure=measure)  # type: ignore[arg-type]
     return agg.values, {k: int(agg.attrs[k]) for k in ("points", "polygons", "as_points")}
+
+
+#: Map layers of the partitions this worker drew, newest last: (snapshot id, file, filter) → (store, layer).
+_layers: "OrderedDict[tuple[str, str, str], tuple[SnapshotStore, Any]]" = OrderedDict()
+_layers_lock = threading.Lock()
+
+
+def _layer(part: Partition, where: ZoneFilter) -> Any:
+    """The partition's map layer for ``where``, built once per worker and kept within the layer budget.
+
+    What the embedded engine keeps for a store (compact rows, ~37 bytes a zone, no geometry;
+    the store stays open for the polygons of big zones), a worker keeps for each partition it
+    drew: the next map of the same zones (another view, size or measure) decodes no WKB.
+    Least recently used layers go first past half of FORESTGUARD_MEMORY_MB.
+    """
+    from ..render.layer import build_layer, layer_budget_bytes
+
+    key = (part.manifest.id, part.file.path, where.key())
+    with _layers_lock:
+        if key in _layers:
+            _layers.move_to_end(key)
+            return _layers[key][1]
+    store = part.open()
+    layer = build_layer(store, where, data_version=part.manifest.data_version)
+    with _layers_lock:
+        _layers[key] = (store, layer)
+        budget = layer_budget_bytes()
+        while len(_layers) > 1 and sum(entry[1].nbytes for entry in _layers.values()) > budget:
+            _layers.popitem(last=False)  # its store closes when the last task drawing from it is done
+    return layer
 
 
 def add_maps(a: tuple[np.ndarray, dict[str, int]], b: tuple[np.ndarray, dict[str, int]]) -> tuple[np.ndarray, dict[str, int]]:

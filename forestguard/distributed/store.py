@@ -207,11 +207,13 @@ class DaskSnapshotStore(ZoneStore):
         lon, lat = to_lonlat(np.array(x_range), np.array(y_range))
         view = ZoneFilter(bbox=(float(lon[0]) - _VIEW_MARGIN_DEG, float(lat[0]) - _VIEW_MARGIN_DEG,
                                 float(lon[1]) + _VIEW_MARGIN_DEG, float(lat[1]) + _VIEW_MARGIN_DEG))
-        drawn = where.narrowed(view)  # zones whose box misses the view put nothing on it
-        parts = self.partitions(drawn) if drawn is not None else []
+        in_view = where.narrowed(view)  # a partition whose zones all miss the view puts nothing on it
+        parts = self.partitions(in_view) if in_view is not None else []
         counts = {"points": 0, "polygons": 0, "as_points": 0}
         if parts:
-            bag = db.from_sequence(parts, npartitions=len(parts)).map(partitions.map_aggregate, drawn, x_range, y_range, int(width), int(height), measure)
+            # Each partition draws all its zones ``where`` selects (datashader clips to the view): the layer a
+            # worker keeps for it then serves every later view of the same zones.
+            bag = db.from_sequence(parts, npartitions=len(parts)).map(partitions.map_aggregate, where, x_range, y_range, int(width), int(height), measure)
             values, counts = self.client.compute(bag.fold(partitions.add_maps, split_every=MAP_SPLIT_EVERY), sync=True)
             out.data = values
         out.attrs.update(counts, partitions=len(parts))
