@@ -128,14 +128,17 @@ def test_an_unreachable_scheduler_is_one_line_naming_it(demo_duckdb: str, tmp_pa
     with stores.open(demo_duckdb) as store:
         manifest = snapshots.create(store, tmp_path / "snaps", partition_rows=500)
     address = f"tcp://127.0.0.1:{free_port()}"
+    notebook = Path(__file__).resolve().parents[2] / "notebooks" / "country_report.ipynb"
     for argv in (["stats", "--db", f"snapshot:{manifest.location}", "--dask", address],
-                 ["map", "--db", f"snapshot:{manifest.location}", "--out", str(tmp_path / "m.png"), "--dask", address]):
+                 ["map", "--db", f"snapshot:{manifest.location}", "--out", str(tmp_path / "m.png"), "--dask", address],
+                 ["report", "run", str(notebook), "-p", "country=Brazil", "--source", f"snapshot:{manifest.location}",
+                  "--out", str(tmp_path / "report"), "--dask", address]):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and address in err[0] and "cannot reach the Dask scheduler" in err[0], err
-    assert not (tmp_path / "m.png").exists()
+    assert not (tmp_path / "m.png").exists() and not (tmp_path / "report").exists()  # failed before any work
     with pytest.raises(SystemExit):
         main(["stats", "--db", demo_duckdb, "--dask", address])
     assert "--dask reads snapshots" in capsys.readouterr().err
