@@ -56,13 +56,12 @@ def run_command(notebook: str, pairs: tuple[str, ...], source: str, out: str | N
       forestguard report run notebooks/country_report.ipynb -p country=Peru --out s3://my-bucket/reports/peru/
       forestguard report run notebooks/country_report.ipynb -p country=Brazil --source snapshot:s3://my-bucket/snapshots/3fa94c0e --dask tcp://scheduler:8786
     """
-    from ..distributed import LOCAL, check_usable, cluster, scheduler_for
+    from ..distributed import LOCAL, check_usable, cluster, scheduler_of
     from ..reports.base import resolve_source
     from ..reports.runner import run_report
-    from ..stores import engine_of
 
     url = resolve_source(source)
-    scheduler = scheduler_for(dask) if dask or engine_of(url) == "snapshot" else None
+    scheduler = scheduler_of(url, dask)
     with contextlib.ExitStack() as stack:
         if scheduler:  # a scheduler that cannot be reached, or a source that is no snapshot, fails here, not in the kernel
             check_usable(url, scheduler)

@@ -17,6 +17,6 @@ small results travel back: a few rows per partition, one summed map aggregate.
 from __future__ import annotations
 
 from .cluster import LOCAL, cluster, probe, scheduler_for
-from .store import DaskSnapshotStore, check_usable, open_for_reading, open_store
+from .store import DaskSnapshotStore, check_usable, open_for_reading, open_store, scheduler_of
 
-__all__ = ["LOCAL", "DaskSnapshotStore", "check_usable", "cluster", "open_for_reading", "open_store", "probe", "scheduler_for"]
+__all__ = ["LOCAL", "DaskSnapshotStore", "check_usable", "cluster", "open_for_reading", "open_store", "probe", "scheduler_for", "scheduler_of"]

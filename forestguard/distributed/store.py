@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import snapshots, stores
+from ..config import settings
 from ..errors import ReadOnlyStore, UserError
 from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
 from . import partitions
-from ..config import settings
 from .cluster import LOCAL, cluster, probe, scheduler_for
 from .partitions import Partition
 
@@ -54,19 +54,23 @@ def open_store(url: str, scheduler: str) -> "DaskSnapshotStore":
         raise
 
 
-def open_for_reading(url: str | None, dask: str | None = None) -> ZoneStore:
-    """The store a command or report reads: ``url`` on a Dask cluster, or as :func:`forestguard.stores.open` opens it.
+def scheduler_of(url: str, dask: str | None = None) -> str | None:
+    """The Dask scheduler that reads ``url``, or None for its own engine.
 
     The cluster is ``dask`` (a command's ``--dask``), else ``FORESTGUARD_DASK``; ``dask=""``
     means the embedded engine whatever the environment. FORESTGUARD_DASK applies to
     snapshots only (other stores are read by their own engine); an explicit ``--dask``
-    with a store that is not a snapshot is an error.
+    with a store that is not a snapshot is kept, and refused where it is used (:func:`check_usable`).
     """
     scheduler = None if dask == "" else scheduler_for(dask)
+    return scheduler if scheduler and (dask or stores.engine_of(url) == "snapshot") else None
+
+
+def open_for_reading(url: str | None, dask: str | None = None) -> ZoneStore:
+    """The store a command or report reads: ``url`` on a Dask cluster (:func:`scheduler_of`), or as :func:`forestguard.stores.open` opens it."""
     url = url or settings().store_url
-    if scheduler and (dask or stores.engine_of(url) == "snapshot"):
-        return open_store(url, scheduler)
-    return stores.open(url, read_only=True)
+    scheduler = scheduler_of(url, dask)
+    return open_store(url, scheduler) if scheduler else stores.open(url, read_only=True)
 
 
 def _combine(frames: Sequence[pd.DataFrame], keys: Sequence[str]) -> pd.DataFrame:
