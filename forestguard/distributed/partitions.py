@@ -71,18 +71,47 @@ def extent(part: Partition, where: ZoneFilter) -> tuple[float, float, float, flo
         return store.extent(where)
 
 
+#: A partition's part of a map: (first row, first column) of its window, the window's values, its zone counts.
+MapPart = tuple[tuple[int, int], np.ndarray, dict[str, int]]
+
+
 def map_aggregate(part: Partition, where: ZoneFilter, x_range: tuple[float, float], y_range: tuple[float, float],
-                  width: int, height: int, measure: str) -> tuple[np.ndarray, dict[str, int]]:
+                  width: int, height: int, measure: str) -> MapPart:
     """The partition's map aggregate: its zones as the embedded engine's map layer, drawn by :func:`forestguard.render.aggregate`.
 
     Small zones are area-weighted points, bigger ones polygons read from this partition
-    by id: the embedded path exactly, on this partition's zones. Returns the
-    ``(y, x, classification)`` values and how many zones were drawn each way.
+    by id: the embedded path exactly, on this partition's zones. Only the window of pixels it
+    drew on is returned (a partition covers a compact region: most of a wide view is empty),
+    with how many zones were drawn each way.
     """
     from ..render.raster import aggregate as draw
 
     agg = draw(_layer(part, where), x_range, y_range, width, height, measure=measure)  # type: ignore[arg-type]
-    return agg.values, {k: int(agg.attrs[k]) for k in ("points", "polygons", "as_points")}
+    values = agg.values
+    counts = {k: int(agg.attrs[k]) for k in ("points", "polygons", "as_points")}
+    drawn = values.any(axis=2)
+    rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+    if not len(rows):
+        return (0, 0), values[:0, :0], counts
+    window = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
+    return (int(rows[0]), int(cols[0])), window, counts
+
+
+def add_maps(a: MapPart, b: MapPart) -> MapPart:
+    """Two partitions' map windows as one (a tree of these sums them on the workers). Adding zeros changes no sum."""
+    (ra, ca), va, counts_a = a
+    (rb, cb), vb, counts_b = b
+    counts = {k: counts_a[k] + counts_b[k] for k in counts_a}
+    if not vb.size:
+        return (ra, ca), va, counts
+    if not va.size:
+        return (rb, cb), vb, counts
+    top, left = min(ra, rb), min(ca, cb)
+    bottom, right = max(ra + va.shape[0], rb + vb.shape[0]), max(ca + va.shape[1], cb + vb.shape[1])
+    out = np.zeros((bottom - top, right - left, va.shape[2]), dtype=np.float64)
+    out[ra - top : ra - top + va.shape[0], ca - left : ca - left + va.shape[1]] += va
+    out[rb - top : rb - top + vb.shape[0], cb - left : cb - left + vb.shape[1]] += vb
+    return (top, left), out, counts
 
 
 #: Map layers of the partitions this worker drew, newest last: (snapshot id, file, filter) → (store, layer).
@@ -115,6 +144,3 @@ def _layer(part: Partition, where: ZoneFilter) -> Any:
     return layer
 
 
-def add_maps(a: tuple[np.ndarray, dict[str, int]], b: tuple[np.ndarray, dict[str, int]]) -> tuple[np.ndarray, dict[str, int]]:
-    """Two partitions' map aggregates as one (a tree of these sums them on the workers)."""
-    return a[0] + b[0], {k: a[1][k] + b[1][k] for k in a[1]}

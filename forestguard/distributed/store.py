@@ -23,7 +23,7 @@ from . import partitions
 from .cluster import LOCAL, cluster, probe, scheduler_for
 from .partitions import Partition
 
-#: Partial map aggregates summed per task of the reduction tree (each is height × width × 3 doubles).
+#: Partial map aggregates summed per task of the reduction tree (each the window of pixels its partitions drew on).
 MAP_SPLIT_EVERY = 4
 #: Lon/lat margin around a view when choosing the zones drawn (projection round-off; never visible).
 _VIEW_MARGIN_DEG = 1e-6
@@ -195,8 +195,8 @@ class DaskSnapshotStore(ZoneStore):
         """The map aggregate of :func:`forestguard.render.aggregate` over the zones ``where`` selects, drawn on the workers.
 
         Each partition that meets the view draws its zones (the embedded engine's map layer and
-        datashader calls); a tree of sums on the workers adds the partial aggregates, and only the
-        total comes back. Equal to the embedded engine's aggregate up to the order of floating-point
+        datashader calls); a tree of sums on the workers adds the partial aggregates (each only the
+        window of pixels its compact region covers), and only the total comes back. Equal to the embedded engine's aggregate up to the order of floating-point
         sums; the cap on polygons per view (MAX_VIEW_POLYGONS) applies per partition here.
         """
         import dask.bag as db
@@ -218,8 +218,8 @@ class DaskSnapshotStore(ZoneStore):
             # Each partition draws all its zones ``where`` selects (datashader clips to the view): the layer a
             # worker keeps for it then serves every later view of the same zones.
             bag = db.from_sequence(parts, npartitions=len(parts)).map(partitions.map_aggregate, where, x_range, y_range, int(width), int(height), measure)
-            values, counts = self.client.compute(bag.fold(partitions.add_maps, split_every=MAP_SPLIT_EVERY), sync=True)
-            out.data = values
+            (row, col), window, counts = self.client.compute(bag.fold(partitions.add_maps, split_every=MAP_SPLIT_EVERY), sync=True)
+            out.data[row : row + window.shape[0], col : col + window.shape[1]] = window
         out.attrs.update(counts, partitions=len(parts))
         return out
 
