@@ -9,6 +9,7 @@ when a worker dies, and the answer does not change.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -97,8 +98,13 @@ def map_aggregate(part: Partition, where: ZoneFilter, x_range: tuple[float, floa
     return (int(rows[0]), int(cols[0])), window, counts
 
 
-def add_maps(a: MapPart, b: MapPart) -> MapPart:
-    """Two partitions' map windows as one (a tree of these sums them on the workers). Adding zeros changes no sum."""
+def add_maps(*parts: MapPart) -> MapPart:
+    """Partitions' map windows as one, added in order (a tree of these sums them on the workers)."""
+    return functools.reduce(_add_two, parts)
+
+
+def _add_two(a: MapPart, b: MapPart) -> MapPart:
+    """Two windows in the window holding both (adding zeros changes no sum)."""
     (ra, ca), va, counts_a = a
     (rb, cb), vb, counts_b = b
     counts = {k: counts_a[k] + counts_b[k] for k in counts_a}

@@ -9,6 +9,7 @@ never read at all.
 from __future__ import annotations
 
 import contextlib
+import zlib
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -113,11 +114,26 @@ class DaskSnapshotStore(ZoneStore):
         """The partitions that may hold zones ``where`` selects (the others are never read)."""
         return [Partition.of(self.folder, self.manifest, f) for f in self.manifest.files if f.may_hold(where)]
 
+    def _submit(self, function: Callable[..., Any], parts: Sequence[Partition], *args: Any) -> list[Any]:
+        """``function(part, *args)`` for every partition, each on the worker that had it last time if it can.
+
+        A worker keeps what it fetched (S3 copies, hashes checked, map layers): sending a
+        partition to the same worker again (a stable hash of its name over the workers there
+        are) saves doing that twice. It is a preference only: when that worker is busy or
+        gone, another one takes the task.
+        """
+        workers = sorted(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        return [
+            self.client.submit(function, part, *args, pure=False, allow_other_workers=True,
+                               workers=[workers[zlib.crc32(f"{part.manifest.id}/{part.file.path}".encode()) % len(workers)]] if workers else None)
+            for part in parts
+        ]
+
     def _run(self, function: Callable[..., Any], parts: Sequence[Partition], *args: Any) -> list[Any]:
         """``function(part, *args)`` for every partition, on the workers; results in partition order."""
         if not parts:
             return []
-        futures = self.client.map(function, parts, *[[a] * len(parts) for a in args], pure=False)
+        futures = self._submit(function, parts, *args)
         try:
             return self.client.gather(futures)
         finally:
@@ -199,8 +215,6 @@ class DaskSnapshotStore(ZoneStore):
         window of pixels its compact region covers), and only the total comes back. Equal to the embedded engine's aggregate up to the order of floating-point
         sums; the cap on polygons per view (MAX_VIEW_POLYGONS) applies per partition here.
         """
-        import dask.bag as db
-
         from ..render.geometry import to_lonlat
         from ..render.raster import MEASURES, empty_aggregate
 
@@ -216,9 +230,12 @@ class DaskSnapshotStore(ZoneStore):
         counts = {"points": 0, "polygons": 0, "as_points": 0}
         if parts:
             # Each partition draws all its zones ``where`` selects (datashader clips to the view): the layer a
-            # worker keeps for it then serves every later view of the same zones.
-            bag = db.from_sequence(parts, npartitions=len(parts)).map(partitions.map_aggregate, where, x_range, y_range, int(width), int(height), measure)
-            (row, col), window, counts = self.client.compute(bag.fold(partitions.add_maps, split_every=MAP_SPLIT_EVERY), sync=True)
+            # worker keeps for it then serves every later view of the same zones. A tree of sums on the workers.
+            level = self._submit(partitions.map_aggregate, parts, where, x_range, y_range, int(width), int(height), measure)
+            while len(level) > 1:
+                level = [self.client.submit(partitions.add_maps, *level[i : i + MAP_SPLIT_EVERY], pure=False)
+                         for i in range(0, len(level), MAP_SPLIT_EVERY)]
+            (row, col), window, counts = level[0].result()
             out.data[row : row + window.shape[0], col : col + window.shape[1]] = window
         out.attrs.update(counts, partitions=len(parts))
         return out
