@@ -16,9 +16,14 @@ Two exact-in-practice methods, chosen per ring:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import shapely
 from pyproj import Geod
+
+if TYPE_CHECKING:
+    from .flat import FlatPolygons
 
 WGS84 = Geod(ellps="WGS84")
 M2_PER_HA = 10_000.0
@@ -40,6 +45,23 @@ def _q(sin_phi: np.ndarray | float) -> np.ndarray | float:
 
 _QP = float(_q(1.0))
 _AUTHALIC_R2 = _A * _A * _QP / 2  # radius² of the sphere with the ellipsoid's area
+
+
+def geodesic_area_ha_of_flat(flat: "FlatPolygons") -> np.ndarray:
+    """Hectares of each zone of flat buffers (:class:`forestguard.flat.FlatPolygons`): shells less holes, as :func:`geodesic_area_ha`."""
+    counts = np.diff(flat.ring_offsets)
+    ring_area = np.zeros(len(counts))
+    first = 0
+    while first < len(counts):  # whole rings per pass, about COORDINATES_PER_PASS coordinates each
+        last = max(int(np.searchsorted(flat.ring_offsets, flat.ring_offsets[first] + COORDINATES_PER_PASS, side="right")) - 1, first + 1)
+        points = slice(flat.ring_offsets[first], flat.ring_offsets[last])
+        ring_area[first:last] = ring_areas_of_coordinates(flat.xy[points, 0], flat.xy[points, 1], counts[first:last])
+        first = last
+    shell = np.zeros(len(counts), dtype=bool)
+    shell[flat.polygon_offsets[:-1]] = True
+    signed = np.where(shell, ring_area, -ring_area)
+    zone_of_ring = np.repeat(np.arange(len(flat)), np.diff(flat.polygon_offsets[flat.part_offsets]))
+    return np.bincount(zone_of_ring, weights=signed, minlength=len(flat)) / M2_PER_HA
 
 
 def geodesic_area_ha(geometries: np.ndarray) -> np.ndarray:
@@ -88,14 +110,24 @@ def ring_areas_m2(rings: np.ndarray) -> np.ndarray:
 
 
 def _ring_areas_pass(rings: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
-    lon, lat = coords[:, 0], coords[:, 1]
-    out = np.zeros(len(rings))
+    coords = shapely.get_coordinates(rings)
+    return ring_areas_of_coordinates(coords[:, 0], coords[:, 1], counts)
+
+
+def ring_areas_of_coordinates(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Unsigned area in m² of rings given as flat coordinates, ``counts[r]`` vertices each, in order.
+
+    The same two methods as :func:`geodesic_area_ha` (numpy on the authalic sphere for small
+    rings, GeographicLib for the others), so a zone measures alike either way.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    ring_of = np.repeat(np.arange(len(counts)), counts)
+    out = np.zeros(len(counts))
     nonempty = counts > 0
     starts = (np.cumsum(counts) - counts)[nonempty]
     if len(starts) == 0:
         return out
-    span = np.zeros(len(rings))
+    span = np.zeros(len(counts))
     span[nonempty] = np.maximum(
         np.maximum.reduceat(lon, starts) - np.minimum.reduceat(lon, starts),
         np.maximum.reduceat(lat, starts) - np.minimum.reduceat(lat, starts),
@@ -109,7 +141,7 @@ def _ring_areas_pass(rings: np.ndarray, counts: np.ndarray) -> np.ndarray:
     # No wrapping at ±180°: a ring across it spans ~360° of raw longitude, so it is not small.
     excess = _edge_excess(np.diff(np.radians(lon)) / 2, (t[1:] + t[:-1]) / (1 + t[1:] * t[:-1]))
     within = ring_of[1:] == ring_of[:-1]  # the step from one ring's last vertex to the next's first is no edge
-    summed = np.bincount(ring_of[1:][within], weights=excess[within], minlength=len(rings))
+    summed = np.bincount(ring_of[1:][within], weights=excess[within], minlength=len(counts))
     out[small] = np.abs(summed[small]) * _AUTHALIC_R2
 
     area = WGS84.polygon_area_perimeter

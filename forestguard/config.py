@@ -28,12 +28,23 @@ VARIABLES: dict[str, str] = {
     "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
     "FORESTGUARD_DASK": "Dask scheduler for snapshot statistics, maps and reports (stats, map, report run, pipeline run): 'local' starts a LocalCluster, tcp://host:8786 uses a running cluster; --dask overrides it. Unset: the embedded engine.",
     "FORESTGUARD_MEMORY_MB": "Memory budget of one process in MB (default 1536, for a 2 GB task): sizes the in-memory map layer, caches and DuckDB's memory limit.",
+    "FORESTGUARD_AREA_MAX_HA": "Largest area (geodesic hectares) statistics, saved areas and watches accept (default 100000000, 100 Mha).",
+    "FORESTGUARD_AREA_MAX_VERTICES": "Most vertices an area (or one plot) may have (default 100000).",
+    "FORESTGUARD_API_MAX_BODY_MB": "Largest POST /api/stats body in MB (default 10); larger ones are answered 413.",
+    "FORESTGUARD_PUBLIC_URL": "The dashboard's public address, for links in alerts (default http://localhost:8501).",
+    "FORESTGUARD_WEBHOOK_SECRET": "Default HMAC secret of alert webhooks (area watch --secret-env names another variable).",
+    "FORESTGUARD_WEBHOOK_ALLOW_PRIVATE": "1 lets webhooks go to loopback, private and link-local addresses (tests, private networks); refused by default.",
 }
 
 #: A process's memory budget when FORESTGUARD_MEMORY_MB is not set: the design's 2 GB task, less headroom.
 DEFAULT_MEMORY_MB = 1536
 
 DEFAULT_DB_NAME = "forestguard.duckdb"
+DEFAULT_AREA_MAX_HA = 100_000_000.0
+DEFAULT_AREA_MAX_VERTICES = 100_000
+DEFAULT_API_MAX_BODY_MB = 10
+DEFAULT_PUBLIC_URL = "http://localhost:8501"
+DEFAULT_WEBHOOK_SECRET_VARIABLE = "FORESTGUARD_WEBHOOK_SECRET"
 
 
 @dataclass(frozen=True)
@@ -52,11 +63,16 @@ class Settings:
     tile_url: str | None
     memory_mb: int = DEFAULT_MEMORY_MB
     dask: str | None = None
+    area_max_ha: float = DEFAULT_AREA_MAX_HA
+    area_max_vertices: int = DEFAULT_AREA_MAX_VERTICES
+    api_max_body_bytes: int = DEFAULT_API_MAX_BODY_MB << 20
+    public_url: str = DEFAULT_PUBLIC_URL
+    webhook_allow_private: bool = False
 
     @property
     def duckdb_memory_limit(self) -> str:
-        """DuckDB's own limit: a quarter of the budget (it spills to disk beyond), at least 128 MB."""
-        return f"{max(128, self.memory_mb // 4)}MB"
+        """DuckDB's own limit: an eighth of the budget (it spills to disk beyond; its block cache is what grows to it), at least 128 MB."""
+        return f"{max(128, self.memory_mb // 8)}MB"
 
     @property
     def default_db(self) -> Path:
@@ -97,10 +113,15 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
         memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
         dask=_get(env, "FORESTGUARD_DASK"),
+        area_max_ha=float(_positive_int(env, "FORESTGUARD_AREA_MAX_HA", int(DEFAULT_AREA_MAX_HA), "hectares")),
+        area_max_vertices=_positive_int(env, "FORESTGUARD_AREA_MAX_VERTICES", DEFAULT_AREA_MAX_VERTICES, "vertices"),
+        api_max_body_bytes=_positive_int(env, "FORESTGUARD_API_MAX_BODY_MB", DEFAULT_API_MAX_BODY_MB) << 20,
+        public_url=(_get(env, "FORESTGUARD_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
+        webhook_allow_private=_get(env, "FORESTGUARD_WEBHOOK_ALLOW_PRIVATE") in ("1", "true", "yes"),
     )
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, unit: str = "megabytes") -> int:
     text = _get(env, name)
     if text is None:
         return default
@@ -111,8 +132,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         from .errors import UserError
 
-        raise UserError(f"{name} must be a whole number of megabytes above 0, not {text!r}")
+        raise UserError(f"{name} must be a whole number of {unit} above 0, not {text!r}")
     return value
+
+
+def secret(variable: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The secret held by an environment variable an operator named (a webhook's ``--secret-env``).
+
+    The variable's name is stored, never its value: the secret stays in the environment.
+    """
+    return _get(os.environ if env is None else env, variable)
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)

@@ -162,3 +162,15 @@ def demo_batches(spec: DemoSpec = DemoSpec(), batch_zones: int = BATCH_ZONES) ->
 def demo_zones(spec: DemoSpec = DemoSpec()) -> gpd.GeoDataFrame:
     """Generated zones after validation, in one frame."""
     return gpd.GeoDataFrame(pd.concat(list(demo_batches(spec)), ignore_index=True), geometry="geometry", crs=4326)
+
+
+#: The saved area ``forestguard demo`` adds: an irregular polygon over the Amazon in Pará, Brazil (~40 Mha).
+DEMO_AREA_NAME = "Demo area"
+DEMO_AREA_RING = [(-56.0, -9.0), (-51.0, -9.5), (-49.0, -6.0), (-50.5, -3.0), (-54.0, -2.5), (-57.0, -4.0), (-56.5, -6.5), (-56.0, -9.0)]
+
+
+def demo_area():
+    """The demo's saved area, so the area report, ``stats --area`` and the dashboard's area work on the demo as is."""
+    from .areas import Area
+
+    return Area.of(DEMO_AREA_NAME, shapely.Polygon(DEMO_AREA_RING), source="forestguard demo")

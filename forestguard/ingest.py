@@ -30,10 +30,12 @@ from .config import settings
 from .errors import StoreUnavailable, UserError
 from .loads import FileLoad, LoadRecord, plan, refuse_repeats
 from .sources import READ_PROBLEMS, ColumnMapping, open_zones_file
-from .streams import read_ahead
+from .streams import map_ahead, read_ahead
 from .validation import Reject, validate
 
 MAX_SHOWN_REJECTS = 20
+#: Batches validated at once, each in a thread.
+VALIDATION_THREADS = 2
 #: Records validated at a time: big enough for vectorised checks, small enough to overlap the load.
 BATCH_ROWS = 100_000
 T = TypeVar("T")
@@ -64,6 +66,8 @@ class IngestResult:
     data_version: int | None = None
     engine: str | None = None
     files: list[FileLoad] = field(default_factory=list)
+    alerts: int = 0  #: deliveries recorded for watched areas the new zones met
+    delivery: str | None = None  #: what sending them right after the load did (a failing webhook never fails the ingest)
 
 
 def prepare(
@@ -122,21 +126,34 @@ def validated_batches(
     every record is still checked so that the error lists all of them.
     """
     step = batch_rows or BATCH_ROWS
-    for path, frames in files:
-        offset = 0  # features of this file before the current frame
-        for frame in frames:
-            problems = frame.attrs.get(READ_PROBLEMS) or {}
-            for start in range(0, len(frame), step):
-                stop = min(start + step, len(frame))
-                chunk = frame.iloc[start:stop]
-                chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
-                checked = validate(chunk, file=path, repair=repair, features=range(offset + start, offset + stop))
-                result.rejected.extend(checked.rejects)
-                if len(checked.zones) and not (stop_at_reject and result.rejected):
-                    yield checked.zones
-            offset += len(frame)
-        if on_file:
-            on_file(path, offset)
+
+    def chunks() -> Iterator[tuple[str, int | None, pd.DataFrame | None, range | None]]:
+        """(file, records so far when the file ends, chunk, its feature numbers) in file order."""
+        for path, frames in files:
+            offset = 0  # features of this file before the current frame
+            for frame in frames:
+                problems = frame.attrs.get(READ_PROBLEMS) or {}
+                for start in range(0, len(frame), step):
+                    stop = min(start + step, len(frame))
+                    chunk = frame.iloc[start:stop]
+                    chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
+                    yield path, None, chunk, range(offset + start, offset + stop)
+                offset += len(frame)
+            yield path, offset, None, None
+
+    def check(item: tuple[str, int | None, pd.DataFrame | None, range | None]):
+        path, _, chunk, features = item
+        return None if chunk is None else validate(chunk, file=path, repair=repair, features=features)
+
+    # Two batches are checked at once (shapely and NumPy work outside the GIL: both cores), in order.
+    for (path, done, _, _), checked in map_ahead(check, chunks(), workers=VALIDATION_THREADS):
+        if checked is None:
+            if on_file:
+                on_file(path, done)
+            continue
+        result.rejected.extend(checked.rejects)
+        if len(checked.zones) and not (stop_at_reject and result.rejected):
+            yield checked.zones
 
 
 def ingest(
@@ -148,11 +165,14 @@ def ingest(
     skip_invalid: str | Path | None = None,
     on_file: Callable[[str, int], None] | None = None,
     again: bool = False,
+    deliver_alerts: bool = True,
 ) -> IngestResult:
     """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record.
 
     :class:`~forestguard.loads.AlreadyLoaded` when a file's content was loaded before (nothing
-    is loaded), unless ``again``.
+    is loaded), unless ``again``. Zones meeting watched areas record alerts in the load's
+    transaction; they are sent right after it (``deliver_alerts``), and whatever a webhook
+    does, the load stands.
     """
     url = db or settings().store_url
     stores.engine_of(url)  # a store URL nobody can open fails before the reading
@@ -187,6 +207,9 @@ def ingest(
             result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read, files=result.files, again=again)
             result.data_version = store.data_version()
             result.engine = store.engine
+            result.alerts = store.last_alerts
+            if result.alerts and deliver_alerts:
+                result.delivery = _deliver(store)
     except BaseException:
         if created:
             stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
@@ -212,6 +235,16 @@ def loaded_before(db: str | None, sha256s: list[str]) -> list[LoadRecord]:
 def load_status(paths: Sequence[str | Path], db: str | None = None) -> list[tuple[str, str, list[LoadRecord]]]:
     """(file, sha256, its load records) for each file: did it go into the store, and when?"""
     return [(f.file, f.sha256, loaded_before(db, [f.sha256])) for f in plan(paths)]
+
+
+def _deliver(store: stores.ZoneStore) -> str:
+    """Send the alerts just recorded (and any due): the load is committed, so nothing here may fail it."""
+    from .alerts.deliver import deliver_due
+
+    try:
+        return deliver_due(store).summary()
+    except Exception as exc:  # the outbox keeps them; `alerts deliver` (and the schedule) sends them later
+        return f"not sent now ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); 'forestguard alerts deliver' will"
 
 
 def _check_distinct(paths: Sequence[str | Path]) -> None:

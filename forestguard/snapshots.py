@@ -3,6 +3,7 @@
 A snapshot lives in ``<location>/<id>/`` (a local folder or ``s3://bucket/snapshots/``)::
 
     part-00000.parquet …   GeoParquet 1.1 partitions, each a stretch of a Hilbert curve over the zones
+    areas.parquet          the store's saved areas (name, WKB, sha256, source file, added), when it has any
     manifest.json          id, created_at, source, schema version, rows, bbox; rows, bbox, sha256 per file
 
 The id is a hash of the files' contents, so the same zones give the same id
@@ -167,14 +168,24 @@ class Manifest:
     row_group_rows: int = ROW_GROUP_ROWS
     partitioning: str | None = None
     partition_rows: int | None = None
+    #: The saved areas' file (see :data:`AREAS_FILE`), None when the store had none.
+    areas: SnapshotFile | None = None
     location: str | None = field(default=None, compare=False)
 
     @staticmethod
-    def content_id(files: tuple[SnapshotFile, ...], schema_version: int) -> str:
-        """The id: a hash over each file's name, size and sha256 (16 hex digits)."""
+    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None) -> str:
+        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' file too."""
         listing = [[f.path, f.size, f.sha256] for f in files]
-        text = json.dumps({"schema_version": schema_version, "files": listing}, separators=(",", ":"))
+        document: dict[str, Any] = {"schema_version": schema_version, "files": listing}
+        if areas is not None:  # snapshots without areas keep the ids they always had
+            document["areas"] = [areas.path, areas.size, areas.sha256]
+        text = json.dumps(document, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def all_files(self) -> tuple[SnapshotFile, ...]:
+        """Every file the manifest lists: the zones' parts, then the areas' file."""
+        return self.files + ((self.areas,) if self.areas is not None else ())
 
     @property
     def data_version(self) -> int:
@@ -183,6 +194,8 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("location")
+        if self.areas is None:
+            data.pop("areas")
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -195,11 +208,12 @@ class Manifest:
             data = {k: v for k, v in data.items() if k in known}  # fields added later are ignored
             known_file = {f.name for f in fields(SnapshotFile)}
             data["files"] = tuple(SnapshotFile(**{k: v for k, v in f.items() if k in known_file}) for f in data["files"])
+            data["areas"] = SnapshotFile(**{k: v for k, v in data["areas"].items() if k in known_file}) if data.get("areas") else None
             data["sorted_by"] = tuple(data.get("sorted_by", LEGACY_SORTED_BY))
             manifest = cls(**data, location=location)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{location}/{MANIFEST} is not a valid snapshot manifest ({exc})") from None
-        if manifest.content_id(manifest.files, manifest.schema_version) != manifest.id:
+        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas) != manifest.id:
             raise SnapshotCorrupt(f"{location}/{MANIFEST}: its file list does not hash to id {manifest.id} (edited or corrupt)")
         return manifest
 
@@ -410,6 +424,28 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: The saved areas' file in a snapshot, and its columns (geometry: the area's canonical WKB).
+AREAS_FILE = "areas.parquet"
+AREAS_SCHEMA = pa.schema([("name", pa.string()), ("geometry", pa.binary()), ("sha256", pa.string()),
+                          ("source_file", pa.string()), ("added_at", pa.timestamp("us", tz="UTC"))])
+
+
+def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
+    """The store's saved areas as one Parquet file (None when it has none): a snapshot answers ``--area NAME`` too."""
+    areas = store.saved_areas()
+    if not areas:
+        return None
+    table = pa.table(
+        {"name": [a.name for a in areas], "geometry": [a.wkb for a in areas], "sha256": [a.sha256 for a in areas],
+         "source_file": [a.source or None for a in areas], "added_at": [a.added_at for a in areas]},
+        schema=AREAS_SCHEMA,
+    )
+    path = folder / AREAS_FILE
+    pq.write_table(table, path, compression="zstd")
+    digest, size = storage.sha256_file(path)
+    return SnapshotFile(AREAS_FILE, len(table), size, digest)
+
+
 def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_rows: Callable[[int], None] | None = None,
            partition_rows: int | None = None) -> Manifest:
     """Snapshot ``store`` into ``out`` (default :func:`default_location`) and return the manifest.
@@ -431,11 +467,12 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
         if partition_rows < 1:
             raise UserError(f"partitions need at least one row, not {partition_rows}")
         parts = _write_parts(store, staging, on_rows, version, partition_rows)
+        areas = _write_areas(store, staging)
         if store.data_version() != version:
             raise UserError(f"{redact(store.url)} changed while the snapshot was written (data version {version} → {store.data_version()}); run it again")
         files = tuple(parts.files)
         manifest = Manifest(
-            id=Manifest.content_id(files, SCHEMA_VERSION),
+            id=Manifest.content_id(files, SCHEMA_VERSION, areas),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             source={"engine": store.engine, "url": redact(store.url), "data_version": version},
             schema_version=SCHEMA_VERSION,
@@ -445,6 +482,7 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
             row_group_rows=ROW_GROUP_ROWS,
             partitioning=PARTITIONING,
             partition_rows=partition_rows,
+            areas=areas,
         )
         (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")  # last
         target = storage.at(location).child(manifest.id)
@@ -536,7 +574,7 @@ def verify(ref: str, location: str | os.PathLike[str] | None = None) -> Manifest
     """
     folder, manifest = locate(ref, location)
     problems = []
-    for entry in manifest.files:
+    for entry in manifest.all_files:
         if not folder.exists(entry.path):
             problems.append(f"{entry.path} is missing")
             continue

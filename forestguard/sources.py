@@ -411,6 +411,11 @@ def _read_geojson(path: Path) -> gpd.GeoDataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(label, f"is not UTF-8 text (bad byte at offset {exc.start})") from None
     del data
+    return geojson_frame(text, label)
+
+
+def geojson_frame(text: str, label: str) -> gpd.GeoDataFrame:
+    """GeoJSON text (a file's, or a request body's) as a frame, with per-record problems; ``label`` names it in errors."""
     try:
         # NaN/Infinity are not JSON: they arrive as that text, so numbers reject them and nothing takes them for null.
         document = json.loads(text, object_pairs_hook=_object, parse_constant=str)

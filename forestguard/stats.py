@@ -9,14 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 
+from .errors import UserError
 from .schema import GROUP_KEYS, MEASURES, Classification
 from .stores.base import ZoneFilter, ZoneStore, check_group_keys
+
+if TYPE_CHECKING:
+    from .areas import Area
 
 _CENT = Decimal("0.01")
 _TEN_THOUSANDTH = Decimal("0.0001")
@@ -29,19 +33,25 @@ class Statistics:
     engine: str
     data_version: int
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: The area the rows are clipped to (``name``, its own geodesic ``area_ha``, ``bbox``); absent without one.
+    area: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.area is None:
+            out.pop("area")
+        return out
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Statistics":
-        return cls(engine=data["engine"], data_version=int(data["data_version"]), rows=list(data["rows"]))
+        return cls(engine=data["engine"], data_version=int(data["data_version"]), rows=list(data["rows"]), area=data.get("area"))
 
     def frame(self) -> pd.DataFrame:
-        keys = [k for k in GROUP_KEYS if self.rows and k in self.rows[0]]
+        # The keys as the rows name them: a plot's id (per-feature statistics), then the group keys.
+        keys = [k for k in self.rows[0] if k not in MEASURES] if self.rows else []
         return pd.DataFrame(self.rows, columns=[*keys, *MEASURES])
 
     def to_csv(self) -> str:
@@ -113,9 +123,46 @@ def statistics(
         rows = rows_from_aggregate(store.aggregate(where, keys), keys)
         return Statistics(engine=store.engine, data_version=version, rows=rows)
 
-    if cache is None:
-        return compute()
-    return cache.statistics(store, where, keys, version, compute)
+    result = compute() if cache is None else cache.statistics(store, where, keys, version, compute)
+    # Cached by the polygon, described by the name it was asked under.
+    return result if where.area is None else replace(result, area=where.area.describe())
+
+
+def statistics_by_area(
+    store: ZoneStore, areas: "Sequence[Area]", where: ZoneFilter = ZoneFilter(), by: Sequence[str] = GROUP_KEYS, *, id_field: str = "id", name: str = ""
+) -> Statistics:
+    """Statistics of each area (a plot) on its own, in one pass: its rows carry its name under ``id_field``.
+
+    The due-diligence table of many plots: every plot has rows, one with zero zones when nothing
+    meets it (no clearing is an answer too). Plots keep the file's order. The ``area`` block
+    describes the whole file: its name, the number of plots, their summed own hectares and box.
+    """
+    from .stores import inside
+
+    keys = check_group_keys(by)
+    if id_field in (*GROUP_KEYS, *MEASURES):
+        raise UserError(f"the plots' id field {id_field!r} is also a column of the statistics; rename it in the file")
+    version = store.data_version()
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in rows_from_aggregate(inside.aggregate_per_area(store, where, areas, keys), ["area_index", *keys]):  # one pass for all plots
+        found.setdefault(int(row.pop("area_index")), []).append(row)
+    empty = {**{k: None for k in keys}, "zones": 0, "area_ha": 0.0, "mean_confidence": None, "verified_zones": 0}
+    rows: list[dict[str, Any]] = []
+    for index, area in enumerate(areas):
+        rows.extend({id_field: area.name, **row} for row in found.get(index, [empty]))
+    described = None
+    if areas:
+        from .areas.shape import measure
+
+        measure(areas)
+        boxes = [a.bbox for a in areas]
+        described = {
+            "name": name,
+            "features": len(areas),
+            "area_ha": _round(sum(Decimal(repr(a.area_ha)) for a in areas), _CENT),
+            "bbox": [round(v, 6) for v in (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))],
+        }
+    return Statistics(engine=store.engine, data_version=version, rows=rows, area=described)
 
 
 class StatsCache:

@@ -370,7 +370,7 @@ def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool, explained: np
     if invalid.any():
         if repair:
             repaired = shapely.make_valid(out[invalid])
-            out[invalid] = [_polygonal_part(g) for g in repaired]
+            out[invalid] = [polygonal_part(g) for g in repaired]
             lost = np.zeros(n, dtype=bool)
             lost[invalid] = shapely.is_empty(out[invalid]) | shapely.is_missing(out[invalid])
             errors.add(lost, "geometry", lambda i: "repair left no polygon")
@@ -381,12 +381,24 @@ def _geometry(geoms: np.ndarray, errors: _Errors, *, repair: bool, explained: np
     return out
 
 
+def check_polygons(
+    geoms: np.ndarray, *, repair: bool = False, crs_assumed: bool = False, explained: np.ndarray | None = None
+) -> tuple[np.ndarray, dict[int, list[tuple[str, str]]]]:
+    """The zones' geometry rules for other polygons (areas, plots): the checked geometries and the problems per row.
+
+    Rows with a problem come back as None; the problems are (field, reason) as in a :class:`Reject`.
+    """
+    errors = _Errors()
+    out = _geometry(np.asarray(geoms, dtype=object), errors, repair=repair, explained=explained, crs_assumed=crs_assumed)
+    return out, dict(errors.by_row)
+
+
 def _wraps_around(geom: shapely.Geometry) -> bool:
     rings = shapely.get_rings(shapely.get_parts(geom))
     return any(np.abs(np.diff(shapely.get_coordinates(ring)[:, 0])).max(initial=0) >= 180 for ring in rings)
 
 
-def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry | None:
+def polygonal_part(geom: shapely.Geometry) -> shapely.Geometry | None:
     """Keep what make_valid returns that is area: dropped lines and points carry no hectares."""
     if geom.geom_type in _POLYGONAL:
         return geom

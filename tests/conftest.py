@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.dask",
     "tests.fixtures.browser",
+    "tests.fixtures.webhook",
 ]
 
 

@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "report": ".report:report_group",
     "pipeline": ".pipeline:pipeline_group",
     "serve": ".serve:serve_command",
+    "area": ".areas:area_group",
+    "alerts": ".alerts:alerts_group",
 }
 
 

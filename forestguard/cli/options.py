@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 import click
 
-from ..schema import GROUP_KEYS, Classification
+from .. import filters
+from ..schema import GROUP_KEYS
 from ..stores.base import ZoneFilter
 
 db_option = click.option(
@@ -28,7 +29,7 @@ dask_option = click.option(
 
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--country/--year/--from/--to/--classification/--source/--verified-only/--min-confidence."""
+    """--country/--year/--from/--to/--classification/--source/--verified-only/--min-confidence/--bbox."""
     options = [
         click.option("--country", "countries", multiple=True, metavar="NAME", help="Only this country (repeatable)."),
         click.option("--year", type=int, default=None, help="Only this year."),
@@ -38,33 +39,22 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--source", "sources", multiple=True, metavar="NAME", help="Only zones from this source (repeatable)."),
         click.option("--verified-only", is_flag=True, help="Only verified zones."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Only zones with confidence ≥ this."),
+        click.option("--bbox", default=None, metavar="XMIN,YMIN,XMAX,YMAX", help="Only zones whose bounding box meets this lon/lat box."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence) -> ZoneFilter:
-    """Build a ZoneFilter from the shared options; contradictions are usage errors."""
-    if year is not None and (year_from is not None or year_to is not None):
-        raise click.UsageError("--year cannot be combined with --from/--to")
-    if year is not None:
-        year_from = year_to = year
-    if year_from is not None and year_to is not None and year_from > year_to:
-        raise click.UsageError(f"--from {year_from} is after --to {year_to}")
+def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence, bbox=None) -> ZoneFilter:
+    """Build a ZoneFilter from the shared options (checked by :mod:`forestguard.filters`); contradictions are usage errors."""
     try:
-        classes = tuple(dict.fromkeys(Classification.parse(c) for c in classifications))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--classification") from None
-    return ZoneFilter(
-        countries=tuple(countries),
-        year_from=year_from,
-        year_to=year_to,
-        classifications=classes,
-        sources=tuple(sources),
-        verified_only=verified_only,
-        min_confidence=min_confidence,
-    )
+        return filters.zone_filter(
+            countries=countries, year=year, year_from=year_from, year_to=year_to, classifications=classifications, sources=sources,
+            verified_only=verified_only, min_confidence=min_confidence, bbox=filters.parse_bbox(bbox, "--bbox"), spell=lambda name: f"--{name}",
+        )
+    except filters.FilterError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def parse_by(text: str) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 from tqdm import tqdm
@@ -79,6 +80,8 @@ def ingest_command(files, db, source_name, repair, rejects_file, maps, sets, aga
         f"loaded {result.loaded:,} zone(s) from {result.read:,} record(s) into {result.engine} "
         f"(data version {result.data_version}) in {time.perf_counter() - started:.1f} s"
     )
+    if result.alerts:
+        click.echo(f"alerts: {result.alerts} watched area(s) met; {result.delivery}")
 
 
 def _ingest_status(files, db) -> None:
@@ -98,10 +101,13 @@ def _ingest_status(files, db) -> None:
 @click.command("stats")
 @db_option
 @filter_options
+@click.option("--area", "area", default=None, metavar="FILE|NAME", help="Only zones meeting this area, hectares counted inside it: a file (GeoJSON, GeoPackage, Shapefile, GeoParquet; any CRS) or a saved area's name.")
+@click.option("--per-feature", "per_feature", default=None, metavar="ID_FIELD", help="With --area FILE: rows for each feature (plot) on its own, named by this field.")
+@click.option("--repair", is_flag=True, help="Repair an invalid area (make_valid, polygonal parts kept) instead of refusing it.")
 @click.option("--by", "by", default=",".join(GROUP_KEYS), show_default=True, help="Group keys, comma-separated.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @dask_option
-def stats_command(db, by, fmt, dask, **filters):
+def stats_command(db, area, per_feature, repair, by, fmt, dask, **filters):
     """Zones, hectares, mean confidence and verified zones per group.
 
     With --dask the statistics of a snapshot are summed partition by partition on a
@@ -111,14 +117,29 @@ def stats_command(db, by, fmt, dask, **filters):
     Example:
       forestguard stats --country Brazil --from 2019 --to 2024 --by year,classification --format json
       forestguard stats --db snapshot:s3://my-bucket/snapshots/3fa94c0e12d5b8a1 --by country --dask tcp://scheduler:8786
+      forestguard stats --area concession.gpkg --by year        # hectares inside the concession
+      forestguard stats --area plots.geojson --per-feature plot_id --from 2021 --format csv
     """
     where = zone_filter(**filters)
     keys = parse_by(by)
     from ..cache import default_cache
     from ..distributed import open_for_reading
 
+    if per_feature is not None and area is None:
+        raise click.UsageError("--per-feature needs --area FILE (the plots)")
     with open_for_reading(db, dask) as store:
-        result = statistics(store, where, keys, cache=default_cache())
+        if per_feature is not None:
+            from ..areas import read_plots
+            from ..stats import statistics_by_area
+
+            plots = read_plots(area, per_feature, repair=repair)
+            result = statistics_by_area(store, plots, where, keys, id_field=per_feature, name=Path(area).name)
+        else:
+            if area is not None:
+                from ..areas import area_of
+
+                where = where.with_(area=area_of(store, area, repair=repair))
+            result = statistics(store, where, keys, cache=default_cache())
     if fmt == "json":
         click.echo(result.to_json())
     elif fmt == "csv":
@@ -144,7 +165,7 @@ def demo_command(db, n, seed, append):
     Example:
       forestguard demo --zones 1000000 --db data/forestguard.duckdb
     """
-    from ..demo import DemoSpec, demo_batches
+    from ..demo import DEMO_AREA_NAME, DemoSpec, demo_area, demo_batches
     from ..streams import read_ahead
 
     started = time.perf_counter()
@@ -155,6 +176,8 @@ def demo_command(db, n, seed, append):
         # Generated and validated a batch ahead (in a thread) while the previous one is stored: bounded memory.
         with tqdm(total=n, unit="zone", unit_scale=True, desc="demo", file=sys.stderr, disable=None, leave=False) as bar:
             loaded = store.insert_batches((_counted(batch, bar) for batch in read_ahead(demo_batches(DemoSpec(zones=n, seed=seed)))), rows=n)
+        if not any(a.name == DEMO_AREA_NAME for a in store.saved_areas()):
+            store.save_area(demo_area())  # the area report and the dashboard's area list have something to show
         click.echo(
             f"demo: {loaded:,} zones (seed {seed}) loaded into {store.engine} {redact(store.url)} "
             f"(data version {store.data_version()}) in {time.perf_counter() - started:.1f} s"

@@ -164,13 +164,14 @@ def _at(layer: ZoneLayer, positions: np.ndarray) -> pd.DataFrame:
 _PAIR_ARRAY_LIMIT = 4_000_000
 
 
-def top_regions(layer: ZoneLayer, n: int = 10) -> pd.DataFrame:
+def top_regions(layer: ZoneLayer, n: int = 10, hectares: np.ndarray | None = None) -> pd.DataFrame:
     """The regions with the most cleared hectares in the selection (from the in-memory layer).
 
     Counted with ``np.bincount`` on the (country, region) category codes, a chunk of rows at a
     time: over every pair when there are few enough (~10× faster than a pandas groupby), over
     the pairs a chunk holds otherwise (memory bounded by what occurs). Ties: the first in
-    (country, region) order.
+    (country, region) order. ``hectares`` (one per selected zone) replaces the zones' own, e.g.
+    the part of each inside an area.
     """
     if not len(layer):
         return pd.DataFrame(columns=["country", "region", "zones", "hectares", "illegal %"])
@@ -184,7 +185,7 @@ def top_regions(layer: ZoneLayer, n: int = 10) -> pd.DataFrame:
         stop = min(first + CHUNK_ROWS, len(layer))
         region_codes = layer.column("region", first, stop).astype(np.int64)
         pair = layer.column("country", first, stop).astype(np.int64) * n_regions + np.where(region_codes < 0, n_regions - 1, region_codes)
-        area = layer.column("area_ha", first, stop)
+        area = layer.column("area_ha", first, stop) if hectares is None else hectares[first:stop]
         if dense:
             present, inverse = all_pairs, pair
         else:

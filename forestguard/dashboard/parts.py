@@ -34,7 +34,7 @@ STYLESHEET = """
 .fg-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
 .fg-legal .fg-swatch, .fg-swatch.fg-legal { background: %(legal)s; } .fg-swatch.fg-illegal { background: %(illegal)s; }
 .fg-swatch.fg-none { background: %(none)s; }
-.fg-legend div { margin: 2px 0; } .fg-hint { color: #5f6b73; }
+.fg-legend div { margin: 2px 0; } .fg-hint { color: #5f6b73; } .fg-area-error { color: #b3261e; }
 table { border-collapse: collapse; width: 100%%; font-size: .92em; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eceff1; }
 """ % {"legal": COLOR_KEY["legal"], "illegal": COLOR_KEY["illegal"], "none": COLOR_KEY["none"], "header": HEADER_COLOR}
@@ -168,6 +168,8 @@ def basemap() -> hv.Tiles | None:
 def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
     """The page: filters, legend and downloads on the side; numbers, map and charts in the main area."""
     sidebar = [
+        pn.pane.Markdown("### Area"),
+        dashboard.area_controls(),
         pn.pane.Markdown("### Filters"),
         dashboard.widgets(),
         pn.pane.HTML(legend_html(), stylesheets=[STYLESHEET], sizing_mode="stretch_width"),

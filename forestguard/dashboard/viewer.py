@@ -28,12 +28,13 @@ from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
 from ..server import metrics, runtime
 from . import mapview, parts, shared
+from .areas import AreaControls, add_inside_hectares, inside_hectares
 from .document import graph_frozen
 from .image import SharedRGB, SharedRGBPlot
 
 log = logging.getLogger(__name__)
 
-FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence")
+FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence", "area")
 #: Parameter → URL query name: the view a link opens.
 URL_PARAMETERS = {
     "countries": "country",
@@ -42,6 +43,7 @@ URL_PARAMETERS = {
     "sources": "source",
     "verified_only": "verified_only",
     "min_confidence": "min_confidence",
+    "area": "area",
     "x_range": "x",
     "y_range": "y",
 }
@@ -60,6 +62,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     sources = param.ListSelector(default=[], objects=[], doc="Sources to show; none selected shows all.")
     verified_only = param.Boolean(default=False, doc="Only zones verified in the field.")
     min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
+    area = param.Selector(default="", objects=[""], doc="A saved area: only zones meeting it, hectares counted inside it.")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
 
@@ -70,6 +73,8 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._view = None
         super().__init__(**params)
         self._set_choices(self._base)
+        self.param.area.objects = ["", *self._store.saved_area_names()]
+        self._areas = AreaControls(self)
         self._user = pn.state.user if pn.state.curdoc is not None else None
         self._map_pane: pn.pane.HoloViews | None = None
         self._map: hv.DynamicMap | None = None
@@ -79,9 +84,10 @@ class ZonesDashboard(pn.viewable.Viewer):
         self._bars: pn.pane.Bokeh | None = None
         self._regions: pn.pane.DataFrame | None = None
         self._downloads: pn.Column | None = None
+        self.param.watch(lambda *_: self._areas.changed(), ["area"])  # before the others: outline, status, zoom
         self._restore_state()
-        if self.countries and not (self.x_range and self.y_range):
-            self._zoom_to_countries()  # a link that names countries but no extent opens on them
+        if (self.countries or self.area) and not (self.x_range and self.y_range):
+            self._zoom_to_countries()  # a link that names countries (or an area) but no extent opens on them
         self.param.watch(self._save_state, list(FILTERS))
         self.param.watch(self._filters_changed, list(FILTERS))  # after the URL: a shared extent is kept
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
@@ -112,6 +118,7 @@ class ZonesDashboard(pn.viewable.Viewer):
             sources=tuple(self.sources),
             verified_only=bool(self.verified_only),
             min_confidence=float(self.min_confidence) if self.min_confidence else None,
+            area=self._areas.current(),
         )
 
     def selection(self) -> ZoneLayer:
@@ -179,7 +186,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         out in a tick of its own too, before the charts and tables (~30 ms of Bokeh updates)
         are made.
         """
-        self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events)
+        self._zoom_pending |= any(e.name == "countries" and e.old != e.new for e in events) | self._areas.take_zoom()
         doc = pn.state.curdoc
         if self._cards is not None:
             with metrics.render_timer("dashboard-numbers"):
@@ -274,7 +281,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def _zoom_to_countries(self) -> None:
         """The map goes to the chosen countries' zones, padded; no choice: to all zones."""
         width, height = self._view[2:] if self._view else (1000, 560)
-        x_range, y_range = fit_ranges(self._base.bounds_of(self.countries), width, height)
+        x_range, y_range = fit_ranges(self._areas.mercator_bounds() or self._base.bounds_of(self.countries), width, height)
         if self._map is None:  # no map yet: the extent the map will open with
             self.param.update(x_range=tuple(round(v, 1) for v in x_range), y_range=tuple(round(v, 1) for v in y_range))
             return
@@ -293,6 +300,7 @@ class ZonesDashboard(pn.viewable.Viewer):
             self._map = self._build_map()
         tiles = parts.basemap()
         plot = (tiles * self._map * mapview.outlines()) if tiles is not None else (self._map * mapview.outlines())
+        plot = plot * self._areas.layers()
         plot = plot.opts(
             hv.opts.Path(apply_ranges=False),  # the world's borders do not set the extent: a linked view opens as shared
             hv.opts.Overlay(responsive=True, height=parts.MAP_HEIGHT, active_tools=["pan", "wheel_zoom"], toolbar="above"),
@@ -335,7 +343,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     def _top_regions(self):
         layer = self.selection()
-        return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer))
+        return shared.TABLES.get(("top-regions", layer.key), lambda: mapview.top_regions(layer, hectares=inside_hectares(self._store, self.where, layer)))
 
     def _update_parts(self) -> None:
         """Bars, regions and downloads follow the filters (those of them already on a page)."""
@@ -359,6 +367,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         for column in ("area_ha", "confidence"):  # exact decimals in the store; JSON and Parquet readers expect numbers
             if column in zones:
                 zones[column] = zones[column].astype("float64")
+        add_inside_hectares(zones, self.where)
         if kind == "geojson":
             return io.StringIO(zones.to_json(drop_id=True))
         buffer = io.BytesIO()
@@ -392,6 +401,10 @@ class ZonesDashboard(pn.viewable.Viewer):
                 setattr(widget, name, value)
 
     # -- layout ----------------------------------------------------------------------------------
+    def area_controls(self) -> pn.Column:
+        """Choose a saved area, upload one or draw one (see :mod:`.areas`)."""
+        return self._areas.widgets()
+
     def widgets(self) -> pn.Column:
         first, last = self.param.years.bounds
         self._choice_widgets = {

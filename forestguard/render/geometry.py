@@ -19,6 +19,7 @@ import pyarrow as pa
 import shapely
 
 from .. import memory
+from ..flat import FlatPolygons
 
 if TYPE_CHECKING:
     from ..stores.base import ZoneStore
@@ -71,37 +72,10 @@ class ZoneGeometry:
 
     @classmethod
     def from_wkb(cls, wkb: pa.Array | pa.ChunkedArray | np.ndarray) -> "ZoneGeometry":
-        """Polygons or multipolygons from WKB (an Arrow binary column as the stores return it, or bytes).
-
-        GeoArrow's C reader parses the WKB straight into flat buffers: ~6× faster
-        than shapely objects then ``to_ragged_array``, and no Python object per zone.
-        """
-        import geoarrow.pyarrow as ga
-
-        if isinstance(wkb, np.ndarray):
-            wkb = pa.array(wkb, type=pa.binary())
-        if isinstance(wkb, pa.ChunkedArray):
-            wkb = wkb.combine_chunks()
-        if isinstance(wkb.type, pa.ExtensionType):
-            wkb = wkb.storage
-        wkb = ga.wkb().wrap_array(wkb)
-        # as_geoarrow would coerce anything (a line becomes a ring, Z is dropped): check first.
-        kinds = {(k["geometry_type"], k["dimensions"]) for k in ga.unique_geometry_types(wkb).to_pylist()}
-        allowed = {(kind.value, ga.Dimensions.XY.value) for kind in (ga.GeometryType.POLYGON, ga.GeometryType.MULTIPOLYGON)}
-        if not kinds <= allowed:
-            raise ValueError("zones must be 2-D polygons or multipolygons")
-        native = ga.as_geoarrow(wkb, ga.multipolygon().with_coord_type(ga.CoordType.INTERLEAVED))
-        # Nested lists: zone → polygons → rings → vertices → [x, y]; each level's offsets index the next.
-        zones = native.storage
-        polygons, rings, vertices = zones.values, zones.values.values, zones.values.values.values
-        xy = vertices.values.to_numpy().reshape(-1, 2)
-        x, y = to_mercator(xy[:, 0], xy[:, 1])
-        part_offsets = zones.offsets.to_numpy().astype(np.int64)
-        polygon_offsets = polygons.offsets.to_numpy().astype(np.int64)
-        ring_offsets = rings.offsets.to_numpy().astype(np.int64)
-        if part_offsets[0] or polygon_offsets[0] or ring_offsets[0] or len(xy) != ring_offsets[-1]:
-            raise ValueError("unexpected sliced GeoArrow buffers")  # as_geoarrow builds fresh arrays
-        return cls(np.column_stack([x, y]), ring_offsets, polygon_offsets, part_offsets)
+        """Polygons or multipolygons from WKB (an Arrow binary column as the stores return it, or bytes), projected."""
+        flat = FlatPolygons.from_wkb(wkb)
+        x, y = to_mercator(flat.xy[:, 0], flat.xy[:, 1])
+        return cls(np.column_stack([x, y]), flat.ring_offsets, flat.polygon_offsets, flat.part_offsets)
 
     def __len__(self) -> int:
         return len(self.part_offsets) - 1

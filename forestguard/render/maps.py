@@ -23,6 +23,22 @@ def layer_key(store: ZoneStore, where: ZoneFilter, version: int) -> str:
     return f"{redact(store.url)}@{version}&{where.key()}"
 
 
+def _extent(store: ZoneStore, where: ZoneFilter) -> np.ndarray:
+    """The zones' Web Mercator bounds: from the Dask engine's partitions, or the in-memory layer; the world when none."""
+    box = store.map_extent(where) if store.draws_maps else zone_layer(store, where).bounds  # type: ignore[attr-defined]
+    return np.array(box or WORLD, dtype=np.float64)
+
+
+def zones_extent(store: ZoneStore, where: ZoneFilter, cache) -> tuple[float, float, float, float]:
+    """Web Mercator bounds of the zones ``where`` selects, through the cache (a layer only on a miss)."""
+    if cache is None:
+        extent = _extent(store, where)
+    else:
+        version = store.data_version()
+        extent = cache.cached_array("zones", [layer_key(store, where, version), "extent"], version, lambda: _extent(store, where))
+    return tuple(float(v) for v in extent)  # type: ignore[return-value]
+
+
 def store_map(
     store: ZoneStore,
     where: ZoneFilter,
@@ -46,15 +62,10 @@ def store_map(
             return store.map_aggregate(where, x_range, y_range, width, height, measure)  # type: ignore[attr-defined]
         return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure)
 
-    def extent() -> np.ndarray:
-        box = store.map_extent(where) if store.draws_maps else zone_layer(store, where).bounds  # type: ignore[attr-defined]
-        return np.array(box or WORLD, dtype=np.float64)
-
     if bounds is not None:
         x_range, y_range = view_ranges(None, bounds, width, height)  # type: ignore[arg-type]
     else:
-        box = extent() if cache is None else cache.cached_array("zones", [key, "extent"], version, extent)
-        x_range, y_range = fit_ranges(tuple(float(v) for v in box), width, height)  # type: ignore[arg-type]
+        x_range, y_range = fit_ranges(zones_extent(store, where, cache), width, height)
     if cache is None:
         return draw()
     view = [round(float(v), 3) for v in (*x_range, *y_range)]

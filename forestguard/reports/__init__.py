@@ -7,7 +7,7 @@ In a notebook::
 
     reports.setup()
     store = reports.open_source(source)
-    report = reports.country_summary(store, country, years)
+    report = reports.country_summary(store, country, years)    # or reports.area_summary(store, area, years)
     reports.key_changes(report)
     plots.area_by_year(report)
     reports.record(report, output_dir)        # stats.json
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .area import AreaReport, area_summary
 from .base import ReportError, SourceInfo, YearRange, open_source, parse_years, resolve_source, source_info
 from .country import CountryReport, country_summary
 from .notebook import key_changes, record, setup, table, title
@@ -31,6 +32,7 @@ from .overview import YearlyOverview, yearly_overview
 from .record import STATS_FILE, Reported, stats_record, write_stats
 
 __all__ = [
+    "AreaReport",
     "CountryReport",
     "ReportError",
     "ReportResult",
@@ -39,6 +41,7 @@ __all__ = [
     "SourceInfo",
     "YearRange",
     "YearlyOverview",
+    "area_summary",
     "country_summary",
     "key_changes",
     "open_source",

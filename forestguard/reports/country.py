@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from ..schema import Classification
 from ..stores.base import ZoneFilter, ZoneStore
-from .base import ReportError, SourceInfo, YearRange, match_name, parse_years, source_info
-from .record import Reported, reported
+from .base import ReportError, match_name, parse_years
+from .place import PlaceReport, place_numbers
+from .record import Reported
 from .tables import CLASS_COLUMNS, class_pivot, records, share
 
 CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.9, 1.0000001)
@@ -28,20 +29,10 @@ NO_REGION = "(no region)"
 
 
 @dataclass
-class CountryReport:
+class CountryReport(PlaceReport):
     """The numbers of one country report. Build it with :func:`country_summary`."""
 
     country: str
-    years: YearRange
-    first: int
-    last: int
-    source: SourceInfo
-    by_class: Reported
-    by_year: Reported
-    total: Reported
-    before: Reported | None
-    yearly: pd.DataFrame
-    regions: pd.DataFrame
     confidence: pd.DataFrame
 
     kind = "country_report"
@@ -51,8 +42,8 @@ class CountryReport:
         return ZoneFilter(countries=(self.country,), year_from=self.first, year_to=self.last)
 
     @property
-    def period(self) -> str:
-        return str(self.first) if self.first == self.last else f"{self.first}–{self.last}"
+    def place(self) -> str:
+        return self.country
 
     @property
     def label(self) -> str:
@@ -62,19 +53,8 @@ class CountryReport:
     def parameters(self) -> dict[str, Any]:
         return {"country": self.country, "years": f"{self.first}-{self.last}"}
 
-    def reported(self) -> dict[str, Reported]:
-        named = {"by_year_classification": self.by_class, "by_year": self.by_year, "total": self.total}
-        if self.before is not None:
-            named["previous_year"] = self.before
-        return named
-
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         return {"yearly": records(self.yearly), "top_regions": records(self.regions), "confidence": records(self.confidence)}
-
-    def key_changes(self) -> list[str]:
-        from .summary import country_key_changes
-
-        return country_key_changes(self)
 
 
 def country_summary(store: ZoneStore, country: str, years: str | int | None = "") -> CountryReport:
@@ -91,26 +71,13 @@ def country_summary(store: ZoneStore, country: str, years: str | int | None = ""
     first = wanted.first if wanted.first is not None else covered[0]
     last = wanted.last if wanted.last is not None else covered[-1]
     where = ZoneFilter(countries=(country,), year_from=first, year_to=last)
-    by_class = reported(store, where, ("country", "year", "classification"))
-    by_year = reported(store, where, ("country", "year"))
-    before = None
-    if first - 1 in available:
-        before = reported(store, where.with_(year_from=first - 1, year_to=first - 1), ("country", "year", "classification"))
     attributes = store.zones_arrow(where, columns=["region", "classification", "area_ha", "confidence"])
     # Exact decimals become floats in Arrow (the tables below sum and band them as floats anyway):
     # pandas would make one Decimal object per zone and convert each in Python.
     attributes = attributes.cast(pa.schema([f.with_type(pa.float64()) if pa.types.is_decimal(f.type) else f for f in attributes.schema])).to_pandas()
     return CountryReport(
         country=country,
-        years=wanted,
-        first=first,
-        last=last,
-        source=source_info(store),
-        by_class=by_class,
-        by_year=by_year,
-        total=reported(store, where, ("country",)),
-        before=before,
-        yearly=yearly_table(by_year, by_class, range(first, last + 1)),
+        **place_numbers(store, where, ("country",), wanted, first, last, available),
         regions=region_table(attributes),
         confidence=confidence_table(attributes),
     )

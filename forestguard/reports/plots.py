@@ -28,6 +28,7 @@ from ..stores.base import ZoneStore
 from .tables import CLASS_COLUMNS
 
 if TYPE_CHECKING:
+    from .area import AreaReport
     from .country import CountryReport
     from .overview import YearlyOverview
 
@@ -71,7 +72,7 @@ def _stacked_bars(frame: pd.DataFrame, index: str, title: str, *, invert: bool =
 # -- country report -------------------------------------------------------------------
 
 
-def area_by_year(report: "CountryReport") -> pn.pane.HoloViews:
+def area_by_year(report: "CountryReport | AreaReport") -> pn.pane.HoloViews:
     """Hectares cleared per year, stacked legal / illegal / unclassified."""
     return _stacked_bars(report.yearly, "year", f"Hectares cleared per year — {report.label}")
 
@@ -237,3 +238,33 @@ def print_figure(report: "CountryReport | YearlyOverview") -> Image:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return _png(buffer.getvalue(), title)
+
+
+# -- area report ----------------------------------------------------------------------
+
+
+def _area_aggregate(store: ZoneStore, report: "AreaReport", width: int, height: int):
+    """The map of the zones meeting the area, framed on the area itself (a margin around its box)."""
+    xmin, ymin, xmax, ymax = report.area.bbox
+    pad_x, pad_y = (xmax - xmin) * 0.08, (ymax - ymin) * 0.08
+    bounds = (max(xmin - pad_x, -180.0), max(ymin - pad_y, -85.0), min(xmax + pad_x, 180.0), min(ymax + pad_y, 85.0))
+    return store_map(store, report.where, width, height, bounds=bounds, cache=default_cache())
+
+
+def area_map(store: ZoneStore, report: "AreaReport", *, width: int = WIDTH, height: int = 520) -> pn.pane.HoloViews:
+    """Interactive map of the zones meeting the area, with the area's outline."""
+    from ..render.outline import OUTLINE_COLOR, outline_paths
+
+    agg = _area_aggregate(store, report, width, height)
+    outline = hv.Path(outline_paths(report.area), kdims=["x", "y"]).opts(color=OUTLINE_COLOR, line_width=2, backend="bokeh")
+    return _pane(hv_map_of(agg, title=f"Deforestation zones — {report.label}", extra=[outline]))
+
+
+def area_map_image(store: ZoneStore, report: "AreaReport", *, width: int = 1200, height: int = 800) -> Image:
+    """The same map as a PNG with the outline drawn, for print."""
+    from ..render.outline import draw_outline
+
+    agg = _area_aggregate(store, report, width, height)
+    buffer = io.BytesIO()
+    draw_outline(map_picture(agg), agg, report.area).save(buffer, format="PNG")
+    return _png(buffer.getvalue(), f"Map of deforestation zones meeting {report.area.name}, {report.period}, with the area's outline")

@@ -35,6 +35,8 @@ class Reported:
     def command(self, url: str) -> str:
         """The ``forestguard stats`` invocation whose JSON output equals :attr:`result`."""
         args = ["forestguard", "stats", "--db", url]
+        if self.where.area is not None:
+            args += ["--area", self.where.area.name]  # a saved area's name, or the file the report read
         for country in self.where.countries:
             args += ["--country", country]
         if self.where.year_from is not None and self.where.year_from == self.where.year_to:

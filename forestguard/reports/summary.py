@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .country import CountryReport
     from .overview import YearlyOverview
+    from .place import PlaceReport
 
 
 def hectares(value: float) -> str:
@@ -42,14 +42,14 @@ def _points(old: float, new: float) -> str:
     return f"{'rose' if delta > 0 else 'fell'} from {percent(old)} to {percent(new)} ({f'{delta:+.0f}'.replace('-', '−')} points)"
 
 
-def country_key_changes(report: "CountryReport") -> list[str]:
-    """Key changes of a country report, most important first."""
+def place_key_changes(report: "PlaceReport") -> list[str]:
+    """Key changes of a report on one place (a country, an area), most important first."""
     yearly = report.yearly
     area = float(yearly["area_ha"].sum())
     illegal = float(yearly["illegal_ha"].sum())
     zones = int(yearly["zones"].sum())
     lines = [
-        f"{zones:,} zones covering {hectares(area)} were cleared in {report.country} in "
+        f"{zones:,} zones covering {hectares(area)} were cleared in {report.place} in "
         f"{report.period}; {percent(illegal / area if area else None)} of that area was illegal."
     ]
     first, last = yearly.iloc[0], yearly.iloc[-1]

@@ -86,6 +86,17 @@ def _check_store(url: str, explicit: bool) -> None:
         log.warning("store %s not reachable yet (%s: %s); /readyz reports 503 until it is", redact(url), type(exc).__name__, exc)
 
 
+def _check_budget() -> None:
+    """A store whose map layer would not fit the memory budget is refused now, in one line, not killed later."""
+    from ..render.layer import check_layer_budget
+
+    try:
+        store = runtime.shared_store()
+    except UserError:
+        return  # not there (yet): /readyz says so
+    check_layer_budget(store)
+
+
 def warm_up() -> None:
     """Before the first visitor (and before forking): the shared layer, datashader's kernels, the common views.
 
@@ -162,11 +173,13 @@ def serve(options: ServeOptions) -> None:
                                             metrics_from=options.metrics_from))
     url = runtime.options().resolved_store_url
     _check_store(url, explicit=bool(options.db or settings().database_url))
+    _check_budget()
 
     import panel as pn
     from panel.io.server import get_server
 
     from .access import configure_access_log, log_request
+    from .ogc import ROUTES as OGC_ROUTES
     from .routes import ROUTES
 
     logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,7 +233,7 @@ def serve(options: ServeOptions) -> None:
         oauth_encryption_key=options.oauth_encryption_key,
         cookie_secret=options.cookie_secret,
         num_procs=options.num_procs,
-        extra_patterns=list(ROUTES),
+        extra_patterns=[*ROUTES, *OGC_ROUTES],
         server_id=server_id,
         http_server_kwargs={"max_header_size": frontdoor.READ_LIMIT},
         warm=options.warm and options.num_procs == 1,
@@ -230,7 +243,7 @@ def serve(options: ServeOptions) -> None:
     frontdoor.install(server._http)  # 414/431 instead of dropped connections; a static notice while the store is down
     host = options.address or "localhost"
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats)", file=sys.stderr, flush=True)
+    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats /ogc)", file=sys.stderr, flush=True)
 
     def stop(*_: Any) -> None:
         server.io_loop.add_callback_from_signal(server.io_loop.stop)

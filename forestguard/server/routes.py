@@ -14,23 +14,25 @@ import logging
 import uuid
 from typing import Any
 
-import click
 from bokeh.server.views.auth_request_handler import AuthRequestHandler
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler
+from tornado.web import RequestHandler, stream_request_body
 
+from .. import filters
+from ..config import settings
 from ..errors import UserError
 from ..schema import GROUP_KEYS
-from ..stats import statistics
+from ..stores.base import check_group_keys
 from . import metrics, runtime
 from .access import auth_enabled
+from .responses import send_encoded, stats_answer
 
 log = logging.getLogger("forestguard.server")
 
-#: /api/stats query parameters, as ``forestguard stats`` names its options.
-STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence")
-NUL = "\x00"
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+#: /api/stats query parameters, as ``forestguard stats`` names its options (``area``: a saved area's name).
+STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence", "area")
+#: Members of a POST body besides the parameters: the area as GeoJSON (or a saved name), and whether to repair it.
+BODY_MEMBERS = ("area", "repair")
 
 
 class JSONHandler(RequestHandler):
@@ -99,107 +101,161 @@ class MetricsHandler(JSONHandler, AuthRequestHandler):
         self.finish(body)
 
 
+@stream_request_body
 class StatsHandler(JSONHandler, AuthRequestHandler):
     """``/api/stats``: the statistics JSON of ``forestguard stats --format json``, through the cache.
 
+    ``GET ?area=NAME`` clips to a saved area; ``POST`` takes a JSON object with the same
+    parameters and an ``area`` (a GeoJSON geometry, Feature or FeatureCollection, or a saved
+    area's name). The body is streamed in and refused with 413 as soon as it passes
+    ``FORESTGUARD_API_MAX_BODY_MB`` (before reading it when Content-Length says so); an area
+    that is not usable (not polygonal, invalid, too many vertices, too large) is a 400.
     Behind the dashboard's login when authentication is on (401 JSON rather
     than a redirect: API clients do not follow login pages).
     """
 
+    _body: bytearray
+    _too_large = False
+
     async def prepare(self) -> None:
         JSONHandler.prepare(self)
+        self._body = bytearray()
         await AuthRequestHandler.prepare(self)
         if auth_enabled(self) and not self.current_user:
             self.write_json(401, {"error": "authentication required", "request_id": self.request_id})
+            return
+        limit = settings().api_max_body_bytes
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            self._refuse_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large or self._finished:
+            return
+        if len(self._body) + len(chunk) > settings().api_max_body_bytes:
+            self._too_large, self._body = True, bytearray()
+            return
+        self._body.extend(chunk)
+
+    def _refuse_size(self, limit: int) -> None:
+        self._too_large = True
+        self.write_json(413, {"error": f"the request body is over {limit >> 20} MB (FORESTGUARD_API_MAX_BODY_MB)", "request_id": self.request_id})
+
+    def _fail(self, status: int, message: str) -> None:
+        self.write_json(status, {"error": message, "request_id": self.request_id})
 
     async def get(self) -> None:
         try:
-            where, by = stats_query({k: [v.decode("utf-8", "replace") for v in vs] for k, vs in self.request.arguments.items()})
+            arguments = {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in self.request.arguments.items()}
+            where, by = stats_query(arguments)
+            names = arguments.get("area", [])
+            if len(names) > 1:
+                raise ValueError(f"area is given {len(names)} times; give it once")
         except ValueError as exc:
-            self.write_json(400, {"error": str(exc), "request_id": self.request_id})
+            self._fail(400, str(exc))
             return
+        await self._answer(where, by, names[0] if names else None, None, False)
 
-        def compute() -> str:
-            from ..cache import default_cache
+    async def post(self) -> None:
+        if self._finished:
+            return
+        if self._too_large:
+            self._refuse_size(settings().api_max_body_bytes)
+            return
+        try:
+            document = json.loads(bytes(self._body).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._fail(400, f"the request body is not JSON: {exc}")
+            return
+        try:
+            if not isinstance(document, dict):
+                raise ValueError("the request body must be a JSON object: {\"area\": <GeoJSON>, \"from\": 2021, …}")
+            area = document.get("area")
+            repair = document.get("repair", False)
+            if not isinstance(repair, bool):
+                raise ValueError("repair must be true or false")
+            where, by = stats_query(_as_arguments({k: v for k, v in document.items() if k not in BODY_MEMBERS}))
+            if area is None:
+                raise ValueError("the body has no area: give a GeoJSON geometry, Feature or FeatureCollection (or a saved area's name)")
+        except ValueError as exc:
+            self._fail(400, str(exc))
+            return
+        await self._answer(where, by, area if isinstance(area, str) else None, None if isinstance(area, str) else area, repair)
 
-            return statistics(runtime.shared_store(), where, by, cache=default_cache()).to_json()
+    async def _answer(self, where, by, name: str | None, geojson: Any, repair: bool) -> None:
+        from ..areas import AreaRefused, area_from_geojson
+
+        def compute():
+            store = runtime.shared_store()
+            chosen = where
+            if name is not None:
+                chosen = where.with_(area=store.saved_area(name))
+            elif geojson is not None:
+                chosen = where.with_(area=area_from_geojson(geojson, name="posted area", label="area", repair=repair))
+            return stats_answer(chosen, by)  # the encoded answer, kept per data version
 
         try:
-            body = await IOLoop.current().run_in_executor(None, compute)
+            answer = await IOLoop.current().run_in_executor(None, compute)
+        except AreaRefused as exc:
+            self._fail(400, str(exc))
+            return
         except UserError as exc:
+            if name is not None and str(exc).startswith("no saved area"):
+                self._fail(404, str(exc))
+                return
             runtime.reset_store()
             log.warning("/api/stats %s: %s", self.request_id, runtime.detail(exc))
-            self.write_json(503, {"error": runtime.public_reason(exc), "request_id": self.request_id})
+            self._fail(503, runtime.public_reason(exc))
             return
-        self.write_json(200, body)
+        send_encoded(self, answer, "application/json; charset=utf-8", private=auth_enabled(self))
 
+
+
+def _as_arguments(document: dict[str, Any]) -> dict[str, list[str]]:
+    """A POST body's parameters in the query string's form (lists of text), for :func:`stats_query`."""
+    out: dict[str, list[str]] = {}
+    for name, value in document.items():
+        values = value if isinstance(value, list) else [value]
+        texts = []
+        for v in values:
+            if isinstance(v, bool):
+                texts.append("true" if v else "false")
+            elif isinstance(v, (int, float, str)):
+                texts.append(str(v))
+            elif v is not None:
+                raise ValueError(f"{name} must be text, a number or a list of them")
+        out[name] = texts
+    return out
 
 
 def stats_query(arguments: dict[str, list[str]]):
-    """Query parameters → (ZoneFilter, group keys), validated exactly like the CLI's options.
+    """Query parameters → (ZoneFilter, group keys), checked by :mod:`forestguard.filters` as the CLI's options are.
 
-    Raises ValueError with a one-line message for anything the CLI would refuse.
+    Raises ValueError (:class:`~forestguard.filters.FilterError`) with a one-line message for anything the CLI would refuse.
     """
-    from ..cli.options import parse_by, zone_filter
-
-    for name, values in arguments.items():
-        if any(NUL in v for v in (name, *values)):
-            shown = "a parameter name" if NUL in name else name
-            raise ValueError(f"{shown} contains a NUL character, which no zone field can hold")
+    filters.refuse_nul(arguments)
     unknown = sorted(set(arguments) - set(STATS_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(STATS_PARAMETERS)}")
+    arguments = {k: v for k, v in arguments.items() if k != "area"}  # an area is the store's to look up
     single = {}
     for name in ("year", "from", "to", "by", "verified_only", "min_confidence"):
         values = arguments.get(name, [])
         if len(values) > 1:
             raise ValueError(f"{name} is given {len(values)} times; give it once")
         single[name] = values[0].strip() if values else None
-    try:
-        where = zone_filter(
-            countries=tuple(v for v in arguments.get("country", []) if v),
-            year=_integer(single["year"], "year"),
-            year_from=_integer(single["from"], "from"),
-            year_to=_integer(single["to"], "to"),
-            classifications=tuple(arguments.get("classification", [])),
-            sources=tuple(v for v in arguments.get("source", []) if v),
-            verified_only=_boolean(single["verified_only"]),
-            min_confidence=_confidence(single["min_confidence"]),
-        )
-        by = parse_by(single["by"]) if single["by"] is not None else GROUP_KEYS
-    except click.ClickException as exc:
-        raise ValueError(exc.format_message()) from None
+    where = filters.zone_filter(
+        countries=arguments.get("country", []),
+        year=filters.parse_integer(single["year"], "year"),
+        year_from=filters.parse_integer(single["from"], "from"),
+        year_to=filters.parse_integer(single["to"], "to"),
+        classifications=arguments.get("classification", []),
+        sources=arguments.get("source", []),
+        verified_only=filters.parse_boolean(single["verified_only"], "verified_only"),
+        min_confidence=filters.parse_confidence(single["min_confidence"], "min_confidence"),
+    )
+    by = check_group_keys(single["by"].split(",")) if single["by"] is not None else GROUP_KEYS
     return where, by
-
-
-def _integer(text: str | None, name: str) -> int | None:
-    if text is None or text == "":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {text!r}") from None
-
-
-def _boolean(text: str | None) -> bool:
-    lowered = (text or "").lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"verified_only must be true or false, not {text!r}")
-
-
-def _confidence(text: str | None) -> float | None:
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"min_confidence must be a number between 0 and 1, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_confidence must be between 0 and 1, not {value:g}")
-    return value
 
 
 #: (pattern, handler, kwargs) for Bokeh's ``extra_patterns`` and ``panel serve --plugins``.

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
 
+from ..errors import ReadOnlyStore, UserError
 from ..loads import FileLoad, LoadRecord
 from ..schema import GROUP_KEYS, Classification
+
+if TYPE_CHECKING:  # areas and alerts build on the stores; the stores only name their types
+    from ..alerts.records import Delivery, Watch
+    from ..areas import Area
 
 #: Columns of :meth:`ZoneStore.aggregate`: the group keys chosen, then these.
 AGGREGATE_COLUMNS = ("zones", "area_ha", "confidence_sum", "confidence_n", "verified_zones")
@@ -34,6 +40,8 @@ class ZoneFilter:
     verified_only: bool = False
     min_confidence: float | None = None
     bbox: tuple[float, float, float, float] | None = None  # lon/lat: xmin, ymin, xmax, ymax
+    #: Only zones intersecting this area, their hectares counted inside it (see :mod:`forestguard.areas`).
+    area: "Area | None" = None
 
     def with_(self, **changes: Any) -> "ZoneFilter":
         return replace(self, **changes)
@@ -54,6 +62,8 @@ class ZoneFilter:
         countries, classifications, sources = both(self.countries, other.countries), both(self.classifications, other.classifications), both(self.sources, other.sources)
         if countries is None or classifications is None or sources is None:
             return None
+        if self.area is not None and other.area is not None and self.area != other.area:
+            return None  # two areas: zones meeting both is no single area's selection
         bbox = self.bbox or other.bbox
         if self.bbox and other.bbox:
             bbox = (max(self.bbox[0], other.bbox[0]), max(self.bbox[1], other.bbox[1]), min(self.bbox[2], other.bbox[2]), min(self.bbox[3], other.bbox[3]))
@@ -72,6 +82,7 @@ class ZoneFilter:
             verified_only=self.verified_only or other.verified_only,
             min_confidence=bound(self.min_confidence, other.min_confidence, max),
             bbox=bbox,
+            area=self.area or other.area,
         )
 
     def key(self) -> str:
@@ -85,6 +96,8 @@ class ZoneFilter:
             "" if self.min_confidence is None else f"c{self.min_confidence:g}",
             "" if self.bbox is None else "b" + ",".join(f"{v:.6f}" for v in self.bbox),
         ]
+        if self.area is not None:  # the polygon itself, not its name: a renamed area keeps its entries
+            parts.append("a" + self.area.digest)
         return "|".join(parts)
 
 
@@ -105,6 +118,8 @@ class ZoneStore(abc.ABC):
     #: Engines that draw map aggregates themselves (the Dask engine: ``map_extent``, ``map_aggregate``) say so;
     #: the maps of the others are drawn from an in-memory layer (:mod:`forestguard.render`).
     draws_maps: ClassVar[bool] = False
+    #: Alert deliveries the last insert of this handle recorded in the outbox (watched areas it met).
+    last_alerts: int = 0
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -123,8 +138,11 @@ class ZoneStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
-        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id."""
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id.
+
+        ``limit``/``offset`` give one page of that order (feature services page through it).
+        """
 
     def zones(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> gpd.GeoDataFrame:
         table = self.zones_arrow(where, columns, limit)
@@ -142,6 +160,10 @@ class ZoneStore(abc.ABC):
     @abc.abstractmethod
     def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
         """``id`` and ``geometry`` (WKB) of the zones ``ids`` (those that exist), looked up by primary key."""
+
+    @abc.abstractmethod
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """The zones ``ids`` (those that exist) with ``columns`` (all by default), by primary key, sorted by id."""
 
     @abc.abstractmethod
     def count(self, where: ZoneFilter = ZoneFilter()) -> int: ...
@@ -184,6 +206,76 @@ class ZoneStore(abc.ABC):
         if not frames:
             return 0
         return self.insert(gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326), files=files, again=again)
+
+    def _area_candidates(
+        self, where: ZoneFilter, box: tuple[float, float, float, float], columns: Sequence[str], batch_rows: int
+    ) -> Iterator[pa.Table]:
+        """Zones ``where`` selects (its area aside) that may meet the lon/lat ``box``, through the engine's spatial index.
+
+        A superset: :mod:`forestguard.stores.inside` tests each exactly, the same way for every engine.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot select zones by area")
+
+    # -- saved areas (forestguard area add/list/show/remove) -------------------------------------
+    def saved_areas(self) -> list["Area"]:
+        """Every saved area, by name."""
+        return []
+
+    def saved_area_names(self) -> list[str]:
+        """The saved areas' names only (a dashboard's list: no geometry read)."""
+        return [a.name for a in self.saved_areas()]
+
+    def saved_area(self, name: str) -> "Area":
+        """The saved area ``name``; a name that is not saved is the user's error, listing those that are."""
+        found = self._saved_area(name)
+        if found is None:
+            known = [a.name for a in self.saved_areas()]
+            listing = ", ".join(repr(n) for n in known[:20]) + (f", … ({len(known)} in all)" if len(known) > 20 else "")
+            raise UserError(f"no saved area {name!r} in {self._label()} ({'saved: ' + listing if known else 'none is saved'}; see 'forestguard area list')")
+        return found
+
+    def _saved_area(self, name: str) -> "Area | None":
+        return None
+
+    def save_area(self, area: "Area", *, replace: bool = False) -> "Area":
+        """Store ``area`` under its name (refused if the name is taken, unless ``replace``); returns it as saved."""
+        raise ReadOnlyStore(f"{self._label()} cannot save areas (read-only)")
+
+    def remove_area(self, name: str) -> None:
+        """Remove a saved area (refused while it is watched)."""
+        raise ReadOnlyStore(f"{self._label()} cannot remove areas (read-only)")
+
+    # -- watches and the outbox of alert deliveries (forestguard area watch, alerts) ---------------
+    def watches(self) -> list["Watch"]:
+        return []
+
+    def watch_area(self, watch: "Watch") -> None:
+        """Watch a saved area: each ingest that commits zones meeting it records a delivery to the webhook."""
+        raise ReadOnlyStore(f"{self._label()} cannot watch areas (read-only)")
+
+    def unwatch_area(self, name: str) -> None:
+        raise ReadOnlyStore(f"{self._label()} cannot watch areas (read-only)")
+
+    def deliveries(self, status: str | None = None, limit: int = 100) -> list["Delivery"]:
+        """Alert deliveries, newest first (``status``: pending, delivered or failed)."""
+        return []
+
+    def claim_deliveries(self, now: datetime, *, lease_s: float, limit: int, waiting_too: bool = False) -> list["Delivery"]:
+        """Pending deliveries due at ``now`` (all pending ones with ``waiting_too``), leased for ``lease_s``.
+
+        The lease moves their next attempt past the sending, so a concurrent deliverer skips them
+        and one that dies leaves them to be retried when the lease ends (at-least-once).
+        """
+        return []
+
+    def record_attempt(self, delivery_id: str, *, now: datetime, delivered: bool, error: str | None, next_attempt_at: datetime | None) -> None:
+        """The outcome of one attempt: delivered, retried at ``next_attempt_at``, or failed for good (None)."""
+        raise ReadOnlyStore(f"{self._label()} cannot record deliveries (read-only)")
+
+    def _label(self) -> str:
+        from ..config import redact
+
+        return redact(self.url)
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing
@@ -241,6 +333,8 @@ def filter_sql(where: ZoneFilter, placeholder: str = "?", bbox_sql: str | None =
     ``bbox_sql`` is the engine's bounding-box test with four placeholders
     (xmin, ymin, xmax, ymax); without it a bbox filter is an error.
     """
+    if where.area is not None:
+        raise ValueError("an area is not a SQL filter: the store selects by area through forestguard.stores.inside")
     terms: list[str] = []
     params: list[Any] = []
 

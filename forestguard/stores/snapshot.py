@@ -33,7 +33,9 @@ from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
+from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
+from .duckdb_areas import AREAS_DDL
 
 
 #: Files this process has hashed and found as their manifest says: (path, size, mtime, inode) → sha256.
@@ -72,7 +74,7 @@ def local_files(folder: storage.Folder, manifest: snapshots.Manifest, files: Seq
     ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and checked the same way: a corrupt
     object is an error, a damaged cached copy is fetched again.
     """
-    wanted = manifest.files if files is None else files
+    wanted = manifest.all_files if files is None else files
     for entry in wanted:
         local_file(folder, manifest, entry)
     if not isinstance(folder, storage.LocalFolder):
@@ -127,6 +129,8 @@ class SnapshotStore(DuckDBStore):
     #: Box test on the GeoParquet covering column: answered from row-group statistics and plain
     #: doubles (written from the same ST_XMin… values), without decoding WKB or the spatial extension.
     bbox_sql = "(bbox.xmax >= ? AND bbox.ymax >= ? AND bbox.xmin <= ? AND bbox.ymin <= ?)"
+    #: An area's candidates: the same covering-column test (a superset the exact test then narrows).
+    area_candidates_sql = area_scan_sql = bbox_sql
 
     def __init__(self, url: str, *, manifest: snapshots.Manifest | None = None, files: Sequence[snapshots.SnapshotFile] | None = None) -> None:
         """Open the snapshot ``url`` names; with its ``manifest`` already read, ``url`` is its folder and
@@ -144,6 +148,29 @@ class SnapshotStore(DuckDBStore):
         files_sql = ", ".join(_sql_string(str(self.path / f.path)) for f in self.files)
         # A view, not a copy: each query scans only the columns and row groups it needs.
         self._con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM read_parquet([{files_sql}], hive_partitioning = false)")
+        # The saved areas it carries (small: copied into memory), and no watches or alerts: those are the live store's.
+        # A Dask task's store (some partitions) has none: the client resolves an area before the tasks go out.
+        self._con.execute(AREAS_DDL)
+        if self.manifest.areas is not None and files is None:
+            self._con.execute(
+                "INSERT INTO forestguard_areas SELECT name, ST_GeomFromWKB(geometry), sha256, source_file, added_at::TIMESTAMP "
+                f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
+            )
+
+        self._summary_ok = False
+
+    def _summary_ready(self) -> bool:
+        """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""
+        if not self._summary_ok:
+            with self._lock:
+                if not self._summary_ok:
+                    for table in SUMMARIES:
+                        self._con.execute(f"CREATE TABLE {table} AS {summary_rows_sql(TABLE, table)}")
+                    self._summary_ok = True
+        return True
+
+    def _load_spatial(self) -> None:
+        """Nothing to load: the covering column answers boxes without the extension."""
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
         return filter_sql(where, bbox_sql=self.bbox_sql)

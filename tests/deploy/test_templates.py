@@ -689,7 +689,7 @@ def test_scheduled_pipelines_run_the_report_pipelines_on_fargate():
     (container,) = pipeline.resource("TaskDefinition")["ContainerDefinitions"]
     assert container["Command"] == ["forestguard", "pipeline", "run", "pipelines/yearly_reports.yaml"]
     rules = pipeline.resources("AWS::Events::Rule")
-    assert len(rules) == 2
+    assert len(rules) == 3
     commands = []
     for rule in rules.values():
         assert rule["ScheduleExpression"].startswith(("cron(", "rate("))
@@ -699,6 +699,8 @@ def test_scheduled_pipelines_run_the_report_pipelines_on_fargate():
         assert refers_to(target["RoleArn"], "EventsRole")
         overrides = json.loads(target["Input"])["containerOverrides"] if "Input" in target else []
         commands.append(overrides[0]["command"] if overrides else container["Command"])
+    assert ["forestguard", "alerts", "deliver"] in commands  # alert deliveries retried on a schedule
+    commands = [c for c in commands if c[:2] == ["forestguard", "pipeline"]]
     assert sorted(c[-1] for c in commands) == ["pipelines/annual_overview.yaml", "pipelines/yearly_reports.yaml"]
     for command in commands:
         relative = command[-1]

@@ -174,3 +174,24 @@ def test_readyz_follows_postgis_stop_and_start(tmp_path, demo_small, own_postgis
         assert served.process.poll() is None and served.json("/api/stats?by=")[0] == 200
     finally:
         stop_server(served)
+
+
+def test_a_store_over_the_memory_budget_is_refused_at_start_in_one_line(tmp_path, demo_small):
+    """20,000 zones against FORESTGUARD_MEMORY_MB=1 (map rows for ~14,000): refused with the reason, not served into an OOM kill."""
+    import subprocess
+    import sys
+
+    from forestguard import stores
+    from forestguard.render.layer import LAYER_SHARE, ROW_BYTES
+
+    from .conftest import ROOT
+
+    db = str(tmp_path / "big.duckdb")
+    with stores.open(db, create=True) as store:
+        store.insert_batches([demo_small] * 10, rows=10 * len(demo_small))
+    assert 2**20 * LAYER_SHARE / ROW_BYTES < 20_000
+    done = subprocess.run([sys.executable, "-m", "forestguard", "serve", "--db", db, "--port", "0"],
+                          cwd=ROOT, env=server_env(tmp_path, FORESTGUARD_MEMORY_MB="1"), capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "20,000 zones need" in lines[0] and "FORESTGUARD_MEMORY_MB=1" in lines[0]

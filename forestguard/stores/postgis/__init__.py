@@ -20,8 +20,19 @@ from ...config import redact
 from ...errors import ReadOnlyStore, StoreNotFound, UserError
 from ...loads import FileLoad, LoadRecord
 from ...schema import TABLE
-from ..base import AGGREGATE_COLUMNS, aggregate_sql, SQLFilter, ZoneFilter, ZoneStore, check_group_keys, filter_sql
+from .. import inside
+from ..base import (
+    AGGREGATE_COLUMNS,
+    SQLFilter,
+    ZoneFilter,
+    ZoneStore,
+    aggregate_sql,
+    check_group_keys,
+    filter_sql,
+)
+from ..summary import SUMMARY_THRESHOLDS_TABLE, summary_aggregate_sql, summary_for, summary_frame, threshold_of
 from .admin import init
+from .areas import PostGISAreas, watch_check, write_outbox
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches, loads_of
 from .migrations import META_TABLE, has_zone_table, state
@@ -42,6 +53,10 @@ _BBOX_SQL = (
 )
 
 
+_SUMMARY_IN_STEP = (f"SELECT coalesce((SELECT value FROM {META_TABLE} WHERE key = 'summary_version') = "
+                    f"(SELECT value FROM {META_TABLE} WHERE key = 'data_version'), false)")
+
+
 def where_sql(where: ZoneFilter) -> SQLFilter:
     """The engine-neutral filter with PostGIS's bounding-box test."""
     compiled = filter_sql(where.with_(bbox=None), placeholder="%s")
@@ -51,12 +66,24 @@ def where_sql(where: ZoneFilter) -> SQLFilter:
     return compiled
 
 
+def _columns(columns: Sequence[str] | None) -> list[str]:
+    wanted = list(columns) if columns else list(ZONE_FIELDS)
+    unknown = [c for c in wanted if c not in ARROW_TYPES]
+    if unknown:
+        raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+    return wanted
+
+
 def _sortable(column: str) -> str:
     # Byte order, as DuckDB sorts, whatever the database's locale.
     return f'{column} COLLATE "C"' if column in ("country", "classification") else column
 
 
-class PostGISStore(ZoneStore):
+#: An area's candidates: the GiST index answers && with the area's box (float boxes, rounded outwards).
+_AREA_CANDIDATES_SQL = "geometry && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+
+
+class PostGISStore(PostGISAreas, ZoneStore):
     """Zones in PostgreSQL + PostGIS (``postgresql://…``; every libpq URL option honoured)."""
 
     engine = "postgis"
@@ -105,24 +132,46 @@ class PostGISStore(ZoneStore):
         return int(row[0])
 
     def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        if where.area is not None:
+            return inside.count(self, where)
         compiled = where_sql(where)
         query = f"SELECT count(*) FROM {TABLE} WHERE {compiled.clause}"
         return int(self._reads.run(lambda con: con.execute(query, compiled.params).fetchone()[0]))
 
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
+        if where.area is not None:
+            return inside.aggregate(self, where, keys)
         compiled = where_sql(where)
-        query = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
-        rows = self._reads.run(lambda con: con.execute(query, compiled.params).fetchall())
-        return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
+        # The summaries (migration 0005) answer every filter but a bounding box from a few rows per
+        # combination, while they are in step with the zones (another writer's insert can leave them behind).
+        summary, summary_params = summary_for(where), compiled.params
+        threshold = threshold_of(where)
+        if threshold is not None:  # the dashboard's slider: one threshold's rows of the thresholds summary
+            other = where_sql(where.with_(min_confidence=None))
+            summary, summary_params = SUMMARY_THRESHOLDS_TABLE, [*other.params, threshold]
+            by_summary = summary_aggregate_sql(summary, keys, f"({other.clause}) AND threshold = %s", _sortable)
+        else:
+            by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
+        by_zones = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
-        wanted = list(columns) if columns else list(ZONE_FIELDS)
-        unknown = [c for c in wanted if c not in ARROW_TYPES]
-        if unknown:
-            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        def read(con: psycopg.Connection) -> pd.DataFrame:
+            if by_summary is not None and con.execute(_SUMMARY_IN_STEP).fetchone()[0]:
+                return summary_frame(con.execute(by_summary, summary_params).fetchall(), keys)
+            return pd.DataFrame(con.execute(by_zones, compiled.params).fetchall(), columns=[*keys, *AGGREGATE_COLUMNS])
+
+        return self._reads.run(read)
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        if where.area is not None:
+            if offset:
+                raise ValueError("zones of an area are not paged")
+            return inside.zones_arrow(self, where, columns, limit)
+        wanted = _columns(columns)
         compiled = where_sql(where)
         params = list(compiled.params)
+        if limit is None and offset:
+            limit = 2**62  # PostgreSQL's LIMIT ALL, as a parameter
         if limit is None:
             # Arrow sorts faster than the server, whose sort of whole rows spills to disk at the
             # default work_mem; sort keys not asked for ride along and are dropped after.
@@ -130,28 +179,48 @@ class PostGISStore(ZoneStore):
             order = ""
         else:
             fetched = wanted
-            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s"
-            params.append(int(limit))
+            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s OFFSET %s"
+            params.extend([int(limit), int(offset)])
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in fetched)
-        query = f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}"
-
-        def export(con: psycopg.Connection) -> pa.Table:
-            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
-                return read_csv_copy(copy, fetched)
-
-        table = self._reads.run(export)
+        table = self._export(f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}", params, fetched)
         if limit is None:
             # One chunk per column first: a take across the CSV reader's many chunks was ~12× slower.
             table = table.combine_chunks().sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
         return table
 
+    def _export(self, query: str, params: list, columns: list[str]) -> pa.Table:
+        """One query's rows through COPY … TO STDOUT (CSV parsed by Arrow)."""
+
+        def export(con: psycopg.Connection) -> pa.Table:
+            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
+                return read_csv_copy(copy, columns)
+
+        return self._reads.run(export)
+
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        wanted = _columns(columns)
+        select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
+        return self._export(f"SELECT {select} FROM {TABLE} WHERE id = ANY(%s) ORDER BY id", [[int(i) for i in ids]], wanted)
+
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """Streamed from one COPY: Arrow parses a block (~8 MB) while the server sends the next."""
-        wanted = list(columns) if columns else list(ZONE_FIELDS)
-        unknown = [c for c in wanted if c not in ARROW_TYPES]
-        if unknown:
-            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        if where.area is not None:
+            yield from inside.batches(self, where, columns, batch_rows)
+            return
+        yield from self._copy_batches(where_sql(where), columns, batch_rows)
+
+    def _area_candidates(self, where: ZoneFilter, box, columns: Sequence[str], batch_rows: int) -> Iterator[pa.Table]:
         compiled = where_sql(where)
+        compiled = SQLFilter(f"({compiled.clause}) AND {_AREA_CANDIDATES_SQL}", [*compiled.params, *(float(v) for v in box)])
+        yielded = False
+        for table in self._copy_batches(compiled, columns, batch_rows):
+            yielded = True
+            yield table
+        if not yielded:  # the schema still tells callers the columns' types
+            yield pa.schema([(c, ARROW_TYPES[c]) for c in columns]).empty_table()
+
+    def _copy_batches(self, compiled: SQLFilter, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.Table]:
+        wanted = _columns(columns)
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
         query = f"COPY (SELECT {select} FROM {TABLE} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
         pending: list[pa.RecordBatch] = []
@@ -184,17 +253,23 @@ class PostGISStore(ZoneStore):
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
         counted = _Counted(batches)
+        self.last_alerts = 0
         with connect(self.url) as con:
             require_primary(con, self.url, "an ingest")  # before a batch is read: nothing half-done
             con.rollback()  # the check's transaction; the load opens its own
             try:
-                version = load_batches(con, counted, rows, bulk_min_rows=self.bulk_min_rows, files=files, again=again)
+                with con.transaction():  # the ingest's own: the zones, their load records and their alerts commit together
+                    watched = watch_check(con)
+                    version = load_batches(con, watched.batches(counted), rows, bulk_min_rows=self.bulk_min_rows, files=files, again=again)
+                    alerts = watched.deliveries(version) if version is not None and watched else []
+                    write_outbox(con, alerts)
             except psycopg.errors.ReadOnlySqlTransaction:
                 raise read_only_refusal(self.url, "an ingest") from None
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 raise UserError(f"{redact(self.url)} refused the zones, nothing was loaded: {one_line(exc)}") from None
         if version is not None:
             self.last_write_version = version
+        self.last_alerts = len(alerts)  # committed
         return counted.rows
 
     # -- role ------------------------------------------------------------------------------
