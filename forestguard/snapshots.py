@@ -137,10 +137,10 @@ class SnapshotFile:
         """Whether the file may hold zones ``where`` selects, from the manifest alone (a partition a job can skip is never read)."""
         if self.rows == 0:
             return False
-        if where.bbox is not None and self.bbox is not None:
-            box = where.bbox
-            if self.bbox[2] < box[0] or self.bbox[3] < box[1] or self.bbox[0] > box[2] or self.bbox[1] > box[3]:
-                return False
+        if self.bbox is not None:
+            for box in (where.bbox, None if where.area is None else where.area.bbox):  # an area's zones meet its box
+                if box is not None and (self.bbox[2] < box[0] or self.bbox[3] < box[1] or self.bbox[0] > box[2] or self.bbox[1] > box[3]):
+                    return False
         if where.countries and self.countries is not None and not set(where.countries) & set(self.countries):
             return False
         if self.years is not None:

@@ -34,7 +34,7 @@ class Partition:
 
     @classmethod
     def of(cls, folder: str, manifest: snapshots.Manifest, file: snapshots.SnapshotFile) -> "Partition":
-        return cls(folder, replace(manifest, files=(file,), location=None), file)
+        return cls(folder, replace(manifest, files=(file,), areas=None, location=None), file)
 
     def open(self) -> SnapshotStore:
         return SnapshotStore(self.folder, manifest=self.manifest, files=(self.file,))
@@ -50,6 +50,13 @@ def zones(part: Partition, where: ZoneFilter, columns: Sequence[str] | None) -> 
     """The partition's zones ``where`` selects (geometry as WKB)."""
     with part.open() as store:
         return store.zones_arrow(where, columns)
+
+
+def candidates(part: Partition, where: ZoneFilter, box: tuple[float, float, float, float], columns: Sequence[str]) -> pa.Table | None:
+    """The partition's zones ``where`` selects whose covering meets the lon/lat ``box`` (an area's candidates; None: none)."""
+    with part.open() as store:
+        tables = [t for t in store._area_candidates(where, box, columns, 250_000) if len(t)]
+    return pa.concat_tables(tables) if tables else None
 
 
 def geometries(part: Partition, ids: Sequence[int]) -> pa.Table:

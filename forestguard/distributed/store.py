@@ -9,16 +9,20 @@ never read at all.
 from __future__ import annotations
 
 import contextlib
+import functools
 import zlib
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .. import snapshots, stores
+from .. import snapshots, storage, stores
+from ..areas.shape import Area
 from ..config import settings
 from ..errors import ReadOnlyStore, UserError
+from ..stores import inside
 from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
 from . import partitions
 from .cluster import LOCAL, cluster, probe, scheduler_for
@@ -149,14 +153,22 @@ class DaskSnapshotStore(ZoneStore):
 
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
+        if where.area is not None:  # the workers find candidates; the one exact test and fsum run here (see inside)
+            return inside.aggregate(self, where, keys)
         return _combine(self._run(partitions.aggregate, self.partitions(where), where, keys), keys)
 
     def count(self, where: ZoneFilter = ZoneFilter()) -> int:
+        if where.area is not None:
+            return inside.count(self, where)
         frame = self.aggregate(where, [])
         return int(frame["zones"].sum()) if len(frame) else 0
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
         """Gathered from the partitions, sorted by country, year, id (a page with ``limit``/``offset``)."""
+        if where.area is not None:
+            if offset:
+                raise ValueError("zones of an area are not paged")
+            return inside.zones_arrow(self, where, columns, limit)
         wanted = list(columns) if columns else None
         sort_keys = [k for k in ("country", "year", "id") if wanted is None or k in wanted]
         tables = self._run(partitions.zones, self.partitions(where), where, wanted)
@@ -170,8 +182,46 @@ class DaskSnapshotStore(ZoneStore):
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """One partition's zones at a time (bounded memory here: a partition, not the selection)."""
+        if where.area is not None:
+            yield from inside.batches(self, where, columns, batch_rows)
+            return
         for part in self.partitions(where):
             yield from self._run(partitions.zones, [part], where, list(columns) if columns else None)
+
+    def _area_candidates(self, where: ZoneFilter, box: tuple[float, float, float, float], columns: Sequence[str],
+                         batch_rows: int) -> Iterator[pa.Table]:
+        """An area's candidate zones, read by the workers from the partitions that meet ``box``; one partition's here at a time."""
+        near = where.narrowed(ZoneFilter(bbox=tuple(box)))  # type: ignore[arg-type]
+        parts = self.partitions(near) if near is not None else []
+        futures = self._submit(partitions.candidates, parts, where, tuple(box), list(columns)) if parts else []
+        try:
+            for future in futures:
+                table = future.result()
+                future.release()
+                if table is not None:
+                    yield table
+        finally:
+            for future in futures:
+                future.release()
+
+    # -- saved areas: the file the snapshot carries (read here: it is small) ---------------------------
+    def saved_areas(self) -> list[Area]:
+        return [self._areas[name] for name in sorted(self._areas)]
+
+    def _saved_area(self, name: str) -> Area | None:
+        return self._areas.get(name)
+
+    @functools.cached_property
+    def _areas(self) -> dict[str, Area]:
+        """The manifest's areas file, fetched and checked as a partition is."""
+        from ..stores.snapshot import local_file
+
+        entry = self.manifest.areas
+        if entry is None:
+            return {}
+        table = pq.read_table(local_file(storage.at(self.folder), self.manifest, entry))
+        return {row["name"]: Area(name=row["name"], wkb=bytes(row["geometry"]), sha256=row["sha256"], source=row["source_file"] or "",
+                                  added_at=row["added_at"]) for row in table.to_pylist()}
 
     def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
         wanted = sorted({int(i) for i in ids})

@@ -28,10 +28,13 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow as pa
+
 from .. import snapshots, storage
 from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
+from . import inside
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
 from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
@@ -179,7 +182,16 @@ class SnapshotStore(DuckDBStore):
         return "snapshot"
 
     def extent(self, where: ZoneFilter = ZoneFilter()) -> tuple[float, float, float, float] | None:
-        """Lon/lat extent of the zones ``where`` selects, from the bbox covering (no WKB decoded); None when there are none."""
+        """Lon/lat extent of the zones ``where`` selects, from the bbox covering (no WKB decoded but an area's candidates'); None when there are none."""
+        if where.area is not None:
+            import pyarrow.compute as pc
+
+            boxes = [t.column("bbox").combine_chunks() for t in inside.batches(self, where, ["bbox"]) if len(t)]
+            if not boxes:
+                return None
+            box = pa.concat_arrays(boxes)
+            return (pc.min(box.field("xmin")).as_py(), pc.min(box.field("ymin")).as_py(),
+                    pc.max(box.field("xmax")).as_py(), pc.max(box.field("ymax")).as_py())
         sql = self._filter(where)
         query = f"SELECT min(bbox.xmin), min(bbox.ymin), max(bbox.xmax), max(bbox.ymax) FROM {TABLE} WHERE {sql.clause}"
         row = self._cursor().execute(query, sql.params).fetchone()

@@ -84,6 +84,38 @@ def test_statistics_and_maps_equal_the_embedded_engine(demo_duckdb: str, s3, das
     assert dask_s3_cluster.cached_files() >= {f.path for f in manifest.files}
 
 
+def test_an_area_on_the_cluster_equals_the_embedded_engine(demo_duckdb: str, s3, dask_s3_cluster, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A saved area the snapshot carries: candidates found by the workers, the exact test and sums made once in the client."""
+    import json
+
+    import shapely
+
+    from forestguard.areas import Area
+
+    monkeypatch.setenv("FORESTGUARD_DATA_DIR", str(tmp_path / "client-data"))
+    cut = shapely.Polygon([(-70, -15), (-45, -15), (-45, 0), (-55, -8), (-70, 0), (-70, -15)])  # concave: cuts zones
+    with stores.open(demo_duckdb) as store:
+        store.save_area(Area.of("Cut <area>", cut))
+        manifest = snapshots.create(store, s3.url("area"), partition_rows=250)
+    assert manifest.areas is not None
+    db = f"snapshot:{manifest.location}"
+    with open_store(db, dask_s3_cluster.address) as dask_store, stores.open(db) as embedded:
+        saved = dask_store.saved_area("Cut <area>")
+        assert saved == embedded.saved_area("Cut <area>") and dask_store.saved_area_names() == ["Cut <area>"]
+        where = ZoneFilter(area=saved)
+        assert 0 < len(dask_store.partitions(where)) < len(manifest.files)  # partitions away from the area are not read
+        for by in GROUPINGS:
+            assert statistics(dask_store, where, by).rows == statistics(embedded, where, by).rows, by
+        assert dask_store.count(where) == embedded.count(where) > 0
+        assert dask_store.zones_arrow(where, ["id", "year"]).equals(embedded.zones_arrow(where, ["id", "year"]))
+        _same_map(store_map(embedded, where, 300, 200), store_map(dask_store, where, 300, 200))
+    outputs = {}
+    for engine, extra in (("embedded", []), ("dask", ["--dask", dask_s3_cluster.address])):
+        main(["stats", "--db", db, "--area", "Cut <area>", "--by", "year", "--format", "json", *extra])
+        outputs[engine] = json.loads(capsys.readouterr().out)
+    assert outputs["dask"]["rows"] == outputs["embedded"]["rows"] and outputs["dask"]["area"] == outputs["embedded"]["area"]
+
+
 def test_a_view_reads_only_the_partitions_it_meets(demo_duckdb: str, s3, dask_s3_cluster, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FORESTGUARD_DATA_DIR", str(tmp_path / "client-data"))
     manifest = _snapshot(demo_duckdb, s3, 250, "pruning")
