@@ -270,7 +270,9 @@ def main() -> None:
         if "error" in result:
             print(f"{name:<9} failed: {result['error']}")
             continue
-        workers = f", workers' peak {result['worker_peak_mb']:,.0f} MB each" if "worker_peak_mb" in result else ""
+        # rss: the largest process of the path's tree (wait4 counts its workers); the client's own and the workers' beside it.
+        workers = (f" (client {result['peak_mb']:,.0f} MB, largest worker {result['worker_peak_mb']:,.0f} MB)"
+                   if "worker_peak_mb" in result else "")
         print(f"{name:<9} stats {result['stats_cold_s']:7.2f} s cold {result['stats_warm_s']:7.2f} s warm | full-extent map "
               f"{result['map_cold_s']:7.2f} s cold {result['map_warm_s']:7.2f} s warm | process {wall:6.1f} s, peak {rss:,.0f} MB{workers}")
         print(f"          {result['rows']} groups, {result['area_total']:,.2f} ha; map sums {result['map_total']:,.2f}")
