@@ -161,9 +161,14 @@ class SnapshotStore(DuckDBStore):
             )
 
         self._summary_ok = False
+        # A Dask task's store answers one query and goes: making the summaries would cost two passes
+        # over its partition for a query that one pass answers (0.68 s against 0.17 s for 1M zones).
+        self._summaries = files is None
 
     def _summary_ready(self) -> bool:
         """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""
+        if not self._summaries:
+            return False
         if not self._summary_ok:
             with self._lock:
                 if not self._summary_ok:
