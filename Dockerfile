@@ -5,7 +5,7 @@ FROM python:3.11-slim-bookworm
 
 # Which pyproject extras the image carries: the dashboard server and the report pipelines.
 # tests/deploy/test_image_env.py reads this line to build the same environment.
-ARG FORESTGUARD_EXTRAS=dashboard,reports
+ARG FORESTGUARD_EXTRAS=dashboard,reports,scale
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -27,6 +27,7 @@ VARIABLES: dict[str, str] = {
     "FORESTGUARD_LOG_LEVEL": "Logging level (default INFO).",
     "FORESTGUARD_DEBUG": "1 (or true/yes/on): a command's internal error prints its traceback instead of one line.",
     "FORESTGUARD_TILE_URL": "Optional XYZ tile URL for dashboard basemaps; unset means no tiles are fetched.",
+    "FORESTGUARD_DASK": "Dask scheduler for snapshot statistics, maps and reports (stats, map, report run, pipeline run): 'local' starts a LocalCluster, tcp://host:8786 uses a running cluster; --dask overrides it. Unset: the embedded engine.",
     "FORESTGUARD_MEMORY_MB": "Memory budget of one process in MB (default 1536, for a 2 GB task): sizes the in-memory map layer, caches and DuckDB's memory limit.",
     "FORESTGUARD_AREA_MAX_HA": "Largest area (geodesic hectares) statistics, saved areas and watches accept (default 100000000, 100 Mha).",
     "FORESTGUARD_AREA_MAX_VERTICES": "Most vertices an area (or one plot) may have (default 100000).",
@@ -65,6 +66,7 @@ class Settings:
     debug: bool
     tile_url: str | None
     memory_mb: int = DEFAULT_MEMORY_MB
+    dask: str | None = None
     area_max_ha: float = DEFAULT_AREA_MAX_HA
     area_max_vertices: int = DEFAULT_AREA_MAX_VERTICES
     api_max_body_bytes: int = DEFAULT_API_MAX_BODY_MB << 20
@@ -121,6 +123,7 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         debug=debug(env),
         tile_url=_get(env, "FORESTGUARD_TILE_URL"),
         memory_mb=_positive_int(env, "FORESTGUARD_MEMORY_MB", DEFAULT_MEMORY_MB),
+        dask=_get(env, "FORESTGUARD_DASK"),
         area_max_ha=float(_positive_int(env, "FORESTGUARD_AREA_MAX_HA", int(DEFAULT_AREA_MAX_HA), "hectares")),
         area_max_vertices=_positive_int(env, "FORESTGUARD_AREA_MAX_VERTICES", DEFAULT_AREA_MAX_VERTICES, "vertices"),
         api_max_body_bytes=_positive_int(env, "FORESTGUARD_API_MAX_BODY_MB", DEFAULT_API_MAX_BODY_MB) << 20,

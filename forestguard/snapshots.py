@@ -11,14 +11,22 @@ last.
 
 Layout decisions:
 
-- **No partitioning by year.** Statistics read every year anyway, and with rows
-  sorted by country then year the row-group min/max statistics already prune
-  country and year filters; hive partitions would take ``year`` out of the files
-  (each part would no longer be a self-contained GeoParquet file) and multiply
-  small objects on S3. Files are cut at ~1M rows (between countries) instead, so
-  large stores give several parts that upload and scan in parallel.
+- **Spatial partitions** (the unit of scale-out: one Dask task reads one file). Zones are
+  ordered along a Hilbert curve through their bounding-box centres (DuckDB spatial's
+  ``ST_Hilbert`` over the whole lon/lat world) and cut into files of about
+  ``partition_rows`` zones (default :data:`PARTITION_ROWS`), so each file covers a compact
+  region; the manifest lists every file's bbox and rows, and a view or bbox filter skips
+  the files whose bbox misses it without opening them. The sort is DuckDB's out-of-core
+  ORDER BY over a local spill file: memory stays bounded however large the store.
+- **Inside a file, rows are sorted by country, year, then Hilbert key**: row-group
+  min/max statistics still prune country and year filters (as the single-sorted layout
+  did), and each row group is a stretch of one country-year's curve, so its ``bbox``
+  statistics are tight too. No hive partitions by year: statistics read every year, and
+  each file stays a self-contained GeoParquet file.
 - **Row groups of 122,880 rows**, DuckDB's own unit of parallel scanning: a few
   MB each, small enough for filters to skip most of them.
+- Snapshots written before partitioning (one sort by country, year, id; no per-file bbox)
+  are read the same way; only file-level pruning needs the per-file bbox.
 - ``area_ha`` DECIMAL(10,2) and ``confidence`` DECIMAL(3,2), stored as Parquet
   integers: sums stay exact and equal the source store's to the cent.
 - A ``bbox`` struct column (xmin, ymin, xmax, ymax; float64, exact) declared as
@@ -44,6 +52,7 @@ import pyarrow.parquet as pq
 
 from . import storage
 from .config import redact
+from .errors import UserError
 from .schema import SCHEMA_VERSION
 from .stores.base import ZoneFilter, ZoneStore
 from .stores.snapshot_format import (
@@ -51,7 +60,9 @@ from .stores.snapshot_format import (
     AREAS_SCHEMA,
     FILE_METADATA_KEY,
     FORMAT,
+    LEGACY_SORTED_BY,
     MANIFEST,
+    PARTITIONING,
     ROW_GROUP_ROWS,
     SCHEMA,
     SORTED_BY,
@@ -65,28 +76,36 @@ from .stores.snapshot_format import (
 )
 
 __all__ = [
-    "AREAS_FILE", "AREAS_SCHEMA", "FILE_METADATA_KEY", "FORMAT", "MANIFEST", "ROW_GROUP_ROWS", "SCHEMA", "SORTED_BY",
+    "AREAS_FILE", "AREAS_SCHEMA", "FILE_METADATA_KEY", "FORMAT", "LEGACY_SORTED_BY", "MANIFEST", "PARTITIONING", "ROW_GROUP_ROWS", "SCHEMA", "SORTED_BY",
     "Manifest", "SnapshotCorrupt", "SnapshotFile", "default_location", "locate", "mismatch", "read_manifest",
-    "create", "list_snapshots", "open_snapshot", "verify",
+    "BATCH_ROWS", "PARTITION_ROWS", "create", "list_snapshots", "open_snapshot", "verify",
 ]
 
-FILE_ROWS = 1_000_000
-#: Zones read and prepared at a time: bounded memory; files are still cut at FILE_ROWS.
+#: Zones per partition file unless told (``snapshot create --partition-rows``): ~100 MB of
+#: GeoParquet, a Dask task of a second or two, few enough objects on S3.
+PARTITION_ROWS = 1_000_000
+#: Zones read and prepared at a time (whole countries, or a large country's years): bounded memory.
 BATCH_ROWS = 250_000
+#: The extent the Hilbert key is taken over (lon/lat): the whole world, so keys compare across snapshots.
+_HILBERT_BOUNDS = "{'min_x': -180.0, 'min_y': -90.0, 'max_x': 180.0, 'max_y': 90.0}::BOX_2D"
 #: Local staging folders are named so; left behind by a killed create, they go after a day.
 STAGING_PREFIX = ".tmp-snapshot-"
 STALE_STAGING_S = 24 * 3600.0
 SOURCE_COLUMNS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
 
+#: Rows as prepared for partitioning: the file schema, the Hilbert key and each geometry's type.
+_PREPARED_SCHEMA = SCHEMA.append(pa.field("hilbert", pa.uint32())).append(pa.field("geometry_type", pa.string()))
+
 # One pass in DuckDB over each batch: exact DECIMAL casts and the covering (in parallel). The
 # WKB itself is not sent back through DuckDB: it is passed from the store's Arrow table as is.
-_PREPARE_SQL = """
+_PREPARE_SQL = f"""
 SELECT id::INTEGER AS id, country::VARCHAR AS country, region::VARCHAR AS region,
        classification::VARCHAR AS classification, area_ha::DECIMAL(10,2) AS area_ha,
        year::INTEGER AS year, source::VARCHAR AS source, confidence::DECIMAL(3,2) AS confidence,
        verified::BOOLEAN AS verified,
        struct_pack(xmin := ST_XMin(g), ymin := ST_YMin(g), xmax := ST_XMax(g), ymax := ST_YMax(g)) AS bbox,
-       ST_GeometryType(g) AS geometry_type
+       ST_Hilbert((ST_XMin(g) + ST_XMax(g)) / 2, (ST_YMin(g) + ST_YMax(g)) / 2, {_HILBERT_BOUNDS}) AS hilbert,
+       ST_GeometryType(g)::VARCHAR AS geometry_type
 FROM (SELECT *, ST_GeomFromWKB(geometry) AS g FROM batch)
 """
 _GEOMETRY_TYPES = {"POINT": "Point", "LINESTRING": "LineString", "POLYGON": "Polygon", "MULTIPOINT": "MultiPoint",
@@ -97,84 +116,63 @@ _GEOMETRY_TYPES = {"POINT": "Point", "LINESTRING": "LineString", "POLYGON": "Pol
 
 
 class _PartWriter:
-    """Streams prepared chunks into part files of whole row groups, with GeoParquet metadata."""
+    """Writes each partition as one file of whole row groups, with GeoParquet metadata and its bbox."""
 
     def __init__(self, folder: Path, data_version: int) -> None:
         self.folder = folder
         self.data_version = data_version
         self.files: list[SnapshotFile] = []
         self.bbox: list[float] | None = None  # of all files
-        self._pending: list[pa.Table] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._path: Path | None = None
-        self._rows = 0
-        self._types: set[str] = set()
-        self._bbox: list[float] | None = None
 
-    def add(self, chunk: pa.Table) -> None:
-        """Append a prepared batch; files are only cut between batches (between countries)."""
-        if self._writer is not None and self._rows >= FILE_ROWS:
-            self._close_file()
-        if self._writer is None:
-            self._open_file()
-        types = chunk.column("geometry_type").unique().to_pylist()
-        self._types.update(_GEOMETRY_TYPES.get(str(t), str(t).title()) for t in types if t is not None)
-        chunk = chunk.select(SCHEMA.names).cast(SCHEMA)
-        self._bbox = _union(self._bbox, _extent(chunk))
-        self._rows += len(chunk)
-        self._pending.append(chunk)
-        self._flush(whole_groups_only=True)
+    def add(self, partition: pa.Table) -> None:
+        """Write one partition (prepared rows, any order) as the next part file, sorted by :data:`SORTED_BY`."""
+        import pyarrow.compute as pc
 
-    def _open_file(self) -> None:
-        self._path = self.folder / f"part-{len(self.files):05d}.parquet"
-        self._writer = pq.ParquetWriter(
-            self._path,
+        types = partition.column("geometry_type").unique().to_pylist()
+        geometry_types = sorted({_GEOMETRY_TYPES.get(str(t), str(t).title()) for t in types if t is not None})
+        order = pc.sort_indices(partition, [(c, "ascending") for c in (*SORTED_BY, "id")])
+        table = partition.select(SCHEMA.names).cast(SCHEMA).take(order)
+        del partition, order
+        bbox = _extent(table)
+        countries = sorted(c for c in table.column("country").unique().to_pylist() if c is not None)
+        years = [pc.min(table.column("year")).as_py(), pc.max(table.column("year")).as_py()] if len(table) else None
+        path = self.folder / f"part-{len(self.files):05d}.parquet"
+        writer = pq.ParquetWriter(
+            path,
             SCHEMA,
             compression="zstd",
             # Dictionaries pay off for the repetitive text columns only; trying one on
             # a million distinct WKB blobs costs a third of the write time for nothing.
             use_dictionary=[f.name for f in SCHEMA if pa.types.is_string(f.type)],
             store_decimal_as_integer=True,
-            write_statistics=[name for name in SCHEMA.names if name != "geometry"],
-            sorting_columns=[pq.SortingColumn(SCHEMA.get_field_index(c)) for c in SORTED_BY],
+            # Leaf paths: statistics of the covering's fields are what let a bbox filter skip row groups.
+            write_statistics=[*(n for n in SCHEMA.names if n not in ("geometry", "bbox")), *(f"bbox.{k}" for k in ("xmin", "ymin", "xmax", "ymax"))],
+            sorting_columns=[pq.SortingColumn(SCHEMA.get_field_index(c)) for c in SORTED_BY if c in SCHEMA.names],
         )
-        self._rows, self._types, self._bbox = 0, set(), None
-
-    def _flush(self, whole_groups_only: bool) -> None:
-        pending = sum(len(t) for t in self._pending)
-        if not pending or (whole_groups_only and pending < ROW_GROUP_ROWS):
-            return
-        table = pa.concat_tables(self._pending)  # zero-copy: slices of the batches
-        cut = len(table) - len(table) % ROW_GROUP_ROWS if whole_groups_only else len(table)
-        self._writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
-        self._pending = [table.slice(cut)] if cut < len(table) else []
-
-    def _close_file(self) -> None:
-        self._flush(whole_groups_only=False)
-        column: dict[str, Any] = {
-            "encoding": "WKB",
-            "geometry_types": sorted(self._types),
-            "crs": _crs_projjson(),
-            "edges": "planar",
-            "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
-        }
-        if self._bbox is not None:
-            column["bbox"] = self._bbox
-        geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
-        # What the manifest says of the data, also inside each file, so `snapshot verify` can hold the two together.
-        ours = {"data_version": self.data_version, "rows": self._rows}
-        self._writer.add_key_value_metadata({"geo": json.dumps(geo), FILE_METADATA_KEY: json.dumps(ours)})
-        self._writer.close()
-        digest, size = storage.sha256_file(self._path)
-        self.files.append(SnapshotFile(self._path.name, self._rows, size, digest))
-        self.bbox = _union(self.bbox, self._bbox)
-        self._writer = None
+        try:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            column: dict[str, Any] = {
+                "encoding": "WKB",
+                "geometry_types": geometry_types,
+                "crs": _crs_projjson(),
+                "edges": "planar",
+                "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
+            }
+            if bbox is not None:
+                column["bbox"] = bbox
+            geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
+            # What the manifest says of the data, also inside each file, so `snapshot verify` can hold the two together.
+            ours = {"data_version": self.data_version, "rows": len(table)}
+            writer.add_key_value_metadata({"geo": json.dumps(geo), FILE_METADATA_KEY: json.dumps(ours)})
+        finally:
+            writer.close()
+        digest, size = storage.sha256_file(path)
+        self.files.append(SnapshotFile(path.name, len(table), size, digest, bbox, countries if len(table) else None, years))
+        self.bbox = _union(self.bbox, bbox)
 
     def finish(self) -> list[SnapshotFile]:
-        if self._writer is None and not self.files:
-            self._open_file()  # an empty store still gives one (empty) file with the schema
-        if self._writer is not None:
-            self._close_file()
+        if not self.files:  # an empty store still gives one (empty) file with the schema
+            self.add(_PREPARED_SCHEMA.empty_table())
         return self.files
 
 
@@ -223,7 +221,7 @@ def _batches(store: ZoneStore) -> Iterator[ZoneFilter]:
             batch.append(country)
             rows += total
             continue
-        run: builtins.list[int] = []
+        run: list[int] = []
         size = 0
         for year, zones in years:
             run.append(year)
@@ -235,38 +233,83 @@ def _batches(store: ZoneStore) -> Iterator[ZoneFilter]:
         yield ZoneFilter(countries=tuple(batch))
 
 
-def _in_codepoint_order(chunk: pa.Table) -> pa.Table:
-    """The store sorts countries by its collation; the snapshot promises codepoint order."""
-    import pyarrow.compute as pc
+def _prepared(con: Any, batch: pa.Table) -> pa.Table:
+    """A batch of store rows with exact decimals, its covering, Hilbert key and geometry types (one DuckDB pass)."""
+    con.register("batch", batch)
+    try:
+        prepared = con.execute(_PREPARE_SQL).to_arrow_table()
+    finally:
+        con.unregister("batch")
+    if not prepared.column("id").equals(batch.column("id").cast(pa.int32())):
+        raise RuntimeError("DuckDB reordered the batch: covering and geometry would not match")
+    return prepared.append_column("geometry", batch.column("geometry")).select(_PREPARED_SCHEMA.names).cast(_PREPARED_SCHEMA)
 
-    appearing = chunk.column("country").unique().to_pylist()
-    if appearing == sorted(appearing):
-        return chunk
-    return chunk.take(pc.sort_indices(chunk, [(c, "ascending") for c in SORTED_BY]))
 
+def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] | None, data_version: int,
+                 partition_rows: int = PARTITION_ROWS) -> _PartWriter:
+    """Read the store batch by batch and write it as Hilbert-ordered partitions of about ``partition_rows``.
 
-def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] | None, data_version: int) -> _PartWriter:
-    """Read the store batch by batch and write the part files."""
+    A store that fits one partition is sorted in memory. A larger one is written to a
+    local spill file first, which DuckDB then reads in Hilbert order (its ORDER BY spills
+    to disk past its memory limit), cut into partitions of equal size: memory holds one
+    partition, whatever the store.
+    """
     from .stores.duckdb import connect
 
     parts = _PartWriter(folder, data_version)
+    total = store.count()
+    count = max(1, -(-total // partition_rows))
+    size = -(-total // count) if total else 0  # equal partitions: 10.5M at 1M gives 11 of ~955k, not a last small one
+    spill_path = folder / ".spill.parquet"
+    spill: pq.ParquetWriter | None = None if count == 1 else pq.ParquetWriter(spill_path, _PREPARED_SCHEMA, compression="lz4", write_statistics=False)
+    held: list[pa.Table] = []
     con = connect(None)
     con.execute("SET preserve_insertion_order = true")  # prepared rows stay aligned with the batch
     try:
         for where in _batches(store):
-            batch = _in_codepoint_order(store.zones_arrow(where, columns=SOURCE_COLUMNS))
-            con.register("batch", batch)
-            prepared = con.execute(_PREPARE_SQL).to_arrow_table()
-            con.unregister("batch")
-            if not prepared.column("id").equals(batch.column("id").cast(pa.int32())):
-                raise RuntimeError("DuckDB reordered the batch: covering and geometry would not match")
-            parts.add(prepared.append_column("geometry", batch.column("geometry")))
+            batch = store.zones_arrow(where, columns=SOURCE_COLUMNS)
+            prepared = _prepared(con, batch)
+            if spill is None:
+                held.append(prepared)
+            else:
+                spill.write_table(prepared, row_group_size=ROW_GROUP_ROWS)
             if on_rows:
                 on_rows(len(batch))
+            del batch, prepared
+        if spill is None:
+            if held:
+                parts.add(pa.concat_tables(held))
+            held.clear()
+        else:
+            spill.close()
+            con.execute("SET preserve_insertion_order = true")
+            con.execute(f"SET temp_directory = {_sql_literal(str(folder / '.sort'))}")
+            reader = con.execute(f"SELECT * FROM read_parquet({_sql_literal(str(spill_path))}) ORDER BY hilbert, id").to_arrow_reader(ROW_GROUP_ROWS)
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for chunk in reader:
+                pending.append(chunk)
+                rows += len(chunk)
+                while rows >= size:  # slices of the batches, no copy: the sorted partition is the one copy made
+                    table = pa.Table.from_batches(pending, schema=_PREPARED_SCHEMA)
+                    parts.add(table.slice(0, size))
+                    rest = table.slice(size)
+                    pending, rows = rest.to_batches(), len(rest)
+                    del table, rest
+            if rows:
+                parts.add(pa.Table.from_batches(pending, schema=_PREPARED_SCHEMA))
         parts.finish()
     finally:
         con.close()
+        if spill is not None:
+            spill.close()
+        spill_path.unlink(missing_ok=True)
+        shutil.rmtree(folder / ".sort", ignore_errors=True)
     return parts
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
@@ -285,9 +328,11 @@ def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
     return SnapshotFile(AREAS_FILE, len(table), size, digest)
 
 
-def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_rows: Callable[[int], None] | None = None) -> Manifest:
+def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_rows: Callable[[int], None] | None = None,
+           partition_rows: int | None = None) -> Manifest:
     """Snapshot ``store`` into ``out`` (default :func:`default_location`) and return the manifest.
 
+    Zones are cut into spatial partitions of about ``partition_rows`` (see the module's notes).
     Content-addressed: snapshotting unchanged zones again returns the existing
     snapshot. A store that changes while it is read is an error, not a mixed snapshot.
     """
@@ -300,7 +345,10 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=None if remote else location))
     try:
         version = store.data_version()
-        parts = _write_parts(store, staging, on_rows, version)
+        partition_rows = PARTITION_ROWS if partition_rows is None else int(partition_rows)
+        if partition_rows < 1:
+            raise UserError(f"partitions need at least one row, not {partition_rows}")
+        parts = _write_parts(store, staging, on_rows, version, partition_rows)
         areas = _write_areas(store, staging)
         if store.data_version() != version:
             raise UserError(f"{redact(store.url)} changed while the snapshot was written (data version {version} → {store.data_version()}); run it again")
@@ -314,6 +362,8 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
             bbox=parts.bbox,
             files=files,
             row_group_rows=ROW_GROUP_ROWS,
+            partitioning=PARTITIONING,
+            partition_rows=partition_rows,
             areas=areas,
         )
         (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")  # last
@@ -418,6 +468,11 @@ def _facts_problems(manifest: Manifest, entry: SnapshotFile, path: Path) -> list
     problems = []
     if meta.num_rows != entry.rows:
         problems.append(f"{entry.path} holds {meta.num_rows:,} rows, the manifest says {entry.rows:,}")
+    if entry.bbox is not None:
+        geo = json.loads((meta.metadata or {}).get(b"geo", b"{}"))
+        written = geo.get("columns", {}).get("geometry", {}).get("bbox")
+        if written != entry.bbox:
+            problems.append(f"{entry.path} covers {written}, the manifest says {entry.bbox}")
     ours = (meta.metadata or {}).get(FILE_METADATA_KEY.encode())
     if ours is not None:
         written_at = json.loads(ours).get("data_version")

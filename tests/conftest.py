@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.redis_cluster",
     "tests.fixtures.replication",
     "tests.fixtures.s3",
+    "tests.fixtures.dask",
     "tests.fixtures.browser",
     "tests.fixtures.webhook",
 ]

@@ -26,6 +26,7 @@ _process = SimpleNamespace(one_shot=False)
 COMMANDS: dict[str, str] = {
     "ingest": ".zones:ingest_command",
     "stats": ".zones:stats_command",
+    "map": ".maps:map_command",
     "demo": ".zones:demo_command",
     "db": ".db:db_group",
     "snapshot": ".snapshot:snapshot_group",

@@ -18,6 +18,15 @@ db_option = click.option(
     help="Zone store: a .duckdb path, postgresql://…, or snapshot:PATH. Default: $DATABASE_URL, then data/forestguard.duckdb.",
 )
 
+dask_option = click.option(
+    "--dask",
+    "dask",
+    metavar="SCHEDULER",
+    default=None,
+    help="Compute on a Dask cluster whose workers read the snapshot's files: 'local' (a LocalCluster) or tcp://HOST:8786. "
+    "Needs a snapshot (--db snapshot:…). Default: $FORESTGUARD_DASK (for snapshots), else the embedded engine.",
+)
+
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--country/--year/--from/--to/--classification/--source/--verified-only/--min-confidence/--bbox."""

@@ -18,12 +18,16 @@ def pipeline_group() -> None:
 @pipeline_group.command("run")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Reports run at once (default: the file's workers:).")
-@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="local: a process pool on this machine; dask: a dask.distributed cluster.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default=None, help="local: a process pool on this machine (default); dask: a dask.distributed cluster.")
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler (tcp://host:8786); without it --executor dask starts a LocalCluster of --workers processes.")
+@click.option("--dask", "dask", default=None, metavar="SCHEDULER",
+              help="Run the reports as tasks on a Dask cluster ('local': a LocalCluster of --workers processes, or tcp://HOST:8786); "
+              "each reads the source where it runs. Same as --executor dask [--scheduler]. Default: $FORESTGUARD_DASK.")
 @click.option("--dry-run", is_flag=True, help="List the items, their run keys and what a run would skip; run nothing.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="json prints the summary as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_command(file: str, workers: int | None, executor: str, scheduler: str | None, dry_run: bool, fmt: str, quiet: bool) -> None:
+def run_command(file: str, workers: int | None, executor: str | None, scheduler: str | None, dask: str | None, dry_run: bool, fmt: str,
+                quiet: bool) -> None:
     """Run every report of pipeline FILE that is not already complete.
 
     Each item's run key is its notebook's code + parameters + the source's data
@@ -37,9 +41,17 @@ def run_command(file: str, workers: int | None, executor: str, scheduler: str | 
     Examples:
       forestguard pipeline run pipelines/yearly_reports.yaml --workers 4
       forestguard pipeline run pipelines/annual_overview.yaml --dry-run
-      forestguard pipeline run pipelines/yearly_reports.yaml --executor dask --scheduler tcp://scheduler:8786
+      forestguard pipeline run pipelines/yearly_reports.yaml --dask tcp://scheduler:8786
     """
+    from ..distributed import LOCAL, scheduler_for
     from ..pipelines import load_pipeline, run_pipeline, summary_table
+
+    if dask and (executor == "local" or scheduler):
+        raise click.UsageError("--dask is --executor dask [--scheduler]: give one or the other")
+    chosen = dask or (scheduler_for(None) if executor is None and not scheduler else None)
+    if chosen:
+        executor, scheduler = "dask", None if chosen.strip().lower() == LOCAL else chosen
+    executor = executor or "local"
 
     spec = load_pipeline(file)
     run = run_pipeline(spec, workers=workers, executor=executor, scheduler=scheduler, dry_run=dry_run, progress=not quiet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -35,7 +36,10 @@ def report_group() -> None:
 @click.option("--show-code", is_flag=True, help="Keep the code cells in the HTML (hidden by default).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS", help="Fail the report if it runs longer than this.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json prints the result as one JSON object.")
-def run_command(notebook: str, pairs: tuple[str, ...], source: str, out: str | None, show_code: bool, timeout: float | None, fmt: str) -> None:
+@click.option("--dask", "dask", metavar="SCHEDULER", default=None,
+              help="Compute the report's statistics and maps of a snapshot source on a Dask cluster: 'local' or tcp://HOST:8786. Default: $FORESTGUARD_DASK.")
+def run_command(notebook: str, pairs: tuple[str, ...], source: str, out: str | None, show_code: bool, timeout: float | None, fmt: str,
+                dask: str | None) -> None:
     """Execute NOTEBOOK with papermill and write NAME.ipynb, NAME.html and stats.json.
 
     The HTML opens offline (JavaScript and images inline). stats.json holds
@@ -50,10 +54,20 @@ def run_command(notebook: str, pairs: tuple[str, ...], source: str, out: str | N
       forestguard report run notebooks/country_report.ipynb -p country=Brazil -p years=2019-2024
       forestguard report run notebooks/yearly_overview.ipynb -p year=2023 --source snapshot:data/snapshots/2024-06
       forestguard report run notebooks/country_report.ipynb -p country=Peru --out s3://my-bucket/reports/peru/
+      forestguard report run notebooks/country_report.ipynb -p country=Brazil --source snapshot:s3://my-bucket/snapshots/3fa94c0e --dask tcp://scheduler:8786
     """
+    from ..distributed import LOCAL, check_usable, cluster, scheduler_of
+    from ..reports.base import resolve_source
     from ..reports.runner import run_report
 
-    result = run_report(notebook, parse_parameters(pairs), source, out, show_code, timeout=timeout)
+    url = resolve_source(source)
+    scheduler = scheduler_of(url, dask)
+    with contextlib.ExitStack() as stack:
+        if scheduler:  # a scheduler that cannot be reached, or a source that is no snapshot, fails here, not in the kernel
+            check_usable(url, scheduler)
+            if scheduler.strip().lower() == LOCAL:  # started here, so it stops with the command, whatever the kernel does
+                scheduler = stack.enter_context(cluster(LOCAL)).scheduler.address
+        result = run_report(notebook, parse_parameters(pairs), source, out, show_code, timeout=timeout, dask=scheduler)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:

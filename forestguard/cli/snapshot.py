@@ -51,22 +51,27 @@ def snapshot_group() -> None:
 @snapshot_group.command("create")
 @db_option
 @click.option("--out", "out", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=_LOCATION_HELP)
+@click.option("--partition-rows", type=click.IntRange(min=100), default=snapshots.PARTITION_ROWS, show_default=True, metavar="N",
+              help="Zones per partition file (spatially clustered; one Dask task each).")
 @_format_option
-def create_command(db: str | None, out: str | None, fmt: str) -> None:
+def create_command(db: str | None, out: str | None, partition_rows: int, fmt: str) -> None:
     """Write a snapshot of the store (atomically: it is listed only once complete).
 
-    The snapshot id is a hash of the content: snapshotting unchanged zones
-    again gives the same id and publishes nothing new.
+    Zones are cut into spatial partitions (a Hilbert curve through the zones) of
+    about N zones each, listed with their bbox and rows in manifest.json: a
+    view or filter reads only the partitions that meet it, and each partition
+    is one task for --dask. The snapshot id is a hash of the content:
+    snapshotting unchanged zones again gives the same id and publishes nothing new.
 
     \b
     Example:
       forestguard snapshot create --db data/forestguard.duckdb --out data/snapshots
-      forestguard snapshot create --db postgresql://reader@db/forestguard --out s3://my-bucket/snapshots
+      forestguard snapshot create --db postgresql://reader@db/forestguard --out s3://my-bucket/snapshots --partition-rows 500000
     """
     started = time.perf_counter()
     with stores.open(db, read_only=True) as store:
         with tqdm(total=store.count(), unit="zone", desc="snapshot", file=sys.stderr, disable=None, leave=False) as bar:
-            manifest = snapshots.create(store, out, on_rows=bar.update)
+            manifest = snapshots.create(store, out, on_rows=bar.update, partition_rows=partition_rows)
     if fmt == "json":
         click.echo(json.dumps(_summary(manifest)))
         return

@@ -15,7 +15,7 @@ from ..ingest import IngestRejected, ingest
 from ..schema import GROUP_KEYS
 from ..sources import ColumnMapping
 from ..stats import statistics
-from .options import db_option, filter_options, parse_by, zone_filter
+from .options import dask_option, db_option, filter_options, parse_by, zone_filter
 
 
 @click.command("ingest")
@@ -106,22 +106,28 @@ def _ingest_status(files, db) -> None:
 @click.option("--repair", is_flag=True, help="Repair an invalid area (make_valid, polygonal parts kept) instead of refusing it.")
 @click.option("--by", "by", default=",".join(GROUP_KEYS), show_default=True, help="Group keys, comma-separated.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-def stats_command(db, area, per_feature, repair, by, fmt, **filters):
+@dask_option
+def stats_command(db, area, per_feature, repair, by, fmt, dask, **filters):
     """Zones, hectares, mean confidence and verified zones per group.
+
+    With --dask the statistics of a snapshot are summed partition by partition on a
+    Dask cluster (the same numbers, to the cent).
 
     \b
     Example:
       forestguard stats --country Brazil --from 2019 --to 2024 --by year,classification --format json
+      forestguard stats --db snapshot:s3://my-bucket/snapshots/3fa94c0e12d5b8a1 --by country --dask tcp://scheduler:8786
       forestguard stats --area concession.gpkg --by year        # hectares inside the concession
       forestguard stats --area plots.geojson --per-feature plot_id --from 2021 --format csv
     """
     where = zone_filter(**filters)
     keys = parse_by(by)
     from ..cache import default_cache
+    from ..distributed import open_for_reading
 
     if per_feature is not None and area is None:
         raise click.UsageError("--per-feature needs --area FILE (the plots)")
-    with stores.open(db, read_only=True) as store:
+    with open_for_reading(db, dask) as store:
         if per_feature is not None:
             from ..areas import read_plots
             from ..stats import statistics_by_area

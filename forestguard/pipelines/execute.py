@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable
 
 import nbformat
 
-from ..errors import UserError
 from ..reports.base import one_line
 from .plan import Item
 from .state import OutputLayout
@@ -73,7 +72,10 @@ def run_item(job: Job) -> Outcome:
         attempt += 1
         staged = layout.staging_dir(item)
         try:
-            result = run_report(item.notebook, item.parameters, job.source, staged, job.show_code, timeout=job.timeout, name=item.name, content=content)
+            # dask="": each report reads the snapshot itself where it runs (on a Dask worker, the worker does): a
+            # kernel sending tasks to the cluster its own item occupies could wait for a thread forever.
+            result = run_report(item.notebook, item.parameters, job.source, staged, job.show_code, timeout=job.timeout, name=item.name,
+                                content=content, dask="")
         except Exception as exc:  # noqa: BLE001 - an item's failure must not stop the pipeline
             result = ReportResult(item.notebook, item.name, item.parameters, str(staged), "failed", 0.0,
                                   error=f"{type(exc).__name__}: {one_line(exc)}", retryable=False)
@@ -117,30 +119,18 @@ def run_local(jobs: Iterable[Job], workers: int, on_done: OnDone) -> None:
 
 def run_dask(jobs: Iterable[Job], workers: int, scheduler: str | None, on_done: OnDone) -> None:
     """Items as tasks on a Dask cluster: ``scheduler`` (tcp://host:8786), or a LocalCluster of ``workers`` processes."""
-    try:
-        from dask.distributed import Client, LocalCluster
-        from dask.distributed import as_completed as dask_completed
-    except ImportError:
-        raise UserError("--executor dask needs dask.distributed: pip install 'forestguard[scale]'") from None
+    from ..distributed import LOCAL, cluster
 
     jobs = list(jobs)
     if not jobs:
         return
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        # One thread per worker: the work is a kernel subprocess, and reports should not share a process.
-        cluster = LocalCluster(n_workers=min(workers, len(jobs)), threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    try:
+    # One thread per worker: the work is a kernel subprocess, and reports should not share a process.
+    with cluster(scheduler or LOCAL, workers=min(workers, len(jobs)), threads_per_worker=1) as client:
+        from dask.distributed import as_completed as dask_completed
+
         futures = {
             client.submit(run_item, job, key=f"report-{job.item.name}-{job.item.key}", pure=False): job for job in jobs
         }
         for future in dask_completed(list(futures)):
             exc = future.exception()
             on_done(_lost(futures[future], exc) if exc else future.result())
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

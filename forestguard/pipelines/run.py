@@ -94,7 +94,7 @@ def run_pipeline(
     if scheduler and executor != "dask":
         raise UserError("--scheduler needs --executor dask")
     source_url = resolve_source(spec.source)
-    with open_source(source_url) as store:
+    with open_source(source_url, dask="") as store:  # planning reads a few numbers: no cluster for that
         source, facts = source_info(store), SourceFacts.of(store)
     layout = OutputLayout.for_output(spec.output, spec.name)
     run = PipelineRun(spec, layout, source, plan(spec, facts, source), dry_run=dry_run)

@@ -14,7 +14,7 @@ import xarray as xr
 from ..config import redact
 from ..stores.base import ZoneFilter, ZoneStore
 from .image import fit_ranges, view_ranges
-from .layer import zone_layer
+from .layer import WORLD, zone_layer
 from .raster import Measure, cached_aggregate, empty_aggregate
 
 
@@ -23,13 +23,19 @@ def layer_key(store: ZoneStore, where: ZoneFilter, version: int) -> str:
     return f"{redact(store.url)}@{version}&{where.key()}"
 
 
+def _extent(store: ZoneStore, where: ZoneFilter) -> np.ndarray:
+    """The zones' Web Mercator bounds: from the Dask engine's partitions, or the in-memory layer; the world when none."""
+    box = store.map_extent(where) if store.draws_maps else zone_layer(store, where).bounds  # type: ignore[attr-defined]
+    return np.array(box or WORLD, dtype=np.float64)
+
+
 def zones_extent(store: ZoneStore, where: ZoneFilter, cache) -> tuple[float, float, float, float]:
     """Web Mercator bounds of the zones ``where`` selects, through the cache (a layer only on a miss)."""
     if cache is None:
-        return zone_layer(store, where).bounds
-    version = store.data_version()
-    extent = cache.cached_array("zones", [layer_key(store, where, version), "extent"], version,
-                                lambda: np.array(zone_layer(store, where).bounds, dtype=np.float64))
+        extent = _extent(store, where)
+    else:
+        version = store.data_version()
+        extent = cache.cached_array("zones", [layer_key(store, where, version), "extent"], version, lambda: _extent(store, where))
     return tuple(float(v) for v in extent)  # type: ignore[return-value]
 
 
@@ -50,18 +56,22 @@ def store_map(
     """
     version = store.data_version()
     key = layer_key(store, where, version)
+
+    def draw() -> xr.DataArray:
+        if store.draws_maps:  # the Dask engine draws on its workers, from the partitions in view
+            return store.map_aggregate(where, x_range, y_range, width, height, measure)  # type: ignore[attr-defined]
+        return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure)
+
     if bounds is not None:
         x_range, y_range = view_ranges(None, bounds, width, height)  # type: ignore[arg-type]
-    elif cache is not None:
-        x_range, y_range = fit_ranges(zones_extent(store, where, cache), width, height)
     else:
-        x_range, y_range = view_ranges(zone_layer(store, where), None, width, height)
+        x_range, y_range = fit_ranges(zones_extent(store, where, cache), width, height)
     if cache is None:
-        return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure)
+        return draw()
     view = [round(float(v), 3) for v in (*x_range, *y_range)]
 
     def compute() -> np.ndarray:
-        return cached_aggregate(zone_layer(store, where), x_range, y_range, width, height, measure=measure).values.astype(np.float32)
+        return draw().values.astype(np.float32)
 
     values = cache.cached_array("zones", [key, *view, int(width), int(height), measure], version, compute)
     out = empty_aggregate(x_range, y_range, width, height, measure)

@@ -133,13 +133,16 @@ def resolve_source(source: str = "") -> str:
     return prefix + str(candidate.absolute())
 
 
-def open_source(source: str = "") -> ZoneStore:
+def open_source(source: str = "", *, dask: str | None = None) -> ZoneStore:
     """Open a report's source read-only; a source that cannot be opened is a :class:`ReportError`.
 
-    Read-only lets many report kernels share one DuckDB file at once.
+    Read-only lets many report kernels share one DuckDB file at once. A snapshot is read on
+    the Dask cluster FORESTGUARD_DASK names, if any (``dask``: another one; "": none).
     """
+    from ..distributed import open_for_reading
+
     try:
-        return stores.open(resolve_source(source), read_only=True)
+        return open_for_reading(resolve_source(source), dask)
     except ReportError:
         raise
     except UserError as exc:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import nbformat
 import papermill
@@ -64,6 +65,20 @@ KERNEL_SETUP = ("--IPKernelApp.exec_lines=['import param.parameterized as _p; _p
 
 class ReportKernelManager(AsyncKernelManager):
     """papermill's kernel manager, with kernels always started from :data:`sys.executable`."""
+
+    #: Variables set (a value) or removed (None) in the kernel's environment, e.g. the Dask scheduler a report computes on.
+    kernel_environment: ClassVar[dict[str, str | None]] = {}
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if self.kernel_environment:
+            env = dict(kw.get("env") or os.environ)
+            for name, value in self.kernel_environment.items():
+                if value is None:
+                    env.pop(name, None)
+                else:
+                    env[name] = value
+            kw["env"] = env
+        await super()._async_launch_kernel(kernel_cmd, **kw)
 
     @default("kernel_spec_manager")
     def _kernel_spec_manager_default(self) -> KernelSpecManager:
@@ -167,14 +182,22 @@ def _failure(exc: BaseException) -> tuple[str, bool]:
     return f"{name}: {one_line(exc, 300)}", True
 
 
-def _execute(nb: nbformat.NotebookNode, output: Path, parameters: dict[str, Any], cwd: Path, timeout: float | None) -> None:
+def _kernel_manager(dask: str | None) -> type[ReportKernelManager]:
+    """The kernel manager of a run: ``dask`` None leaves FORESTGUARD_DASK as it is, "" removes it, else sets it."""
+    if dask is None:
+        return ReportKernelManager
+    return type("ReportKernelManager", (ReportKernelManager,), {"kernel_environment": {"FORESTGUARD_DASK": dask or None}})
+
+
+def _execute(nb: nbformat.NotebookNode, output: Path, parameters: dict[str, Any], cwd: Path, timeout: float | None,
+             dask: str | None = None) -> None:
     deadline = None if timeout is None else time.monotonic() + timeout
     papermill.execute_notebook(
         nb,
         str(output),
         parameters=parameters,
         kernel_name="python3",
-        kernel_manager_class=ReportKernelManager,
+        kernel_manager_class=_kernel_manager(dask),
         progress_bar=False,
         request_save_on_cell_execute=False,  # one write at the end: the bokeh JS makes each save megabytes
         shutdown_kernel="immediate",  # a report kernel holds nothing to flush; a graceful stop costs a second
@@ -196,13 +219,16 @@ def run_report(
     timeout: float | None = None,
     name: str | None = None,
     content: nbformat.NotebookNode | None = None,
+    dask: str | None = None,
 ) -> ReportResult:
     """Execute ``notebook`` with ``params`` on ``source`` and write its report into ``out``.
 
     ``out`` is a folder or ``s3://bucket/prefix/`` (default: :func:`default_location`). Bad parameters raise
     :class:`~forestguard.errors.UserError` before any kernel starts; a failure
     inside the notebook returns a failed :class:`ReportResult`. ``content``
-    runs that notebook instead of the file's (pipelines pin what they hashed).
+    runs that notebook instead of the file's (pipelines pin what they hashed). ``dask`` is the
+    Dask scheduler the notebook computes a snapshot's statistics and maps on (the kernel's
+    FORESTGUARD_DASK; None: as this process's environment says, "": the embedded engine).
     """
     path = Path(notebook)
     if content is None and not path.is_file():
@@ -218,15 +244,16 @@ def run_report(
     if storage.is_s3(target):
         storage.at(target).exists(STATS_FILE)  # an unreachable bucket fails now, not after the run
         with tempfile.TemporaryDirectory(prefix="forestguard-report-") as staging:
-            result = _run_into(nb, path, parameters, source, Path(staging), name, show_code, timeout)
+            result = _run_into(nb, path, parameters, source, Path(staging), name, show_code, timeout, dask)
             storage.publish_dir(Path(staging), target.rstrip("/") + "/")  # files first, manifest.json last
         result.output = target
         return result
-    return _run_into(nb, path, parameters, source, Path(target), name, show_code, timeout)
+    return _run_into(nb, path, parameters, source, Path(target), name, show_code, timeout, dask)
 
 
 def _run_into(
-    nb: nbformat.NotebookNode, path: Path, parameters: dict[str, Any], source: str, folder: Path, name: str, show_code: bool, timeout: float | None
+    nb: nbformat.NotebookNode, path: Path, parameters: dict[str, Any], source: str, folder: Path, name: str, show_code: bool, timeout: float | None,
+    dask: str | None = None,
 ) -> ReportResult:
     folder = folder.absolute()
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,7 +264,7 @@ def _run_into(
     error, retryable = None, False
     try:
         cwd = path.parent.absolute() if path.parent.is_dir() else folder  # a Dask worker may lack the checkout
-        _execute(nb, ipynb_path, run_parameters, cwd, timeout)
+        _execute(nb, ipynb_path, run_parameters, cwd, timeout, dask)
     except Exception as exc:  # noqa: BLE001 - any failure of the run is reported, not raised
         error, retryable = _failure(exc)
         log.info("report %s failed: %s", name, error)

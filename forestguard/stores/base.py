@@ -115,6 +115,9 @@ class ZoneStore(abc.ABC):
 
     engine: ClassVar[str]
     read_only: bool = False
+    #: Engines that draw map aggregates themselves (the Dask engine: ``map_extent``, ``map_aggregate``) say so;
+    #: the maps of the others are drawn from an in-memory layer (:mod:`forestguard.render`).
+    draws_maps: ClassVar[bool] = False
     #: Alert deliveries the last insert of this handle recorded in the outbox (watched areas it met).
     last_alerts: int = 0
 

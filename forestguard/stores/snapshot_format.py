@@ -2,9 +2,9 @@
 
 A snapshot lives in ``<location>/<id>/`` (a local folder or ``s3://bucket/snapshots/``)::
 
-    part-00000.parquet …   GeoParquet 1.1, rows sorted by country, year, id
+    part-00000.parquet …   GeoParquet 1.1 partitions, each a stretch of a Hilbert curve over the zones
     areas.parquet          the store's saved areas (name, WKB, sha256, source file, added), when it has any
-    manifest.json          id, created_at, source, schema version, rows, bbox, sha256 per file
+    manifest.json          id, created_at, source, schema version, rows, bbox; rows, bbox, sha256 per file
 
 The id is a hash of the files' contents, so the same zones give the same id and a reader
 can check every byte. This is what both sides share: the reader
@@ -26,11 +26,16 @@ import pyarrow as pa
 from .. import storage
 from ..config import settings
 from ..errors import UserError
+from .base import ZoneFilter
 
 FORMAT = "forestguard-snapshot/1"
 MANIFEST = "manifest.json"
 ROW_GROUP_ROWS = 122_880
-SORTED_BY = ("country", "year", "id")
+#: Order of the rows inside each partition file (``hilbert``: the partitioning key, not stored).
+SORTED_BY = ("country", "year", "hilbert")
+#: How snapshots written before partitioning were sorted (one order over all files).
+LEGACY_SORTED_BY = ("country", "year", "id")
+PARTITIONING = "hilbert"
 #: Key of each file's own Parquet key-value metadata: the data version and rows it was written with.
 FILE_METADATA_KEY = "forestguard"
 
@@ -68,6 +73,27 @@ class SnapshotFile:
     rows: int
     size: int
     sha256: str
+    #: What the file holds, for pruning without opening it (None: written before partitioning).
+    bbox: list[float] | None = None  #: lon/lat extent of its zones (None also when empty)
+    countries: list[str] | None = None
+    years: list[int] | None = None  #: [first, last]
+
+    def may_hold(self, where: ZoneFilter) -> bool:
+        """Whether the file may hold zones ``where`` selects, from the manifest alone (a partition a job can skip is never read)."""
+        if self.rows == 0:
+            return False
+        if self.bbox is not None:
+            for box in (where.bbox, None if where.area is None else where.area.bbox):  # an area's zones meet its box
+                if box is not None and (self.bbox[2] < box[0] or self.bbox[3] < box[1] or self.bbox[0] > box[2] or self.bbox[1] > box[3]):
+                    return False
+        if where.countries and self.countries is not None and not set(where.countries) & set(self.countries):
+            return False
+        if self.years is not None:
+            if where.year_from is not None and self.years[1] < where.year_from:
+                return False
+            if where.year_to is not None and self.years[0] > where.year_to:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,7 @@ class Manifest:
     sorted_by: tuple[str, ...] = SORTED_BY
     row_group_rows: int = ROW_GROUP_ROWS
     partitioning: str | None = None
+    partition_rows: int | None = None
     #: The saved areas' file (see :data:`AREAS_FILE`), None when the store had none.
     areas: SnapshotFile | None = None
     location: str | None = field(default=None, compare=False)
@@ -124,9 +151,10 @@ class Manifest:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
             known = {f.name for f in fields(cls)} - {"location"}
             data = {k: v for k, v in data.items() if k in known}  # fields added later are ignored
-            data["files"] = tuple(SnapshotFile(**f) for f in data["files"])
-            data["areas"] = SnapshotFile(**data["areas"]) if data.get("areas") else None
-            data["sorted_by"] = tuple(data.get("sorted_by", SORTED_BY))
+            known_file = {f.name for f in fields(SnapshotFile)}
+            data["files"] = tuple(SnapshotFile(**{k: v for k, v in f.items() if k in known_file}) for f in data["files"])
+            data["areas"] = SnapshotFile(**{k: v for k, v in data["areas"].items() if k in known_file}) if data.get("areas") else None
+            data["sorted_by"] = tuple(data.get("sorted_by", LEGACY_SORTED_BY))
             manifest = cls(**data, location=location)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{location}/{MANIFEST} is not a valid snapshot manifest ({exc})") from None

@@ -1107,3 +1107,54 @@ def test_deploy_readme_names_every_template():
     readme = (DEPLOY / "README.md").read_text()
     missing = [str(p.relative_to(DEPLOY)) for p in TEMPLATES if str(p.relative_to(DEPLOY)) not in readme]
     assert missing == []
+
+
+# ------------------------------------------------------------------------ dask (optional)
+
+
+def test_the_dask_cluster_is_optional_and_off_by_default():
+    assert not environment().root.exists("DaskStack")
+    assert environment("production", DaskWorkers=4).root.exists("DaskStack")
+
+
+def test_dask_scheduler_and_workers_on_fargate_found_by_name():
+    env = environment("production", DaskWorkers=4)
+    dask = env.stack("DaskStack")
+    address = dask.output("SchedulerAddress")
+    assert env.root.output("DaskSchedulerAddress") == address == {"Fn::Sub": "tcp://dask-scheduler.${NamespaceName}:8786"}
+    workers, scheduler = dask.resource("WorkerService"), dask.resource("SchedulerService")
+    assert workers["DesiredCount"] == 4 and scheduler["DesiredCount"] == 1
+    assert refers_to(scheduler["ServiceRegistries"][0]["RegistryArn"], "SchedulerDiscovery")
+    assert dask.resource("SchedulerDiscovery")["Name"] == "dask-scheduler"
+    assert workers["Cluster"] == scheduler["Cluster"] == env.output("ServiceStack", "ClusterArn")
+    (worker,) = dask.resource("WorkerTaskDefinition")["ContainerDefinitions"]
+    assert worker["Command"][:3] == ["dask", "worker", address] and "--no-dashboard" in worker["Command"]
+    assert worker["Command"][worker["Command"].index("--worker-port") + 1] == "8788"
+    plain = key_values(worker["Environment"], "Name", "Value")
+    assert plain["S3_BUCKET"] == env.output("StorageStack", "DataBucketName") and "FORESTGUARD_DATA_DIR" in plain
+    (container,) = dask.resource("SchedulerTaskDefinition")["ContainerDefinitions"]
+    assert container["Command"][:4] == ["dask", "scheduler", "--port", "8786"]
+
+
+def test_dask_workers_may_only_read_snapshots():
+    dask = environment("production", DaskWorkers=4).stack("DaskStack")
+    (policy,) = dask.resource("WorkerTaskRole")["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}  # nothing written, nothing deleted
+    data_bucket = environment("production", DaskWorkers=4).output("StorageStack", "DataBucketArn")
+    (get,) = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert get["Resource"] == {"Fn::Sub": "${DataBucketArn}/snapshots/*"} and dask.params["DataBucketArn"] == data_bucket
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "snapshots/*"}}
+    assert "Policies" not in dask.resource("SchedulerTaskRole")  # the scheduler reads nothing
+
+
+def test_only_pipelines_and_the_cluster_reach_the_scheduler():
+    env = environment("production", DaskWorkers=4)
+    dask = env.stack("DaskStack")
+    pipeline_sg = env.output("NetworkStack", "PipelineSecurityGroupId")
+    ingress = [(r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in dask.resources("AWS::EC2::SecurityGroupIngress").values()]
+    assert sorted(ingress, key=str) == sorted([(8786, 8788, {"Ref": "DaskSecurityGroup"}), (8786, 8786, pipeline_sg)], key=str)
+    group = dask.resource("DaskSecurityGroup")
+    assert "SecurityGroupIngress" not in group and [e["FromPort"] for e in group["SecurityGroupEgress"]] == [443]
