@@ -4,6 +4,7 @@ A snapshot lives in ``<location>/<id>/`` (a local folder or ``s3://bucket/snapsh
 
     part-00000.parquet …   GeoParquet 1.1, rows sorted by country, year, id
     areas.parquet          the store's saved areas (name, WKB, sha256, source file, added), when it has any
+    forestguard_*.parquet  reference layers, their features and the zones' evidence, when it has any
     manifest.json          id, created_at, source, schema version, rows, bbox, sha256 per file
 
 The id is a hash of the files' contents, so the same zones give the same id
@@ -125,22 +126,27 @@ class Manifest:
     partitioning: str | None = None
     #: The saved areas' file (see :data:`AREAS_FILE`), None when the store had none.
     areas: SnapshotFile | None = None
+    #: Reference layers, their features and the evidence (a file per table, named after it), empty when the store had none.
+    evidence: tuple[SnapshotFile, ...] = ()
     location: str | None = field(default=None, compare=False)
 
     @staticmethod
-    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None) -> str:
-        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' file too."""
+    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None,
+                   evidence: tuple[SnapshotFile, ...] = ()) -> str:
+        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' and evidence files too."""
         listing = [[f.path, f.size, f.sha256] for f in files]
         document: dict[str, Any] = {"schema_version": schema_version, "files": listing}
         if areas is not None:  # snapshots without areas keep the ids they always had
             document["areas"] = [areas.path, areas.size, areas.sha256]
+        if evidence:  # and those without evidence too
+            document["evidence"] = [[f.path, f.size, f.sha256] for f in evidence]
         text = json.dumps(document, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def all_files(self) -> tuple[SnapshotFile, ...]:
-        """Every file the manifest lists: the zones' parts, then the areas' file."""
-        return self.files + ((self.areas,) if self.areas is not None else ())
+        """Every file the manifest lists: the zones' parts, then the areas' and evidence files."""
+        return self.files + ((self.areas,) if self.areas is not None else ()) + self.evidence
 
     @property
     def data_version(self) -> int:
@@ -151,6 +157,8 @@ class Manifest:
         data.pop("location")
         if self.areas is None:
             data.pop("areas")
+        if not self.evidence:
+            data.pop("evidence")
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -163,11 +171,12 @@ class Manifest:
             data = {k: v for k, v in data.items() if k in known}  # fields added later are ignored
             data["files"] = tuple(SnapshotFile(**f) for f in data["files"])
             data["areas"] = SnapshotFile(**data["areas"]) if data.get("areas") else None
+            data["evidence"] = tuple(SnapshotFile(**f) for f in data.get("evidence") or ())
             data["sorted_by"] = tuple(data.get("sorted_by", SORTED_BY))
             manifest = cls(**data, location=location)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{location}/{MANIFEST} is not a valid snapshot manifest ({exc})") from None
-        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas) != manifest.id:
+        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas, manifest.evidence) != manifest.id:
             raise SnapshotCorrupt(f"{location}/{MANIFEST}: its file list does not hash to id {manifest.id} (edited or corrupt)")
         return manifest
 
@@ -373,6 +382,17 @@ def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
     return SnapshotFile(AREAS_FILE, len(table), size, digest)
 
 
+def _write_evidence(store: ZoneStore, folder: Path) -> tuple[SnapshotFile, ...]:
+    """The store's reference layers and evidence, a Parquet file per table (none when it has none)."""
+    written = []
+    for table_name, table in store.evidence_tables().items():
+        path = folder / f"{table_name}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        digest, size = storage.sha256_file(path)
+        written.append(SnapshotFile(path.name, len(table), size, digest))
+    return tuple(written)
+
+
 def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_rows: Callable[[int], None] | None = None) -> Manifest:
     """Snapshot ``store`` into ``out`` (default :func:`default_location`) and return the manifest.
 
@@ -390,11 +410,12 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
         version = store.data_version()
         parts = _write_parts(store, staging, on_rows)
         areas = _write_areas(store, staging)
+        evidence = _write_evidence(store, staging)
         if store.data_version() != version:
             raise UserError(f"{redact(store.url)} changed while the snapshot was written (data version {version} → {store.data_version()}); run it again")
         files = tuple(parts.files)
         manifest = Manifest(
-            id=Manifest.content_id(files, SCHEMA_VERSION, areas),
+            id=Manifest.content_id(files, SCHEMA_VERSION, areas, evidence),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             source={"engine": store.engine, "url": redact(store.url), "data_version": version},
             schema_version=SCHEMA_VERSION,
@@ -403,6 +424,7 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
             files=files,
             row_group_rows=ROW_GROUP_ROWS,
             areas=areas,
+            evidence=evidence,
         )
         (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")  # last
         target = storage.at(location).child(manifest.id)

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import click
 
-from ..schema import GROUP_KEYS, Classification
+from ..schema import ALL_GROUP_KEYS, Classification
 from ..stores.base import ZoneFilter
 
 db_option = click.option(
@@ -29,13 +29,15 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--source", "sources", multiple=True, metavar="NAME", help="Only zones from this source (repeatable)."),
         click.option("--verified-only", is_flag=True, help="Only verified zones."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Only zones with confidence ≥ this."),
+        click.option("--overlaps", "overlaps", multiple=True, metavar="KIND",
+                     help="Only zones sharing area with a reference layer of this kind (repeatable: any of them), as evidence compute found."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence) -> ZoneFilter:
+def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence, overlaps=()) -> ZoneFilter:
     """Build a ZoneFilter from the shared options; contradictions are usage errors."""
     if year is not None and (year_from is not None or year_to is not None):
         raise click.UsageError("--year cannot be combined with --from/--to")
@@ -47,6 +49,12 @@ def zone_filter(countries, year, year_from, year_to, classifications, sources, v
         classes = tuple(dict.fromkeys(Classification.parse(c) for c in classifications))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--classification") from None
+    from ..evidence.layers import LayerRefused, check_kinds
+
+    try:
+        kinds = check_kinds(overlaps)
+    except LayerRefused as exc:
+        raise click.BadParameter(str(exc), param_hint="--overlaps") from None
     return ZoneFilter(
         countries=tuple(countries),
         year_from=year_from,
@@ -55,12 +63,13 @@ def zone_filter(countries, year, year_from, year_to, classifications, sources, v
         sources=tuple(sources),
         verified_only=verified_only,
         min_confidence=min_confidence,
+        overlaps=kinds,
     )
 
 
 def parse_by(text: str) -> tuple[str, ...]:
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in keys if k not in GROUP_KEYS]
+    unknown = [k for k in keys if k not in ALL_GROUP_KEYS]
     if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(GROUP_KEYS)}", param_hint="--by")
+        raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(ALL_GROUP_KEYS)}", param_hint="--by")
     return keys

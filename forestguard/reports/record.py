@@ -54,6 +54,8 @@ class Reported:
             args.append("--verified-only")
         if self.where.min_confidence is not None:
             args += ["--min-confidence", f"{self.where.min_confidence:g}"]
+        for kind in self.where.overlaps:
+            args += ["--overlaps", kind]
         return shlex.join([*args, "--by", ",".join(self.by), "--format", "json"])
 
     def to_dict(self, url: str) -> dict[str, Any]:

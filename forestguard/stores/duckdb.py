@@ -23,6 +23,8 @@ from ..validation import zone_wkb
 from . import inside
 from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
 from .duckdb_areas import AREAS_DDL, DuckDBAreas
+from .duckdb_evidence import DUCKDB_EVIDENCE_DDL, DuckDBEvidence
+from .evidence import zones_source
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGI
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
 -- An R-tree over the zones (the spatial extension's): areas find their candidate zones through it.
 CREATE INDEX IF NOT EXISTS idx_zones_geometry_rtree ON {TABLE} USING RTREE (geometry);
-{AREAS_DDL}"""
+{AREAS_DDL}{DUCKDB_EVIDENCE_DDL}"""
 
 #: Zones looked up by id in one query (the statement grows with it).
 _IDS_PER_QUERY = 2_000
@@ -84,7 +86,7 @@ def store_path(url: str) -> Path:
     return Path(url.removeprefix("duckdb://"))
 
 
-class DuckDBStore(DuckDBAreas, ZoneStore):
+class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
@@ -141,6 +143,8 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
     def _filter(self, where: ZoneFilter):
         if where.bbox is not None:
             self._load_spatial()
+        if where.overlaps:
+            self.require_evidence()
         return filter_sql(where, bbox_sql=_BBOX_SQL)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -168,7 +172,9 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
         if where.area is not None:
             return inside.aggregate(self, where, keys)
         sql = self._filter(where)
-        query = aggregate_sql(TABLE, keys, sql.clause)
+        if "suggested" in keys:
+            self.require_evidence()
+        query = aggregate_sql(zones_source(keys), keys, sql.clause)
         rows = self._cursor().execute(query, sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
@@ -176,9 +182,11 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
         """The zones' SELECT; ``also`` is one more condition and its parameters (an area's candidates)."""
         sql = self._filter(where)
         wanted = list(columns) if columns else list(ZONE_FIELDS)
+        if "suggested" in wanted:
+            self.require_evidence()
         select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
         clause, params = (f"({sql.clause}) AND {also[0]}", [*sql.params, *also[1]]) if also else (sql.clause, list(sql.params))
-        return f"SELECT {select} FROM {TABLE} WHERE {clause}", params
+        return f"SELECT {select} FROM {zones_source(wanted)} WHERE {clause}", params
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         if where.area is not None:

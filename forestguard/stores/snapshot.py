@@ -34,6 +34,8 @@ from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
 from .duckdb import DuckDBStore, connect
 from .duckdb_areas import AREAS_DDL
+from .duckdb_evidence import EVIDENCE_TABLES_DDL
+from .evidence import FEATURES
 
 
 def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
@@ -105,12 +107,28 @@ class SnapshotStore(DuckDBStore):
                 "INSERT INTO forestguard_areas SELECT name, ST_GeomFromWKB(geometry), sha256, source_file, added_at::TIMESTAMP "
                 f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
             )
+        # Reference layers and evidence: views over the files it carries, empty tables for the others.
+        carried = {f.path.removesuffix(".parquet"): self.path / f.path for f in self.manifest.evidence}
+        for name, ddl in EVIDENCE_TABLES_DDL.items():
+            if name not in carried:
+                self._con.execute(ddl)
+                continue
+            select = "* REPLACE (ST_GeomFromWKB(geometry) AS geometry)" if name == FEATURES else "*"
+            self._con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(carried[name]))})")
 
     def _load_spatial(self) -> None:
         """Nothing to load: the covering column answers boxes without the extension."""
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
+        if where.overlaps:
+            self.require_evidence()
         return filter_sql(where, bbox_sql=self.bbox_sql)
+
+    def _has_evidence(self) -> bool:
+        return bool(self.manifest.evidence)
+
+    def evidence_version(self) -> int:
+        return 0  # a snapshot never changes: its evidence is the one it was made with
 
     def role(self) -> str:
         return "snapshot"

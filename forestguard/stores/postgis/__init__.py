@@ -23,6 +23,8 @@ from .. import inside
 from ..base import AGGREGATE_COLUMNS, aggregate_sql, SQLFilter, ZoneFilter, ZoneStore, check_group_keys, filter_sql
 from .admin import init
 from .areas import PostGISAreas, watch_check, write_outbox
+from .evidence import PostGISEvidence
+from ..evidence import zones_source
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches
 from .migrations import META_TABLE, has_zone_table, state
@@ -31,8 +33,8 @@ from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, csv_batches, read_csv_cop
 
 __all__ = ["PostGISStore"]
 
-#: Columns of :meth:`PostGISStore.zones_arrow` when none are asked for.
-ZONE_FIELDS = tuple(ARROW_TYPES)
+#: Columns of :meth:`PostGISStore.zones_arrow` when none are asked for (the zone table's).
+ZONE_FIELDS = tuple(c for c in ARROW_TYPES if c not in ("suggested", "geometry_hash"))
 #: The order of :meth:`PostGISStore.zones_arrow` (the interface's: country, year, id).
 ZONE_ORDER = ("country", "year", "id")
 # Index-assisted (&&, float boxes) then exact (double bounds), so membership is the same as
@@ -54,14 +56,14 @@ def where_sql(where: ZoneFilter) -> SQLFilter:
 
 def _sortable(column: str) -> str:
     # Byte order, as DuckDB sorts, whatever the database's locale.
-    return f'{column} COLLATE "C"' if column in ("country", "classification") else column
+    return f'{column} COLLATE "C"' if column in ("country", "classification", "suggested") else column
 
 
 #: An area's candidates: the GiST index answers && with the area's box (float boxes, rounded outwards).
 _AREA_CANDIDATES_SQL = "geometry && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
 
 
-class PostGISStore(PostGISAreas, ZoneStore):
+class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
     """Zones in PostgreSQL + PostGIS (``postgresql://…``; every libpq URL option honoured)."""
 
     engine = "postgis"
@@ -121,7 +123,7 @@ class PostGISStore(PostGISAreas, ZoneStore):
         if where.area is not None:
             return inside.aggregate(self, where, keys)
         compiled = where_sql(where)
-        query = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
+        query = aggregate_sql(zones_source(keys), keys, compiled.clause, _sortable)
         rows = self._reads.run(lambda con: con.execute(query, compiled.params).fetchall())
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
@@ -144,7 +146,7 @@ class PostGISStore(PostGISAreas, ZoneStore):
             order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s"
             params.append(int(limit))
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in fetched)
-        query = f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}"
+        query = f"SELECT {select} FROM {zones_source(fetched)} WHERE {compiled.clause}{order}"
 
         def export(con: psycopg.Connection) -> pa.Table:
             with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
@@ -179,7 +181,7 @@ class PostGISStore(PostGISAreas, ZoneStore):
         if unknown:
             raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
-        query = f"COPY (SELECT {select} FROM {TABLE} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
+        query = f"COPY (SELECT {select} FROM {zones_source(wanted)} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
         pending: list[pa.RecordBatch] = []
         rows = 0
         with self._reads.connection() as con, con.cursor() as cursor, cursor.copy(query, compiled.params) as copy:
