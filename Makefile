@@ -8,12 +8,13 @@ PYTEST_ARGS ?=
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test bench venv system-deps clean help
+.PHONY: demo test bench lab venv system-deps clean help
 
 help:
 	@echo "make demo    set up, generate $(DEMO_ZONES) demo zones into $(DB), print yearly statistics, run a report, serve the dashboard"
 	@echo "make test    set up (Python env + PostgreSQL/PostGIS, redis-server, Chromium) and run the tests"
 	@echo "make bench   run the benchmarks in bench/ (ours vs a peer, same data, same run)"
+	@echo "make lab     JupyterLab on notebooks/ (http://$(LAB_IP):$(LAB_PORT)/lab) with DATABASE_URL set to the demo store $(DB)"
 
 venv: $(INSTALLED)
 
@@ -38,6 +39,21 @@ ifeq ($(SERVE),1)
 	@echo "serving the dashboard on port $(PORT) (Ctrl-C stops it; make demo SERVE=0 skips serving)"
 	$(BIN)/forestguard serve --db $(DB) --port $(PORT) --warm
 endif
+
+# JupyterLab for researchers: notebooks/ with the demo store as DATABASE_URL, on loopback unless LAB_IP says otherwise.
+# LAB_ARGS passes more options, e.g. LAB_ARGS=--no-browser on a server.
+LAB_IP   ?= 127.0.0.1
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+LAB_DIR  ?= notebooks
+# Offline: no extension manager querying PyPI, no news feed, no update check. Jupyter refuses to
+# run as root unless told (containers and CI run as root).
+LAB_OFFLINE := --LabApp.extension_manager=readonly --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
+
+lab: $(INSTALLED) $(DB)
+	DATABASE_URL=$(abspath $(DB)) FORESTGUARD_DATA_DIR=$(abspath $(dir $(DB))) \
+	  $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR) --ServerApp.ip=$(LAB_IP) --ServerApp.port=$(LAB_PORT) $(LAB_OFFLINE) $(LAB_ROOT) $(LAB_ARGS)
 
 system-deps:
 	bash scripts/system-deps.sh

@@ -71,8 +71,8 @@ class Settings:
 
     @property
     def duckdb_memory_limit(self) -> str:
-        """DuckDB's own limit: a quarter of the budget (it spills to disk beyond), at least 128 MB."""
-        return f"{max(128, self.memory_mb // 4)}MB"
+        """DuckDB's own limit: an eighth of the budget (it spills to disk beyond; its block cache is what grows to it), at least 128 MB."""
+        return f"{max(128, self.memory_mb // 8)}MB"
 
     @property
     def default_db(self) -> Path:

@@ -20,5 +20,9 @@ class StoreNotFound(UserError):
     """A store URL that names nothing: reading must not create an empty store."""
 
 
+class StoreUnavailable(UserError):
+    """A store that exists but cannot be reached now (database down, failing over): retry later."""
+
+
 class ReadOnlyStore(UserError):
     """A write to a snapshot or a read replica."""

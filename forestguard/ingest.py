@@ -6,6 +6,10 @@ takes each batch of validated records while the next is read and checked, and a 
 found later rolls the transaction back (an embedded store the load created is removed
 again), so nothing is half-written and memory holds a batch or two, not the load. With ``skip_invalid`` the good records load
 and the bad ones go to a rejects file with their reasons.
+
+Each file's content is hashed first: a file the store has a load record of is refused
+before anything is read (and again inside the load's transaction, which writes the new
+records), unless ``again`` (see :mod:`forestguard.loads`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import pandas as pd
 
 from . import stores
 from .config import settings
-from .errors import UserError
+from .errors import StoreUnavailable, UserError
+from .loads import FileLoad, LoadRecord, plan, refuse_repeats
 from .sources import READ_PROBLEMS, ColumnMapping, open_zones_file
-from .streams import read_ahead
+from .streams import map_ahead, read_ahead
 from .validation import Reject, validate
 
 MAX_SHOWN_REJECTS = 20
+#: Batches validated at once, each in a thread.
+VALIDATION_THREADS = 2
 #: Records validated at a time: big enough for vectorised checks, small enough to overlap the load.
 BATCH_ROWS = 100_000
 T = TypeVar("T")
@@ -58,6 +65,7 @@ class IngestResult:
     column_lines: list[str] = field(default_factory=list)
     data_version: int | None = None
     engine: str | None = None
+    files: list[FileLoad] = field(default_factory=list)
     alerts: int = 0  #: deliveries recorded for watched areas the new zones met
     delivery: str | None = None  #: what sending them right after the load did (a failing webhook never fails the ingest)
 
@@ -118,21 +126,34 @@ def validated_batches(
     every record is still checked so that the error lists all of them.
     """
     step = batch_rows or BATCH_ROWS
-    for path, frames in files:
-        offset = 0  # features of this file before the current frame
-        for frame in frames:
-            problems = frame.attrs.get(READ_PROBLEMS) or {}
-            for start in range(0, len(frame), step):
-                stop = min(start + step, len(frame))
-                chunk = frame.iloc[start:stop]
-                chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
-                checked = validate(chunk, file=path, repair=repair, features=range(offset + start, offset + stop))
-                result.rejected.extend(checked.rejects)
-                if len(checked.zones) and not (stop_at_reject and result.rejected):
-                    yield checked.zones
-            offset += len(frame)
-        if on_file:
-            on_file(path, offset)
+
+    def chunks() -> Iterator[tuple[str, int | None, pd.DataFrame | None, range | None]]:
+        """(file, records so far when the file ends, chunk, its feature numbers) in file order."""
+        for path, frames in files:
+            offset = 0  # features of this file before the current frame
+            for frame in frames:
+                problems = frame.attrs.get(READ_PROBLEMS) or {}
+                for start in range(0, len(frame), step):
+                    stop = min(start + step, len(frame))
+                    chunk = frame.iloc[start:stop]
+                    chunk.attrs = {**frame.attrs, READ_PROBLEMS: {r - start: p for r, p in problems.items() if start <= r < stop}}
+                    yield path, None, chunk, range(offset + start, offset + stop)
+                offset += len(frame)
+            yield path, offset, None, None
+
+    def check(item: tuple[str, int | None, pd.DataFrame | None, range | None]):
+        path, _, chunk, features = item
+        return None if chunk is None else validate(chunk, file=path, repair=repair, features=features)
+
+    # Two batches are checked at once (shapely and NumPy work outside the GIL: both cores), in order.
+    for (path, done, _, _), checked in map_ahead(check, chunks(), workers=VALIDATION_THREADS):
+        if checked is None:
+            if on_file:
+                on_file(path, done)
+            continue
+        result.rejected.extend(checked.rejects)
+        if len(checked.zones) and not (stop_at_reject and result.rejected):
+            yield checked.zones
 
 
 def ingest(
@@ -143,12 +164,15 @@ def ingest(
     repair: bool = False,
     skip_invalid: str | Path | None = None,
     on_file: Callable[[str, int], None] | None = None,
+    again: bool = False,
     deliver_alerts: bool = True,
 ) -> IngestResult:
     """Load zones from files into the store ``db``; raise :class:`IngestRejected` on any bad record.
 
-    Zones meeting watched areas record alerts in the load's transaction; they are sent right
-    after it (``deliver_alerts``), and whatever a webhook does, the load stands.
+    :class:`~forestguard.loads.AlreadyLoaded` when a file's content was loaded before (nothing
+    is loaded), unless ``again``. Zones meeting watched areas record alerts in the load's
+    transaction; they are sent right after it (``deliver_alerts``), and whatever a webhook
+    does, the load stands.
     """
     url = db or settings().store_url
     stores.engine_of(url)  # a store URL nobody can open fails before the reading
@@ -156,6 +180,9 @@ def ingest(
     if skip_invalid is not None and _same_file(skip_invalid, paths):
         raise UserError(f"{skip_invalid}: the rejects file would overwrite an input file")
     result = IngestResult()
+    result.files = plan(paths)
+    if not again:
+        refuse_repeats(result.files, {r.sha256: r for r in loaded_before(url, [f.sha256 for f in result.files])})
     files = read_files(paths, mapping, result)
     batches = validated_batches(files, result, repair=repair, stop_at_reject=skip_invalid is None, on_file=on_file)
 
@@ -177,7 +204,7 @@ def ingest(
     created = stores.new_embedded_store(url)
     try:
         with stores.open(url, create=True) as store:
-            result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read)
+            result.loaded = store.insert_batches(itertools.chain([first], pending), rows=result.read, files=result.files, again=again)
             result.data_version = store.data_version()
             result.engine = store.engine
             result.alerts = store.last_alerts
@@ -188,6 +215,26 @@ def ingest(
             stores.remove_embedded_store(url)  # a refused load leaves no empty store behind
         raise
     return result
+
+
+def loaded_before(db: str | None, sha256s: list[str]) -> list[LoadRecord]:
+    """The store's load records of these contents; none when the store does not exist (yet) or keeps none.
+
+    An early look only (it spares reading and validating a file that will be refused): the
+    load's own transaction checks again. A store that cannot be reached fails here, at once.
+    """
+    try:
+        with stores.open(db, read_only=True) as store:
+            return store.loads(sha256s)
+    except StoreUnavailable:
+        raise
+    except UserError:  # no store yet, or one that needs its migrations (which the load applies)
+        return []
+
+
+def load_status(paths: Sequence[str | Path], db: str | None = None) -> list[tuple[str, str, list[LoadRecord]]]:
+    """(file, sha256, its load records) for each file: did it go into the store, and when?"""
+    return [(f.file, f.sha256, loaded_before(db, [f.sha256])) for f in plan(paths)]
 
 
 def _deliver(store: stores.ZoneStore) -> str:

@@ -31,6 +31,7 @@ Layout decisions:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import hashlib
 import json
@@ -56,11 +57,14 @@ FORMAT = "forestguard-snapshot/1"
 MANIFEST = "manifest.json"
 ROW_GROUP_ROWS = 122_880
 FILE_ROWS = 1_000_000
-BATCH_ROWS = FILE_ROWS
+#: Zones read and prepared at a time: bounded memory; files are still cut at FILE_ROWS.
+BATCH_ROWS = 250_000
 SORTED_BY = ("country", "year", "id")
 #: Local staging folders are named so; left behind by a killed create, they go after a day.
 STAGING_PREFIX = ".tmp-snapshot-"
 STALE_STAGING_S = 24 * 3600.0
+#: Key of each file's own Parquet key-value metadata: the data version and rows it was written with.
+FILE_METADATA_KEY = "forestguard"
 SOURCE_COLUMNS = ("id", "country", "region", "classification", "area_ha", "year", "source", "confidence", "verified", "geometry")
 
 _BBOX_TYPE = pa.struct([(name, pa.float64()) for name in ("xmin", "ymin", "xmax", "ymax")])
@@ -193,8 +197,9 @@ def default_location() -> str:
 class _PartWriter:
     """Streams prepared chunks into part files of whole row groups, with GeoParquet metadata."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, data_version: int) -> None:
         self.folder = folder
+        self.data_version = data_version
         self.files: list[SnapshotFile] = []
         self.bbox: list[float] | None = None  # of all files
         self._pending: list[pa.Table] = []
@@ -254,7 +259,9 @@ class _PartWriter:
         if self._bbox is not None:
             column["bbox"] = self._bbox
         geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
-        self._writer.add_key_value_metadata({"geo": json.dumps(geo)})
+        # What the manifest says of the data, also inside each file, so `snapshot verify` can hold the two together.
+        ours = {"data_version": self.data_version, "rows": self._rows}
+        self._writer.add_key_value_metadata({"geo": json.dumps(geo), FILE_METADATA_KEY: json.dumps(ours)})
         self._writer.close()
         digest, size = storage.sha256_file(self._path)
         self.files.append(SnapshotFile(self._path.name, self._rows, size, digest))
@@ -336,11 +343,11 @@ def _in_codepoint_order(chunk: pa.Table) -> pa.Table:
     return chunk.take(pc.sort_indices(chunk, [(c, "ascending") for c in SORTED_BY]))
 
 
-def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] | None) -> _PartWriter:
+def _write_parts(store: ZoneStore, folder: Path, on_rows: Callable[[int], None] | None, data_version: int) -> _PartWriter:
     """Read the store batch by batch and write the part files."""
     from .stores.duckdb import connect
 
-    parts = _PartWriter(folder)
+    parts = _PartWriter(folder, data_version)
     con = connect(None)
     con.execute("SET preserve_insertion_order = true")  # prepared rows stay aligned with the batch
     try:
@@ -408,7 +415,7 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=None if remote else location))
     try:
         version = store.data_version()
-        parts = _write_parts(store, staging, on_rows)
+        parts = _write_parts(store, staging, on_rows, version)
         areas = _write_areas(store, staging)
         evidence = _write_evidence(store, staging)
         if store.data_version() != version:
@@ -507,20 +514,56 @@ def locate(ref: str, location: str | os.PathLike[str] | None = None) -> tuple[st
 
 
 def verify(ref: str, location: str | os.PathLike[str] | None = None) -> Manifest:
-    """Re-hash every file of a snapshot; raise :class:`SnapshotCorrupt` (one line) on any mismatch."""
+    """Re-hash every file of a snapshot and hold the manifest's figures against the data.
+
+    Raises :class:`SnapshotCorrupt` (one line naming the files and fields) when a file is
+    missing or differs from its manifest entry, when a file's row count is not the manifest's
+    (per file and in all), or when the data version the files were written with is not the
+    one the manifest gives (files written before that was recorded are not checked for it).
+    """
     folder, manifest = locate(ref, location)
     problems = []
     for entry in manifest.all_files:
         if not folder.exists(entry.path):
             problems.append(f"{entry.path} is missing")
             continue
-        with folder.open_read(entry.path) as stream:
-            digest, size = storage.sha256_stream(stream)
-        problem = mismatch(entry, digest, size)
-        problems += [problem] if problem else []
+        with _local_copy(folder, entry.path) as path:
+            problem = mismatch(entry, *storage.sha256_file(path))
+            problems += [problem] if problem else _facts_problems(manifest, entry, path)
+    if not problems and sum(f.rows for f in manifest.files) != manifest.rows:
+        problems.append(f"the manifest says {manifest.rows:,} rows, its files hold {sum(f.rows for f in manifest.files):,}")
     if problems:
         raise SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is corrupt: {'; '.join(problems)}")
     return manifest
+
+
+@contextlib.contextmanager
+def _local_copy(folder: storage.Folder, name: str) -> Iterator[Path]:
+    """A local path of the file: itself for a local folder, a temporary download otherwise."""
+    if isinstance(folder, storage.LocalFolder):
+        yield folder.path / name
+        return
+    with tempfile.TemporaryDirectory(prefix="fg-verify-") as scratch:
+        path = Path(scratch) / Path(name).name
+        folder.get_file(name, path)
+        yield path
+
+
+def _facts_problems(manifest: Manifest, entry: SnapshotFile, path: Path) -> builtins.list[str]:
+    """What the file's own footer says against the manifest: its rows, the data version it was written at."""
+    try:
+        meta = pq.read_metadata(path)
+    except Exception as exc:  # a file that matches its hash but is no Parquet: the manifest was made up
+        return [f"{entry.path} is not a readable Parquet file ({type(exc).__name__})"]
+    problems = []
+    if meta.num_rows != entry.rows:
+        problems.append(f"{entry.path} holds {meta.num_rows:,} rows, the manifest says {entry.rows:,}")
+    ours = (meta.metadata or {}).get(FILE_METADATA_KEY.encode())
+    if ours is not None:
+        written_at = json.loads(ours).get("data_version")
+        if written_at != manifest.data_version:
+            problems.append(f"{entry.path} was written at data version {written_at}, the manifest says {manifest.data_version}")
+    return problems
 
 
 def mismatch(entry: SnapshotFile, digest: str, size: int) -> str | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator, TypeVar
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
@@ -47,3 +50,21 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
             except queue.Empty:
                 pass
         worker.join()
+
+
+def map_ahead(function: Callable[[T], R], items: Iterable[T], *, workers: int = 2) -> Iterator[tuple[T, R]]:
+    """``(item, function(item))`` for each item, in order, with ``workers`` threads computing the next ones.
+
+    At most ``workers`` results are computed ahead of the one being used: memory holds that many
+    items, not the input. An exception from ``function`` reaches the consumer at its item.
+    """
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forestguard-map") as pool:
+        pending: deque[tuple[T, Future[R]]] = deque()
+        for item in items:
+            pending.append((item, pool.submit(function, item)))
+            if len(pending) > workers:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests need, installed only when missing:
-# PostgreSQL 15 + PostGIS 3 (with pg_basebackup), redis-server + redis-cli, Chromium (for the browser tests), GDAL's ogr2ogr (bench peer).
+# PostgreSQL 15 + PostGIS 3 (with pg_basebackup), redis-server + redis-cli, Chromium (for the browser tests), GDAL's ogr2ogr (bench peer), ApacheBench (bench load).
 set -euo pipefail
 
 need=()
@@ -10,6 +10,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)  # redis-cli --cluster create (cluster tests)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ogr2ogr >/dev/null 2>&1 || need+=(gdal-bin)
+command -v ab >/dev/null 2>&1 || need+=(apache2-utils)  # ApacheBench: the HTTP load generator of bench/bench_api.py
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -30,7 +30,8 @@ def test_memory_budget_is_a_positive_number_of_megabytes() -> None:
     from forestguard.errors import UserError
 
     assert settings({}).memory_mb == 1536 and settings({"FORESTGUARD_MEMORY_MB": "800"}).memory_mb == 800
-    assert settings({"FORESTGUARD_MEMORY_MB": "800"}).duckdb_memory_limit == "200MB"
+    assert settings({"FORESTGUARD_MEMORY_MB": "1600"}).duckdb_memory_limit == "200MB"
+    assert settings({"FORESTGUARD_MEMORY_MB": "800"}).duckdb_memory_limit == "128MB"
     for bad in ("0", "-5", "lots"):
         with pytest.raises(UserError, match="FORESTGUARD_MEMORY_MB"):
             settings({"FORESTGUARD_MEMORY_MB": bad})

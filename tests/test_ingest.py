@@ -41,7 +41,7 @@ def store_url(tmp_path: Path) -> str:
 
 
 def test_a_bad_record_in_the_last_file_rejects_every_file(tmp_path: Path, store_url: str) -> None:
-    files = [write(tmp_path / "a.geojson", good(0), good(1)), write(tmp_path / "b.geojson", good(2)), write(tmp_path / "c.geojson", good(3), good(4, year=1800))]
+    files = [write(tmp_path / "a.geojson", good(5), good(6)), write(tmp_path / "b.geojson", good(2)), write(tmp_path / "c.geojson", good(3), good(4, year=1800))]
     with pytest.raises(IngestRejected) as caught:
         ingest(files, store_url)
     assert [(r.file, r.feature, r.field) for r in caught.value.rejects] == [(str(files[2]), 1, "year")]

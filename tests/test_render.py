@@ -307,3 +307,16 @@ def test_the_same_zones_have_the_same_layer_key_however_the_layer_was_made(store
     selected = layer.select(ZoneFilter(countries=("Brazil",))).select(ZoneFilter(year_from=2019))
     assert own.key == selected.key == layer.select(brazil).key and len(own) == len(selected)
     assert layer.select(ZoneFilter(countries=("Peru",))).key != selected.key
+
+
+def test_the_map_is_geoviews_elements_with_their_crs_and_tiles_only_when_configured(layer, monkeypatch):
+    """A researcher overlays their own layers: the elements carry Web Mercator; no tile layer unless one is configured."""
+    import cartopy.crs as ccrs
+    import geoviews as gv
+
+    element = hv_map(layer, width=300, height=200)
+    assert not any(isinstance(e, gv.WMTS) for e in element)
+    assert all(isinstance(e.crs, type(ccrs.GOOGLE_MERCATOR)) for e in element if isinstance(e, (gv.RGB, gv.Path)))
+    monkeypatch.setenv("FORESTGUARD_TILE_URL", "https://tiles.example.org/{Z}/{X}/{Y}.png")
+    tiles = [e for e in hv_map(layer, width=300, height=200) if isinstance(e, gv.WMTS)]
+    assert len(tiles) == 1 and tiles[0].data == "https://tiles.example.org/{Z}/{X}/{Y}.png"

@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 import click
 
-from ..schema import ALL_GROUP_KEYS, Classification
+from .. import filters
+from ..schema import ALL_GROUP_KEYS
 from ..stores.base import ZoneFilter
 
 db_option = click.option(
@@ -19,7 +20,7 @@ db_option = click.option(
 
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--country/--year/--from/--to/--classification/--source/--verified-only/--min-confidence."""
+    """--country/--year/--from/--to/--classification/--source/--verified-only/--min-confidence/--bbox."""
     options = [
         click.option("--country", "countries", multiple=True, metavar="NAME", help="Only this country (repeatable)."),
         click.option("--year", type=int, default=None, help="Only this year."),
@@ -29,6 +30,7 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--source", "sources", multiple=True, metavar="NAME", help="Only zones from this source (repeatable)."),
         click.option("--verified-only", is_flag=True, help="Only verified zones."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Only zones with confidence ≥ this."),
+        click.option("--bbox", default=None, metavar="XMIN,YMIN,XMAX,YMAX", help="Only zones whose bounding box meets this lon/lat box."),
         click.option("--overlaps", "overlaps", multiple=True, metavar="KIND",
                      help="Only zones sharing area with a reference layer of this kind (repeatable: any of them), as evidence compute found."),
     ]
@@ -37,34 +39,17 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence, overlaps=()) -> ZoneFilter:
-    """Build a ZoneFilter from the shared options; contradictions are usage errors."""
-    if year is not None and (year_from is not None or year_to is not None):
-        raise click.UsageError("--year cannot be combined with --from/--to")
-    if year is not None:
-        year_from = year_to = year
-    if year_from is not None and year_to is not None and year_from > year_to:
-        raise click.UsageError(f"--from {year_from} is after --to {year_to}")
+def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence, bbox=None,
+                overlaps=()) -> ZoneFilter:
+    """Build a ZoneFilter from the shared options (checked by :mod:`forestguard.filters`); contradictions are usage errors."""
     try:
-        classes = tuple(dict.fromkeys(Classification.parse(c) for c in classifications))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--classification") from None
-    from ..evidence.layers import LayerRefused, check_kinds
-
-    try:
-        kinds = check_kinds(overlaps)
-    except LayerRefused as exc:
-        raise click.BadParameter(str(exc), param_hint="--overlaps") from None
-    return ZoneFilter(
-        countries=tuple(countries),
-        year_from=year_from,
-        year_to=year_to,
-        classifications=classes,
-        sources=tuple(sources),
-        verified_only=verified_only,
-        min_confidence=min_confidence,
-        overlaps=kinds,
-    )
+        return filters.zone_filter(
+            countries=countries, year=year, year_from=year_from, year_to=year_to, classifications=classifications, sources=sources,
+            verified_only=verified_only, min_confidence=min_confidence, bbox=filters.parse_bbox(bbox, "--bbox"), overlaps=overlaps,
+            spell=lambda name: f"--{name}",
+        )
+    except filters.FilterError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def parse_by(text: str) -> tuple[str, ...]:

@@ -24,15 +24,18 @@ from .options import db_option
 @click.option("--cookie-secret", default=None, help="Secret signing login cookies (Panel also reads PANEL_COOKIE_SECRET).")
 @click.option("--warm", is_flag=True, help="Load the zones and compile the map kernels before accepting sessions.")
 @click.option("--index", default=None, metavar="TEMPLATE", help="Jinja template of the index page listing the apps.")
-@click.option("--download-limit", type=click.IntRange(1), default=50_000, show_default=True, help="Most zones a GeoJSON/GeoParquet download may hold.")
+@click.option("--metrics-from", "metrics_from", multiple=True, metavar="CIDR",
+              help="With a login: networks that may read /metrics without signing in (repeatable; default 127.0.0.0/8 and ::1, an agent in the same task).")
+@click.option("--download-limit", type=click.IntRange(1), default=50_000, show_default=True, help="Most zones a GeoJSON/GeoParquet download or an /ogc page may hold.")
 def serve_command(apps, db, port, address, num_procs, num_threads, origins, basic_auth, oauth_provider, oauth_key, oauth_secret,
-                  oauth_redirect_uri, oauth_encryption_key, cookie_secret, warm, index, download_limit):
-    """Serve the dashboard at / with /healthz, /readyz, /metrics and /api/stats.
+                  oauth_redirect_uri, oauth_encryption_key, cookie_secret, warm, index, metrics_from, download_limit):
+    """Serve the dashboard at / with /healthz, /readyz, /metrics, /api/stats and /ogc.
 
     /healthz is liveness (never touches the database); /readyz checks the store
     and Redis; /api/stats takes the options of `forestguard stats` as query
     parameters (country, year, from, to, by, classification, source,
-    verified_only, min_confidence) and answers the same JSON. Extra Panel apps
+    verified_only, min_confidence) and answers the same JSON (gzip, ETag, 304);
+    /ogc serves the zones as OGC API - Features for QGIS, ArcGIS and OWSLib. Extra Panel apps
     given as files are served at /<file name>.
 
     \b
@@ -43,6 +46,13 @@ def serve_command(apps, db, port, address, num_procs, num_threads, origins, basi
     """
     from ..server.app import ServeOptions, serve
 
+    import ipaddress
+
+    for network in metrics_from:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise click.UsageError(f"--metrics-from {network!r} is not an address or network (e.g. 10.0.0.0/16)") from None
     if basic_auth and oauth_provider:
         raise click.UsageError("choose one of --basic-auth and --oauth-provider")
     if (basic_auth or oauth_provider) and not cookie_secret:
@@ -69,5 +79,6 @@ def serve_command(apps, db, port, address, num_procs, num_threads, origins, basi
             index=index,
             apps=list(apps),
             download_limit=download_limit,
+            **({"metrics_from": tuple(metrics_from)} if metrics_from else {}),
         )
     )

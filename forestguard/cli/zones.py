@@ -26,17 +26,26 @@ from .options import db_option, filter_options, parse_by, zone_filter
 @click.option("--skip-invalid", "rejects_file", default=None, metavar="REJECTS_FILE", help="Load the valid records; write the rejected ones with reasons to this CSV.")
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD", help="Read zone COLUMN from input FIELD (repeatable), e.g. --map country=NAME_0.")
 @click.option("--set", "sets", multiple=True, metavar="COLUMN=VALUE", help="Use VALUE for COLUMN in every record (repeatable), e.g. --set year=2020.")
-def ingest_command(files, db, source_name, repair, rejects_file, maps, sets):
+@click.option("--again", is_flag=True, help="Load files whose content the store has loaded before (refused otherwise).")
+@click.option("--status", is_flag=True, help="Load nothing: tell whether each file's content is in the store (exit 1 if one is not).")
+def ingest_command(files, db, source_name, repair, rejects_file, maps, sets, again, status):
     """Validate zone files and load them into the store, all or nothing.
 
     Reads GeoJSON, GeoPackage, GeoParquet and Shapefile; other CRSs are
     reprojected to EPSG:4326. One invalid record rejects the whole run unless
-    --skip-invalid is given.
+    --skip-invalid is given. Each load records every file's sha256 and zone
+    count in the store, in the load's own transaction: a file loaded before is
+    refused (naming that load) unless --again, and --status tells whether a
+    file went in (also after a run killed before its last line).
 
     \b
     Example:
       forestguard ingest clearings.gpkg --map country=NAME_0 --set year=2023 --source PRODES
+      forestguard ingest --status clearings.gpkg
     """
+    if status:
+        _ingest_status(files, db)
+        return
     try:
         mapping = ColumnMapping.parse(maps, sets + ((f"source={source_name}",) if source_name is not None else ()))
     except ValueError as exc:
@@ -49,7 +58,7 @@ def ingest_command(files, db, source_name, repair, rejects_file, maps, sets):
             bar.update()
 
         try:
-            result = ingest(files, db, mapping=mapping, repair=repair, skip_invalid=rejects_file, on_file=on_file)
+            result = ingest(files, db, mapping=mapping, repair=repair, skip_invalid=rejects_file, on_file=on_file, again=again)
         except IngestRejected as exc:
             bar.close()
             for line in exc.column_lines:
@@ -73,6 +82,20 @@ def ingest_command(files, db, source_name, repair, rejects_file, maps, sets):
     )
     if result.alerts:
         click.echo(f"alerts: {result.alerts} watched area(s) met; {result.delivery}")
+
+
+def _ingest_status(files, db) -> None:
+    from ..ingest import load_status
+
+    missing = 0
+    for file, sha256, records in load_status(files, db):
+        if records:
+            click.echo(f"{file}: loaded ({'; '.join(r.describe() for r in records)})")
+        else:
+            missing += 1
+            click.echo(f"{file}: not loaded (sha256 {sha256})")
+    if missing:
+        sys.exit(1)
 
 
 @click.command("stats")

@@ -8,11 +8,14 @@ used ones are let go.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections import OrderedDict
 from functools import partial
 from typing import Any, Callable, Hashable, TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -73,6 +76,7 @@ class DataVersionWatch:
         self._views: weakref.WeakKeyDictionary[Any, weakref.ref] = weakref.WeakKeyDictionary()
         self._timer: Any = None
         self._lock = threading.Lock()
+        self._polling = threading.Lock()
 
     def add(self, view: Any, doc: Any) -> None:
         """Watch for ``view`` (with ``data_changed(latest_layer)`` and ``refresh()``) until its session ends."""
@@ -81,7 +85,7 @@ class DataVersionWatch:
         with self._lock:
             self._views[view] = weakref.ref(doc)
             if self._timer is None:
-                self._timer = PeriodicCallback(self.poll, self.period_ms)
+                self._timer = PeriodicCallback(self._poll_off_loop, self.period_ms)
                 IOLoop.current().add_callback(self._timer.start)
         view_ref = weakref.ref(view)
         doc.on_session_destroyed(lambda _context: self.discard(view_ref()))
@@ -94,8 +98,28 @@ class DataVersionWatch:
     def __len__(self) -> int:
         return len(self._views)
 
+    def _poll_off_loop(self) -> None:
+        """The timer's tick: the store is asked from a thread (a database that is down must not hold the loop)."""
+        from tornado.ioloop import IOLoop
+
+        if not self._polling.acquire(blocking=False):
+            return  # the last poll still waits for the store: one at a time
+
+        def run() -> None:
+            try:
+                self.poll()
+            except Exception as exc:  # the store is down: the views keep what they show, the next tick asks again
+                log.info("data version poll skipped: %s", exc)
+            finally:
+                self._polling.release()
+
+        IOLoop.current().run_in_executor(None, run)
+
     def poll(self) -> int:
-        """Schedule a refresh in every session whose data changed; returns how many were scheduled."""
+        """Schedule a refresh in every session whose data changed; returns how many were scheduled.
+
+        Blocking (it may read the store); ``add_next_tick_callback`` is the documents' thread-safe door.
+        """
         from ..render import zone_layer
 
         with self._lock:

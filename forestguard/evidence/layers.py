@@ -58,14 +58,6 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
-    """Kinds named by a filter (``--overlaps``, ``overlaps=``), each checked, in :data:`KINDS` order."""
-    wanted = {k.strip() for text in kinds for k in str(text).split(",") if k.strip()}
-    for kind in sorted(wanted):
-        check_kind(kind)
-    return tuple(k for k in KINDS if k in wanted)
-
-
 def parse_date(text: Any, what: str) -> date:
     """A date given as ``YYYY-MM-DD`` (or an ISO date-time, or a date object)."""
     if isinstance(text, datetime):

@@ -1,8 +1,11 @@
-"""A static HoloViews map for notebooks and HTML reports (no live server needed).
+"""The map as GeoViews elements: the zone image and country outlines with their CRS, tiles from configuration.
 
-The zones are rasterized here (the same image as :func:`map_image`), so the
-exported HTML embeds one PNG-sized RGB array plus vector country outlines
-instead of millions of polygons, and needs no Python kernel to display.
+GeoViews elements know their coordinate reference system (Web Mercator here), so a
+researcher overlays their own layers in any CRS in a notebook (``zones * gv.Polygons(my_areas)``)
+and GeoViews projects them. The zones are one image (datashader's shading of the aggregate),
+so an exported HTML embeds one image plus vector outlines instead of millions of polygons and
+needs no Python kernel to display. Tiles only when ``FORESTGUARD_TILE_URL`` is set: by default
+nothing is fetched from outside.
 """
 
 from __future__ import annotations
@@ -10,13 +13,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
+import cartopy.crs as ccrs
+import geoviews as gv
 import holoviews as hv
 import numpy as np
 import xarray as xr
 
+from ..config import settings
+
 from .image import BACKGROUND, BORDER_COLOR, COLOR_KEY, LABELS, map_picture, view_ranges, world_mercator
 from .layer import CATEGORIES, ZoneLayer
 from .raster import Measure, cached_aggregate
+
+#: The CRS every map element is in (Web Mercator, as the aggregates are drawn).
+MERCATOR = ccrs.GOOGLE_MERCATOR
 
 
 def bokeh_extension(**options) -> None:
@@ -63,20 +73,40 @@ def hv_map(
     return hv_map_of(cached_aggregate(layer, x_range, y_range, width, height, measure=measure, cache=cache), title=title)
 
 
+def zone_image(agg: xr.DataArray) -> gv.RGB:
+    """The aggregate shaded (datashader), as a GeoViews image in Web Mercator."""
+    x_range, y_range = agg.attrs["x_range"], agg.attrs["y_range"]
+    image = map_picture(agg, outlines=False, legend=False, background=None)
+    return gv.RGB(np.asarray(image), bounds=(x_range[0], y_range[0], x_range[1], y_range[1]), kdims=["x", "y"], crs=MERCATOR)
+
+
+def outline_element() -> gv.Path:
+    """Country borders (Natural Earth, shipped) as one GeoViews path in Web Mercator."""
+    return gv.Path(outline_paths(), kdims=["x", "y"], crs=MERCATOR)
+
+
+def tile_element() -> gv.WMTS | None:
+    """The configured basemap (``FORESTGUARD_TILE_URL``, an XYZ template), or None: nothing is fetched by default."""
+    url = settings().tile_url
+    return gv.WMTS(url, crs=MERCATOR) if url else None
+
+
+def legend_keys() -> list[gv.Points]:
+    """Empty points in each class's colour: the legend's entries."""
+    return [gv.Points([], kdims=["x", "y"], label=LABELS[c], crs=MERCATOR).opts(color=COLOR_KEY[c], size=10, marker="square", backend="bokeh")
+            for c in CATEGORIES]
+
+
 def hv_map_of(agg: xr.DataArray, *, title: str = "Deforestation zones", extra: Sequence[hv.Element] = ()) -> hv.Overlay:
-    """An aggregate as the static map overlay of :func:`hv_map`; ``extra`` layers go over the zones (an area's outline)."""
-    import holoviews.plotting.bokeh  # noqa: F401 - registers the options used below
+    """An aggregate as the static map overlay of :func:`hv_map` (tiles, outlines, zones, legend); ``extra`` layers go over the zones (an area's outline)."""
+    import geoviews.plotting.bokeh  # noqa: F401 - registers the GeoViews plots and options used below
 
     x_range, y_range = agg.attrs["x_range"], agg.attrs["y_range"]
     height, width = agg.shape[:2]
-    image = map_picture(agg, outlines=False, legend=False, background=None)
-    rgb = hv.RGB(np.asarray(image), bounds=(x_range[0], y_range[0], x_range[1], y_range[1]), kdims=["x", "y"])
-    outlines = hv.Path(outline_paths(), kdims=["x", "y"]).opts(color=BORDER_COLOR, line_width=0.7, backend="bokeh")
-    keys = [
-        hv.Points([], kdims=["x", "y"], label=LABELS[c]).opts(color=COLOR_KEY[c], size=10, marker="square", backend="bokeh")
-        for c in CATEGORIES
-    ]
-    return hv.Overlay([outlines, rgb, *extra, *keys]).opts(
+    tiles = tile_element()
+    outlines = outline_element().opts(color=BORDER_COLOR, line_width=0.7, backend="bokeh")
+    layers = [*([tiles] if tiles is not None else []), outlines, zone_image(agg), *extra, *legend_keys()]
+    return gv.Overlay(layers).opts(
         width=width,
         height=height,
         title=title,

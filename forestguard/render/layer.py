@@ -265,6 +265,19 @@ def _in_categories(column: pd.Series, codes: np.ndarray, values: Sequence[str]) 
 # -- building ----------------------------------------------------------------------------------
 
 
+def check_layer_budget(store: ZoneStore, where: ZoneFilter = ZoneFilter(), budget_bytes: int | None = None) -> int:
+    """The number of zones a layer of ``where`` holds; :class:`LayerTooLarge` (one line) if they would not fit the budget."""
+    budget = layer_budget_bytes() if budget_bytes is None else budget_bytes
+    expected = store.count(where)
+    if expected * ROW_BYTES > budget:
+        raise LayerTooLarge(
+            f"{redact(store.url)}: {expected:,} zones need {expected * ROW_BYTES / 2**20:,.0f} MB for the map layer, over its "
+            f"budget of {budget / 2**20:,.0f} MB (half of FORESTGUARD_MEMORY_MB={settings().memory_mb}): raise the budget, "
+            "serve a filtered store, or draw maps with --dask"
+        )
+    return expected
+
+
 def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version: int | None = None,
                 budget_bytes: int | None = None) -> ZoneLayer:
     """Read the zones ``where`` selects, batch by batch, into compact rows (use :func:`zone_layer` for the shared copy).
@@ -275,14 +288,7 @@ def build_layer(store: ZoneStore, where: ZoneFilter = ZoneFilter(), data_version
     FORESTGUARD_MEMORY_MB) is refused up front with a one-line reason.
     """
     version = store.data_version() if data_version is None else data_version
-    budget = layer_budget_bytes() if budget_bytes is None else budget_bytes
-    expected = store.count(where)
-    if expected * ROW_BYTES > budget:
-        raise LayerTooLarge(
-            f"{redact(store.url)}: {expected:,} zones need {expected * ROW_BYTES / 2**20:,.0f} MB for the map layer, over its "
-            f"budget of {budget / 2**20:,.0f} MB (half of FORESTGUARD_MEMORY_MB={settings().memory_mb}): raise the budget, "
-            "serve a filtered store, or draw maps with --dask"
-        )
+    expected = check_layer_budget(store, where, budget_bytes)
     columns = _Columns(expected)
     # The store reads (and DuckDB or the network work) in a thread while the previous batch is measured.
     for batch in read_ahead(store.zone_batches(where, columns=_READ_COLUMNS, batch_rows=BUILD_BATCH_ROWS)):

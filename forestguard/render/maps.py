@@ -23,6 +23,16 @@ def layer_key(store: ZoneStore, where: ZoneFilter, version: int) -> str:
     return f"{redact(store.url)}@{version}&{where.key()}"
 
 
+def zones_extent(store: ZoneStore, where: ZoneFilter, cache) -> tuple[float, float, float, float]:
+    """Web Mercator bounds of the zones ``where`` selects, through the cache (a layer only on a miss)."""
+    if cache is None:
+        return zone_layer(store, where).bounds
+    version = store.data_version()
+    extent = cache.cached_array("zones", [layer_key(store, where, version), "extent"], version,
+                                lambda: np.array(zone_layer(store, where).bounds, dtype=np.float64))
+    return tuple(float(v) for v in extent)  # type: ignore[return-value]
+
+
 def store_map(
     store: ZoneStore,
     where: ZoneFilter,
@@ -43,8 +53,7 @@ def store_map(
     if bounds is not None:
         x_range, y_range = view_ranges(None, bounds, width, height)  # type: ignore[arg-type]
     elif cache is not None:
-        extent = cache.cached_array("zones", [key, "extent"], version, lambda: np.array(zone_layer(store, where).bounds, dtype=np.float64))
-        x_range, y_range = fit_ranges(tuple(float(v) for v in extent), width, height)  # type: ignore[arg-type]
+        x_range, y_range = fit_ranges(zones_extent(store, where, cache), width, height)
     else:
         x_range, y_range = view_ranges(zone_layer(store, where), None, width, height)
     if cache is None:

@@ -27,6 +27,8 @@ def route_of(path: str) -> str:
         return path
     if path.startswith("/static/"):
         return "/static"
+    if path == "/ogc" or path.startswith("/ogc/"):
+        return "/ogc"
     if path.endswith("/ws"):
         return "/ws"
     if path.endswith("/autoload.js"):

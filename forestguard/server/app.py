@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class ServeOptions:
     index: str | None = None
     apps: list[str] = field(default_factory=list)
     download_limit: int = runtime.DEFAULT_DOWNLOAD_LIMIT
+    metrics_from: tuple[str, ...] = runtime.METRICS_FROM
 
 
 def dashboard_app() -> Any:
@@ -82,6 +84,17 @@ def _check_store(url: str, explicit: bool) -> None:
         log.warning("store %s not reachable yet (%s); /readyz reports 503 until it is", redact(url), exc)
     except Exception as exc:
         log.warning("store %s not reachable yet (%s: %s); /readyz reports 503 until it is", redact(url), type(exc).__name__, exc)
+
+
+def _check_budget() -> None:
+    """A store whose map layer would not fit the memory budget is refused now, in one line, not killed later."""
+    from ..render.layer import check_layer_budget
+
+    try:
+        store = runtime.shared_store()
+    except UserError:
+        return  # not there (yet): /readyz says so
+    check_layer_budget(store)
 
 
 def warm_up() -> None:
@@ -156,14 +169,17 @@ def serve(options: ServeOptions) -> None:
         from . import enable_multiprocess_metrics
 
         enable_multiprocess_metrics()  # before prometheus_client is imported anywhere
-    runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit))
+    runtime.configure(runtime.ServerOptions(store_url=options.db, download_limit=options.download_limit,
+                                            metrics_from=options.metrics_from))
     url = runtime.options().resolved_store_url
     _check_store(url, explicit=bool(options.db or settings().database_url))
+    _check_budget()
 
     import panel as pn
     from panel.io.server import get_server
 
     from .access import configure_access_log, log_request
+    from .ogc import ROUTES as OGC_ROUTES
     from .routes import ROUTES
 
     logging.basicConfig(level=settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -173,6 +189,9 @@ def serve(options: ServeOptions) -> None:
         os.register_at_fork(after_in_child=_init_sentry)  # Sentry's sender thread does not survive a fork
     if options.warm:
         warm_up()
+    from ..dashboard import notice_page
+
+    notice_page()  # its first build imports the Markdown renderer: at start-up, not on the loop in an outage
     # What start-up made (modules, the shared layer, warmed caches) lives as long as the process:
     # out of the collector's sight, a full collection only walks what sessions made since.
     gc.collect()
@@ -181,12 +200,22 @@ def serve(options: ServeOptions) -> None:
     if options.num_threads:
         pn.config.nthreads = options.num_threads
 
-    apps: dict[str, Any] = {"/": dashboard_app}
+    from .sessions import dashboard_application
+
+    server_id = uuid.uuid4().hex
+    apps: dict[str, Any] = {"/": dashboard_application(dashboard_app, title="ForestGuard", server_id=server_id)}
     for path in options.apps:
         apps["/" + Path(path).stem] = path
     kwargs: dict[str, Any] = {}
     if options.index:
         kwargs["index"] = options.index
+    basic_auth = options.basic_auth
+    if basic_auth:  # Panel's provider with a throttled, exact login page (see .login)
+        from .login import ThrottledBasicAuthProvider, load_credentials
+
+        kwargs["auth_provider"] = ThrottledBasicAuthProvider(load_credentials(basic_auth))
+        basic_auth = None
+    from . import frontdoor
     server = get_server(
         apps,
         port=options.port,
@@ -196,7 +225,7 @@ def serve(options: ServeOptions) -> None:
         start=False,
         title="ForestGuard",
         location=True,
-        basic_auth=options.basic_auth,
+        basic_auth=basic_auth,
         oauth_provider=options.oauth_provider,
         oauth_key=options.oauth_key,
         oauth_secret=options.oauth_secret,
@@ -204,14 +233,17 @@ def serve(options: ServeOptions) -> None:
         oauth_encryption_key=options.oauth_encryption_key,
         cookie_secret=options.cookie_secret,
         num_procs=options.num_procs,
-        extra_patterns=list(ROUTES),
+        extra_patterns=[*ROUTES, *OGC_ROUTES],
+        server_id=server_id,
+        http_server_kwargs={"max_header_size": frontdoor.READ_LIMIT},
         warm=options.warm and options.num_procs == 1,
         **kwargs,
     )
     server._tornado.settings["log_function"] = log_request  # every request: JSON line + metrics
+    frontdoor.install(server._http)  # 414/431 instead of dropped connections; a static notice while the store is down
     host = options.address or "localhost"
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats)", file=sys.stderr, flush=True)
+    print(f"ForestGuard dashboard: http://{shown}:{server.port}/  (store {redact(url)}; /healthz /readyz /metrics /api/stats /ogc)", file=sys.stderr, flush=True)
 
     def stop(*_: Any) -> None:
         server.io_loop.add_callback_from_signal(server.io_loop.stop)

@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from typing import Any
 
-import click
 from bokeh.server.views.auth_request_handler import AuthRequestHandler
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler, stream_request_body
 
+from .. import filters
 from ..config import settings
 from ..errors import UserError
 from ..schema import GROUP_KEYS
-from ..stats import statistics
+from ..stores.base import check_group_keys
 from . import metrics, runtime
 from .access import auth_enabled
+from .responses import send_encoded, stats_answer
+
+log = logging.getLogger("forestguard.server")
 
 #: /api/stats query parameters, as ``forestguard stats`` names its options (``area``: a saved area's name).
 STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence", "area")
 #: Members of a POST body besides the parameters: the area as GeoJSON (or a saved name), and whether to repair it.
 BODY_MEMBERS = ("area", "repair")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 class JSONHandler(RequestHandler):
@@ -63,12 +66,12 @@ class HealthHandler(JSONHandler):
 
 
 class ReadyHandler(JSONHandler):
-    """Readiness: the store (and Redis when configured) answer now; 503 with the reasons otherwise."""
+    """Readiness: 200 when the store answers now ("degraded" when only Redis does not), 503 when it does not."""
 
     async def get(self) -> None:
         timeout = runtime.options().readiness_timeout
         try:
-            result = await asyncio.wait_for(IOLoop.current().run_in_executor(None, runtime.readiness), timeout + 1.0)
+            result = await asyncio.wait_for(IOLoop.current().run_in_executor(runtime.probe_executor(), runtime.readiness), timeout + 1.0)
         except asyncio.TimeoutError:
             metrics.READY.set(0)
             self.write_json(503, {"status": "unavailable", "checks": {"timeout": {"ok": False, "error": f"checks took over {timeout + 1.0:g} s"}}})
@@ -77,10 +80,22 @@ class ReadyHandler(JSONHandler):
         self.write_json(200 if result.ready else 503, result.to_dict())
 
 
-class MetricsHandler(RequestHandler):
-    """Prometheus exposition (merged across worker processes when there are several)."""
+class MetricsHandler(JSONHandler, AuthRequestHandler):
+    """Prometheus exposition (merged across worker processes when there are several).
+
+    With a login in front of the dashboard, only signed-in users and peers in
+    ``serve --metrics-from`` (default: loopback, i.e. an agent sidecar in the same task)
+    may read it; anything through the load balancer comes from another address: 401.
+    """
+
+    async def prepare(self) -> None:
+        JSONHandler.prepare(self)
+        await AuthRequestHandler.prepare(self)
+        if auth_enabled(self) and not self.current_user and not runtime.options().metrics_allowed(self.request.remote_ip):
+            self.write_json(401, {"error": "authentication required", "request_id": self.request_id})
 
     def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
         body, content_type = metrics.exposition()
         self.set_header("Content-Type", content_type)
         self.finish(body)
@@ -170,19 +185,17 @@ class StatsHandler(JSONHandler, AuthRequestHandler):
     async def _answer(self, where, by, name: str | None, geojson: Any, repair: bool) -> None:
         from ..areas import AreaRefused, area_from_geojson
 
-        def compute() -> str:
-            from ..cache import default_cache
-
+        def compute():
             store = runtime.shared_store()
             chosen = where
             if name is not None:
                 chosen = where.with_(area=store.saved_area(name))
             elif geojson is not None:
                 chosen = where.with_(area=area_from_geojson(geojson, name="posted area", label="area", repair=repair))
-            return statistics(store, chosen, by, cache=default_cache()).to_json()
+            return stats_answer(chosen, by)  # the encoded answer, kept per data version
 
         try:
-            body = await IOLoop.current().run_in_executor(None, compute)
+            answer = await IOLoop.current().run_in_executor(None, compute)
         except AreaRefused as exc:
             self._fail(400, str(exc))
             return
@@ -191,9 +204,11 @@ class StatsHandler(JSONHandler, AuthRequestHandler):
                 self._fail(404, str(exc))
                 return
             runtime.reset_store()
-            self._fail(503, str(exc))
+            log.warning("/api/stats %s: %s", self.request_id, runtime.detail(exc))
+            self._fail(503, runtime.public_reason(exc))
             return
-        self.write_json(200, body)
+        send_encoded(self, answer, "application/json; charset=utf-8", private=auth_enabled(self))
+
 
 
 def _as_arguments(document: dict[str, Any]) -> dict[str, list[str]]:
@@ -214,12 +229,11 @@ def _as_arguments(document: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def stats_query(arguments: dict[str, list[str]]):
-    """Query parameters → (ZoneFilter, group keys), validated exactly like the CLI's options.
+    """Query parameters → (ZoneFilter, group keys), checked by :mod:`forestguard.filters` as the CLI's options are.
 
-    Raises ValueError with a one-line message for anything the CLI would refuse.
+    Raises ValueError (:class:`~forestguard.filters.FilterError`) with a one-line message for anything the CLI would refuse.
     """
-    from ..cli.options import parse_by, zone_filter
-
+    filters.refuse_nul(arguments)
     unknown = sorted(set(arguments) - set(STATS_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(STATS_PARAMETERS)}")
@@ -230,51 +244,18 @@ def stats_query(arguments: dict[str, list[str]]):
         if len(values) > 1:
             raise ValueError(f"{name} is given {len(values)} times; give it once")
         single[name] = values[0].strip() if values else None
-    try:
-        where = zone_filter(
-            countries=tuple(v for v in arguments.get("country", []) if v),
-            year=_integer(single["year"], "year"),
-            year_from=_integer(single["from"], "from"),
-            year_to=_integer(single["to"], "to"),
-            classifications=tuple(arguments.get("classification", [])),
-            sources=tuple(v for v in arguments.get("source", []) if v),
-            verified_only=_boolean(single["verified_only"]),
-            min_confidence=_confidence(single["min_confidence"]),
-        )
-        by = parse_by(single["by"]) if single["by"] is not None else GROUP_KEYS
-    except click.ClickException as exc:
-        raise ValueError(exc.format_message()) from None
+    where = filters.zone_filter(
+        countries=arguments.get("country", []),
+        year=filters.parse_integer(single["year"], "year"),
+        year_from=filters.parse_integer(single["from"], "from"),
+        year_to=filters.parse_integer(single["to"], "to"),
+        classifications=arguments.get("classification", []),
+        sources=arguments.get("source", []),
+        verified_only=filters.parse_boolean(single["verified_only"], "verified_only"),
+        min_confidence=filters.parse_confidence(single["min_confidence"], "min_confidence"),
+    )
+    by = check_group_keys(single["by"].split(",")) if single["by"] is not None else GROUP_KEYS
     return where, by
-
-
-def _integer(text: str | None, name: str) -> int | None:
-    if text is None or text == "":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {text!r}") from None
-
-
-def _boolean(text: str | None) -> bool:
-    lowered = (text or "").lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError(f"verified_only must be true or false, not {text!r}")
-
-
-def _confidence(text: str | None) -> float | None:
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"min_confidence must be a number between 0 and 1, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_confidence must be between 0 and 1, not {value:g}")
-    return value
 
 
 #: (pattern, handler, kwargs) for Bokeh's ``extra_patterns`` and ``panel serve --plugins``.

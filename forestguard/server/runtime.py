@@ -3,24 +3,44 @@
 Sessions never open their own store: one read-only handle per worker process,
 opened on first use and reopened after a fork (database handles do not survive
 ``fork``) or after readiness found the store gone.
+
+Nothing here that waits on the store may run on the event loop: readiness runs on
+its own small thread pool (never queued behind statistics or sessions), and a new
+dashboard session asks the store from a thread first (:func:`prepare_session`) so
+the page is built from what is already in memory, or shows its notice at once.
+Visitors and probes get generic words; the details (host, port, database) go to the log.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import threading
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .. import stores
+from ..cache.breaker import ThrottledWarning
 from ..config import redact, settings
+from ..errors import StoreNotFound, StoreUnavailable
 from ..stores.base import ZoneStore
+
+log = logging.getLogger("forestguard.server")
+#: One warning a minute per kind of failed check, however often the probes come.
+_warn_store = ThrottledWarning(log, interval=60.0)
+_warn_redis = ThrottledWarning(log, interval=60.0)
 
 #: The statistics a dashboard view shows: the cards (total, by class) and the yearly bars.
 CARD_GROUPINGS: tuple[tuple[str, ...], ...] = ((), ("classification",))
 BARS_GROUPING: tuple[str, ...] = ("year", "classification")
 VIEW_GROUPINGS: tuple[tuple[str, ...], ...] = (*CARD_GROUPINGS, BARS_GROUPING)
+
+#: Who may read /metrics without signing in when a login is on: the task itself (an agent sidecar).
+METRICS_FROM: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 #: Zones a GeoJSON/GeoParquet download may hold; beyond it the dashboard asks to narrow the filters.
 DEFAULT_DOWNLOAD_LIMIT = 50_000
@@ -34,11 +54,20 @@ class ServerOptions:
     redis_url: str | None = None
     download_limit: int = DEFAULT_DOWNLOAD_LIMIT
     readiness_timeout: float = 2.0
+    metrics_from: tuple[str, ...] = METRICS_FROM
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or settings().store_url
+
+    def metrics_allowed(self, address: str | None) -> bool:
+        """May a peer at ``address`` read /metrics without signing in?"""
+        try:
+            peer = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(peer in ipaddress.ip_network(net, strict=False) for net in self.metrics_from)
 
 
 _options = ServerOptions()
@@ -81,31 +110,94 @@ def reset_store() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """The parent's handle (its sockets, file locks) is the parent's: a child forgets it."""
-    global _store, _store_pid, _lock
-    _store, _store_pid, _lock = None, None, threading.Lock()
+    """The parent's handle (its sockets, file locks) and threads are the parent's: a child forgets them."""
+    global _store, _store_pid, _lock, _probes
+    _store, _store_pid, _lock, _probes = None, None, threading.Lock(), None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_probes: ThreadPoolExecutor | None = None
+
+
+def probe_executor() -> ThreadPoolExecutor:
+    """Threads for readiness only: a probe never waits behind statistics or sessions."""
+    global _probes
+    with _lock:
+        if _probes is None:
+            _probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="forestguard-readiness")
+        return _probes
+
+
+#: What a visitor reads instead of the dashboard when the store cannot be read: no host, port, user, database or path.
+STORE_NOTICE = "The zone store is not available right now. Please try again in a few minutes."
+#: After a failed look at the store, how long it counts as down without being asked again.
+KNOWN_DOWN_SECONDS = 2.0
+_store_failed_at: float | None = None
+
+
+def note_store(ok: bool) -> None:
+    """Remember the outcome of the last real look at the store (readiness, a session's check)."""
+    global _store_failed_at
+    _store_failed_at = None if ok else time.monotonic()
+
+
+def store_known_down() -> bool:
+    """Did a look at the store fail in the last :data:`KNOWN_DOWN_SECONDS`? Never blocks."""
+    failed = _store_failed_at
+    return failed is not None and time.monotonic() - failed < KNOWN_DOWN_SECONDS
+
+
+#: What a visitor or a probe is told about a store that cannot be read (the details go to the log).
+STORE_PROBLEMS = {
+    StoreNotFound: "the zone store does not exist (yet)",
+    StoreUnavailable: "the zone store is unreachable",
+}
+GENERIC_PROBLEM = "the zone store cannot be read"
+REDIS_PROBLEM = "the Redis cache is unreachable (answers are slower, not wrong)"
+
+
+def public_reason(exc: BaseException) -> str:
+    """Words for outsiders: what kind of failure, never where (no host, port, user, database or path)."""
+    for kind, words in STORE_PROBLEMS.items():
+        if isinstance(exc, kind):
+            return words
+    return GENERIC_PROBLEM
+
+
+def detail(exc: BaseException) -> str:
+    """The whole reason, redacted, on one line: for the log."""
+    return redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:500]
+
+
 @dataclass
 class Readiness:
+    """The store decides readiness; an optional dependency that is down only degrades it."""
+
     ready: bool
     checks: dict[str, dict[str, Any]]
 
+    @property
+    def degraded(self) -> list[str]:
+        return [name for name, check in self.checks.items() if name != "store" and not check["ok"]]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"status": "ready" if self.ready else "unavailable", "checks": self.checks}
+        status = "unavailable" if not self.ready else "degraded" if self.degraded else "ready"
+        body: dict[str, Any] = {"status": status, "checks": self.checks}
+        if self.ready and self.degraded:
+            body["degraded"] = self.degraded
+        return body
 
 
-def _timed(check) -> dict[str, Any]:
-    """``ok`` and ``seconds`` (or ``error``), plus whatever the check reports (the store's role)."""
+def _timed(check: Callable[[], dict[str, Any] | None], reason: Callable[[BaseException], str], warn: ThrottledWarning) -> dict[str, Any]:
+    """``ok`` and ``seconds`` (or a generic ``error``: details go to the log), plus whatever the check reports (the store's role)."""
     started = time.perf_counter()
     try:
         reported = check() or {}
-    except Exception as exc:  # the reason goes to the probe's JSON, redacted
-        return {"ok": False, "error": redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}")[:300],
-                "seconds": round(time.perf_counter() - started, 4)}
+    except Exception as exc:
+        warn(f"readiness: {reason(exc)}: {detail(exc)}")
+        return {"ok": False, "error": reason(exc), "seconds": round(time.perf_counter() - started, 4)}
     return {"ok": True, **reported, "seconds": round(time.perf_counter() - started, 4)}
 
 
@@ -131,11 +223,49 @@ def _check_redis(url: str) -> None:
 
 
 def readiness() -> Readiness:
-    """Check the store (and Redis when configured); blocking, run it off the event loop."""
-    checks = {"store": _timed(_check_store)}
+    """Check the store (and Redis when configured); blocking, run it on :func:`probe_executor`.
+
+    Not ready only when the store cannot be read: Redis is a cache, and without it every
+    answer is still served (slower), so a Redis outage is "degraded", still 200.
+    """
+    checks = {"store": _timed(_check_store, public_reason, _warn_store)}
+    note_store(checks["store"]["ok"])
     if not checks["store"]["ok"]:
         reset_store()  # reopen on next use: the file may come back, a database may restart
     redis_url = _options.redis_url or settings().redis_url
     if redis_url:
-        checks["redis"] = _timed(lambda: _check_redis(redis_url))
-    return Readiness(all(c["ok"] for c in checks.values()), checks)
+        checks["redis"] = _timed(lambda: _check_redis(redis_url), lambda _: REDIS_PROBLEM, _warn_redis)
+    return Readiness(checks["store"]["ok"], checks)
+
+
+#: Per dashboard document: why its store could not be read when the session began (None: it could).
+_session_problems: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
+
+
+def prepare_session() -> str | None:
+    """Blocking, on a thread before a session is built: can this process's store be read now?
+
+    Opens the shared handle and the shared zone layer (both kept for the next
+    sessions), so building the page on the event loop finds them in memory.
+    Returns None when it can, else the words a visitor may see (details are logged).
+    """
+    from ..render import zone_layer
+
+    try:
+        zone_layer(shared_store())
+    except Exception as exc:  # any failure to read the store: the visitor gets the notice, the log the reason
+        note_store(False)
+        reset_store()
+        _warn_store(f"dashboard session without its store: {detail(exc)}")
+        return public_reason(exc)
+    note_store(True)
+    return None
+
+
+def note_session(doc: Any, problem: str | None) -> None:
+    _session_problems[doc] = problem
+
+
+def session_problem(doc: Any) -> str | None:
+    """What :func:`prepare_session` found for this document's session (None: nothing, or not asked)."""
+    return _session_problems.get(doc) if doc is not None else None

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import ReadOnlyStore, UserError
+from ..loads import FileLoad, LoadRecord
 from ..schema import ALL_GROUP_KEYS, Classification
 from .evidence import EvidenceStore, overlaps_sql
 
@@ -151,8 +152,11 @@ class ZoneStore(EvidenceStore, abc.ABC):
         """
 
     @abc.abstractmethod
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
-        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id."""
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
+        """Zones as Arrow, geometry as WKB in a ``geometry`` column, sorted by country, year, id.
+
+        ``limit``/``offset`` give one page of that order (feature services page through it).
+        """
 
     def zones(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> gpd.GeoDataFrame:
         table = self.zones_arrow(where, columns, limit)
@@ -172,6 +176,10 @@ class ZoneStore(EvidenceStore, abc.ABC):
         """``id`` and ``geometry`` (WKB) of the zones ``ids`` (those that exist), looked up by primary key."""
 
     @abc.abstractmethod
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """The zones ``ids`` (those that exist) with ``columns`` (all by default), by primary key, sorted by id."""
+
+    @abc.abstractmethod
     def count(self, where: ZoneFilter = ZoneFilter()) -> int: ...
 
     def ping(self) -> None:
@@ -188,12 +196,21 @@ class ZoneStore(EvidenceStore, abc.ABC):
     def years(self) -> list[int]:
         return sorted(int(y) for y in self.aggregate(ZoneFilter(), ["year"])["year"])
 
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        """Load records (all, or those of these contents), oldest first; a store that keeps none has none."""
+        return []
+
     # -- writing -------------------------------------------------------------
     @abc.abstractmethod
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
-        """Append validated zones in one transaction and bump the data version; return the count."""
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
+        """Append validated zones in one transaction and bump the data version; return the count.
 
-    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+        ``files``: the input files the zones came from; a load record for each is written in
+        the same transaction, and a file whose content is already recorded raises
+        :class:`~forestguard.loads.AlreadyLoaded` (nothing written) unless ``again``.
+        """
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         """Like :meth:`insert` for zones that arrive in batches (about ``rows`` in all).
 
         One transaction still: an exception from ``batches`` loads nothing. Engines that
@@ -202,7 +219,7 @@ class ZoneStore(EvidenceStore, abc.ABC):
         frames = [batch for batch in batches if len(batch)]
         if not frames:
             return 0
-        return self.insert(gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326))
+        return self.insert(gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=4326), files=files, again=again)
 
     def _area_candidates(
         self, where: ZoneFilter, box: tuple[float, float, float, float], columns: Sequence[str], batch_rows: int

@@ -2,11 +2,19 @@
 
 The extension is loaded from the ``duckdb-extension-spatial`` wheel by path,
 with DuckDB's autoinstall/autoload turned off, so nothing is ever downloaded.
+
+The data version is derived from what was committed: every write appends a load record
+(``forestguard_loads``, with the version it made) in its own transaction, and the version is
+the larger of that table's highest and the ``forestguard_meta`` row, which a writable open
+repairs. An append is the part of a write least exposed to a crash at commit (an ingest
+killed at its commit was reported to keep the zones but lose the meta row's update); the
+two can no longer disagree in the way a cache key would hide.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -18,13 +26,22 @@ import pyarrow as pa
 
 from ..config import settings
 from ..errors import ReadOnlyStore, StoreNotFound, UserError
+from ..loads import LOADS_TABLE, FileLoad, LoadRecord, counted, refuse_repeats
 from ..schema import TABLE, SCHEMA_VERSION
 from ..validation import zone_wkb
 from . import inside
-from .base import AGGREGATE_COLUMNS, ZoneFilter, aggregate_sql, ZoneStore, check_group_keys, filter_sql
+from .base import (
+    AGGREGATE_COLUMNS,
+    ZoneFilter,
+    ZoneStore,
+    aggregate_sql,
+    check_group_keys,
+    filter_sql,
+)
 from .duckdb_areas import AREAS_DDL, DuckDBAreas
 from .duckdb_evidence import DUCKDB_EVIDENCE_DDL, DuckDBEvidence
 from .evidence import zones_source
+from .summary import SUMMARIES, SUMMARY_MEASURES, SUMMARY_TABLE, summary_aggregate_sql, summary_folding_sql, summary_for, summary_frame, summary_rows_sql
 
 DUCKDB_DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS {TABLE}_id_seq;
@@ -44,9 +61,35 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE TABLE IF NOT EXISTS forestguard_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO forestguard_meta VALUES ('data_version', 0), ('schema_version', {SCHEMA_VERSION}) ON CONFLICT DO NOTHING;
+CREATE SEQUENCE IF NOT EXISTS {LOADS_TABLE}_id_seq;
+CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
+    id BIGINT NOT NULL DEFAULT nextval('{LOADS_TABLE}_id_seq'),
+    file VARCHAR,
+    sha256 VARCHAR,
+    rows BIGINT NOT NULL,
+    loaded_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    data_version BIGINT NOT NULL
+);
 -- An R-tree over the zones (the spatial extension's): areas find their candidate zones through it.
 CREATE INDEX IF NOT EXISTS idx_zones_geometry_rtree ON {TABLE} USING RTREE (geometry);
 {AREAS_DDL}{DUCKDB_EVIDENCE_DDL}"""
+_SUMMARY_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    country VARCHAR NOT NULL, year INTEGER NOT NULL, classification VARCHAR, source VARCHAR, verified BOOLEAN NOT NULL,{confidence}
+    zones BIGINT NOT NULL, area_cents BIGINT NOT NULL, confidence_cents BIGINT NOT NULL,
+    confidence_n BIGINT NOT NULL, verified_zones BIGINT NOT NULL
+);
+"""
+SUMMARY_DDL = "".join(_SUMMARY_DDL.format(table=t, confidence=" confidence DECIMAL(3,2)," if "confidence" in keys else "")
+                      for t, keys in SUMMARIES.items())
+#: A summary is folded when it holds this many rows more than after its last folding.
+_SUMMARY_SLACK_ROWS = 100_000
+#: The committed data version: the meta row, or the newest load record if that is newer.
+_VERSION_SQL = f"""
+SELECT greatest((SELECT value FROM forestguard_meta WHERE key = 'data_version'),
+                coalesce((SELECT max(data_version) FROM {LOADS_TABLE}), 0))
+"""
+_LOADS_COLUMNS = "id, file, sha256, rows, loaded_at, data_version"
 
 #: Zones looked up by id in one query (the statement grows with it).
 _IDS_PER_QUERY = 2_000
@@ -90,6 +133,7 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
+    _has_loads = False  # set when the file is opened (a snapshot view has no load records)
     #: How an area's candidates are found: the R-tree answers ST_Intersects with a constant box…
     area_candidates_sql = "ST_Intersects(geometry, ST_MakeEnvelope(?, ?, ?, ?))"
     #: …but it fetches its rows one by one (~25 µs each): for a large box reading the table in order is faster.
@@ -124,14 +168,70 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
             self._spatial = True
             # Building the R-tree of a store made before it existed takes seconds: no progress bar over a command's output.
             self._con.execute("SET enable_progress_bar = false")
-            self._con.execute(DUCKDB_DDL)
+            self._con.execute(DUCKDB_DDL + SUMMARY_DDL)
+            # Check and repair: the meta row follows the newest committed load record.
+            self._con.execute(f"UPDATE forestguard_meta SET value = ({_VERSION_SQL}) WHERE key = 'data_version' AND value < ({_VERSION_SQL})")
         elif not self._has_table():
             raise StoreNotFound(f"{path} is not a ForestGuard store (no {TABLE} table)")
+        self._has_loads = self._has_table(LOADS_TABLE)  # a store written before load records has none
+        self._summary_ok = self._check_summary()
 
-    def _has_table(self) -> bool:
+    def _has_table(self, name: str = TABLE) -> bool:
         return bool(
-            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()[0]
+            self._con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0]
         )
+
+    def _check_summary(self) -> bool:
+        """Are the statistics summaries there and in step with the zones? Rebuilt if not (when writable).
+
+        Their zone counts against the table's (DuckDB answers ``count(*)`` from metadata): a store
+        from before the summaries, or one whose summaries a crash lost, is caught here.
+        """
+        if not all(self._has_table(t) for t in SUMMARIES):
+            return False
+        if not self._summary_columns_current():
+            if self.read_only:
+                return False
+            for table in SUMMARIES:  # a summary of another layout (an earlier ForestGuard): made again
+                self._con.execute(f"DROP TABLE {table}")
+            self._con.execute(SUMMARY_DDL)
+        counts = self._con.execute(
+            f"SELECT (SELECT count(*) FROM {TABLE}), " + ", ".join(f"(SELECT coalesce(sum(zones), 0) FROM {t})" for t in SUMMARIES)).fetchone()
+        if all(c == counts[0] for c in counts[1:]):
+            return True
+        if self.read_only:
+            return False  # statistics read the zones instead
+        with self._lock:
+            con = self._cursor()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in SUMMARIES:
+                    con.execute(f"DELETE FROM {table}")
+                    con.execute(f"INSERT INTO {table} {summary_rows_sql(TABLE, table)}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return True
+
+    def _summary_columns_current(self) -> bool:
+        found = {name for (name,) in self._con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [SUMMARY_TABLE]).fetchall()}
+        return set(SUMMARY_MEASURES) <= found
+
+    def _summarise(self, con: duckdb.DuckDBPyConnection, after_id: int) -> None:
+        """Add the zones loaded in this transaction (ids above ``after_id``) to the summaries, folding one that grew."""
+        for table in SUMMARIES:
+            con.execute(f"INSERT INTO {table} {summary_rows_sql(f'(SELECT * FROM {TABLE} WHERE id > ?)', table)}", [after_id])
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            folded = con.execute("SELECT value FROM forestguard_meta WHERE key = ?", [f"{table}_rows"]).fetchone()
+            if rows > (folded[0] if folded else 0) + _SUMMARY_SLACK_ROWS:
+                con.execute(f"CREATE TEMP TABLE folded_summary AS {summary_folding_sql(table, table)}")
+                con.execute(f"DELETE FROM {table}")
+                con.execute(f"INSERT INTO {table} SELECT * FROM folded_summary")
+                con.execute("DROP TABLE folded_summary")
+                rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                con.execute("INSERT INTO forestguard_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [f"{table}_rows", rows])
 
     def _load_spatial(self) -> None:
         if not self._spatial:
@@ -147,6 +247,9 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
             self.require_evidence()
         return filter_sql(where, bbox_sql=_BBOX_SQL)
 
+    def _summary_ready(self) -> bool:
+        return self._summary_ok
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         # A cursor per call lets threads (a Panel server) share one database handle.
         return self._con.cursor()
@@ -156,7 +259,8 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
         # open: its version is read once. This takes a query off every cached request.
         if self.read_only and self._read_only_version is not None:
             return self._read_only_version
-        version = int(self._cursor().execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0])
+        sql = _VERSION_SQL if self._has_loads else "SELECT value FROM forestguard_meta WHERE key = 'data_version'"
+        version = int(self._cursor().execute(sql).fetchone()[0])
         if self.read_only:
             self._read_only_version = version
         return version
@@ -174,9 +278,16 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
         sql = self._filter(where)
         if "suggested" in keys:
             self.require_evidence()
-        query = aggregate_sql(zones_source(keys), keys, sql.clause)
-        rows = self._cursor().execute(query, sql.params).fetchall()
+        summary = summary_for(where, keys) if self._summary_ready() else None
+        if summary:
+            return summary_frame(self._cursor().execute(summary_aggregate_sql(summary, keys, sql.clause), sql.params).fetchall(), keys)
+        rows = self._cursor().execute(aggregate_sql(zones_source(keys), keys, sql.clause), sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
+
+    @staticmethod
+    def _select_list(columns: Sequence[str] | None) -> str:
+        wanted = list(columns) if columns else list(ZONE_FIELDS)
+        return ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
 
     def _select(self, where: ZoneFilter, columns: Sequence[str] | None, also: tuple[str, Sequence[float]] | None = None) -> tuple[str, list]:
         """The zones' SELECT; ``also`` is one more condition and its parameters (an area's candidates)."""
@@ -184,9 +295,8 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
         wanted = list(columns) if columns else list(ZONE_FIELDS)
         if "suggested" in wanted:
             self.require_evidence()
-        select = ", ".join("ST_AsWKB(geometry) AS geometry" if c == "geometry" else c for c in wanted)
         clause, params = (f"({sql.clause}) AND {also[0]}", [*sql.params, *also[1]]) if also else (sql.clause, list(sql.params))
-        return f"SELECT {select} FROM {zones_source(wanted)} WHERE {clause}", params
+        return f"SELECT {self._select_list(wanted)} FROM {zones_source(wanted)} WHERE {clause}", params
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         if where.area is not None:
@@ -210,35 +320,59 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
             yield reader.schema.empty_table()
 
     def zone_geometries(self, ids: Sequence[int]) -> pa.Table:
+        return self.zones_by_id(ids, ("id", "geometry"))
+
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
         # An IN list of values, not a join with a list: DuckDB answers it from the primary key's
         # index (3,000 zones in ~0.2 s of 10M, where a join scans every row: 1-2 s).
         wanted = [int(i) for i in ids]
+        select = self._select_list(columns)
         cursor = self._cursor()
         tables = []
-        for start in range(0, len(wanted), _IDS_PER_QUERY):
+        for start in range(0, max(len(wanted), 1), _IDS_PER_QUERY):
             part = wanted[start : start + _IDS_PER_QUERY]
-            query = f"SELECT id, ST_AsWKB(geometry) AS geometry FROM {TABLE} WHERE id IN ({', '.join(['?'] * len(part))})"
+            query = f"SELECT {select} FROM {TABLE} WHERE id IN ({', '.join(['?'] * len(part)) or 'NULL'}) ORDER BY id"
             tables.append(cursor.execute(query, part).to_arrow_table())
-        return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.int32()), "geometry": pa.array([], pa.binary())})
+        return pa.concat_tables(tables)
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
         if where.area is not None:
+            if offset:
+                raise ValueError("zones of an area are not paged")
             return inside.zones_arrow(self, where, columns, limit)
         query, params = self._select(where, columns)
         query += " ORDER BY country, year, id"
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
+        if offset:
+            query += " OFFSET ?"
+            params.append(int(offset))
         return self._cursor().execute(query, params).to_arrow_table()
 
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
-        return self.insert_batches([zones], rows=len(zones))
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        if not self._has_loads:
+            return []
+        query = f"SELECT {_LOADS_COLUMNS} FROM {LOADS_TABLE}"
+        params: list = []
+        if sha256s is not None:
+            if not sha256s:
+                return []
+            query += f" WHERE sha256 IN ({', '.join('?' * len(sha256s))})"
+            params = list(sha256s)
+        rows = self._cursor().execute(query + " ORDER BY id", params).fetchall()
+        return [LoadRecord(*row) for row in rows]
 
-    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
+        return self.insert_batches([zones], rows=len(zones), files=files, again=again)
+
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         """Append zones batch by batch in one transaction: memory holds one batch, not the load.
 
         DuckDB writes a large transaction's rows to the file as they come (optimistic writes)
         and drops them on rollback, so an exception from ``batches`` leaves nothing behind.
+        The load records (one per input file) and the data version derived from them are
+        written in the same transaction; a file already recorded is refused unless ``again``.
         """
         if self.read_only:
             raise ReadOnlyStore(f"{self.path} is open read-only")
@@ -248,14 +382,24 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
             con = self._cursor()
             con.execute("BEGIN TRANSACTION")
             try:
+                if files and not again:
+                    earlier = {r.sha256: r for r in self._loads_in(con, [f.sha256 for f in files])}
+                    refuse_repeats(files, earlier)
                 watched = self._watch_check(con)  # watched areas, as this transaction sees them
-                for zones in watched.batches(batches):
+                last_id = con.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
+                for zones in watched.batches(counted(batches, files)):
                     if len(zones):
                         loaded += self._append(con, zones)
                 if loaded:
-                    con.execute("UPDATE forestguard_meta SET value = value + 1 WHERE key = 'data_version'")
+                    if self._summary_ok:
+                        self._summarise(con, last_id)
+                    version = int(con.execute(_VERSION_SQL).fetchone()[0]) + 1
+                    records = [(f.file, f.sha256, f.rows) for f in files] or [(None, None, loaded)]
+                    now = datetime.now(timezone.utc).replace(tzinfo=None)
+                    con.executemany(f"INSERT INTO {LOADS_TABLE} (file, sha256, rows, loaded_at, data_version) VALUES (?, ?, ?, ?, ?)",
+                                    [[*record, now, version] for record in records])
+                    con.execute("UPDATE forestguard_meta SET value = ? WHERE key = 'data_version'", [version])
                     if watched:
-                        version = con.execute("SELECT value FROM forestguard_meta WHERE key = 'data_version'").fetchone()[0]
                         alerts = watched.deliveries(version)
                         self._write_outbox(con, alerts)
                         self.last_alerts = len(alerts)
@@ -296,6 +440,10 @@ class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
         finally:
             con.unregister("incoming_zones")
         return len(table)
+
+    def _loads_in(self, con: duckdb.DuckDBPyConnection, sha256s: list[str]) -> list[LoadRecord]:
+        query = f"SELECT {_LOADS_COLUMNS} FROM {LOADS_TABLE} WHERE sha256 IN ({', '.join('?' * len(sha256s))}) ORDER BY id"
+        return [LoadRecord(*row) for row in con.execute(query, sha256s).fetchall()]
 
     def close(self) -> None:
         self._con.close()

@@ -1,6 +1,6 @@
 """Reference layers and evidence in a store: the reads every engine shares, and the defaults.
 
-The tables (DuckDB: :data:`DUCKDB_EVIDENCE_DDL`; PostGIS: migration 0006; snapshots: Parquet
+The tables (DuckDB: :data:`DUCKDB_EVIDENCE_DDL`; PostGIS: migration 0007; snapshots: Parquet
 files of their own) sit beside the zone table and never alter it:
 
 - ``forestguard_layers``: one row per reference layer (kind, source, as-of date, file sha256,

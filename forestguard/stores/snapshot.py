@@ -32,36 +32,63 @@ from ..config import settings
 from ..errors import ReadOnlyStore
 from ..schema import TABLE
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
+from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
 from .duckdb_areas import AREAS_DDL
 from .duckdb_evidence import EVIDENCE_TABLES_DDL
 from .evidence import FEATURES
 
 
-def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
-    """A local folder holding the snapshot's files, ready for DuckDB.
+#: Files this process has hashed and found as their manifest says: (path, size, mtime, inode) → sha256.
+_verified: dict[tuple[str, int, int, int], str] = {}
+_verified_lock = threading.Lock()
 
-    Local snapshots are used in place after a size check (``snapshot verify``
-    re-hashes on demand). S3 snapshots are copied once into
-    ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and every file's sha256 is
-    checked on each open: a corrupt object is an error, a damaged cached copy
-    is fetched again.
+
+def check_local_file(manifest: snapshots.Manifest, where: str, entry: snapshots.SnapshotFile, path: Path) -> None:
+    """Raise :class:`SnapshotCorrupt` unless ``path`` is the manifest's file; hashed once per process and file.
+
+    A file changed since it was hashed (size, modification time or inode differ) is hashed again.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {where} is incomplete: {entry.path} is missing") from None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    with _verified_lock:
+        if _verified.get(key) == entry.sha256:
+            return
+    problem = snapshots.mismatch(entry, *storage.sha256_file(path)) if stat.st_size == entry.size else snapshots.mismatch(entry, "", stat.st_size)
+    if problem:
+        raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {where} is corrupt: {problem}")
+    with _verified_lock:
+        _verified[key] = entry.sha256
+
+
+def local_files(folder: storage.Folder, manifest: snapshots.Manifest) -> Path:
+    """A local folder holding the snapshot's files, ready for DuckDB, every file checked against the manifest.
+
+    Nothing is read before its bytes match: a flipped bit in a Parquet page could otherwise
+    give wrong totals without an error, or DuckDB's internal errors (ZSTD, Thrift).
+    Local snapshots are used in place, each file hashed once per process (again if it
+    changes on disk; ``bench/bench_snapshot_integrity.py`` has the cost, and why not Parquet
+    page checksums). S3 snapshots are copied once into
+    ``$FORESTGUARD_DATA_DIR/cache/snapshots/<id>`` and checked the same way: a corrupt
+    object is an error, a damaged cached copy is fetched again.
     """
     if isinstance(folder, storage.LocalFolder):
         for entry in manifest.all_files:
-            path = folder.path / entry.path
-            if not path.is_file():
-                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is incomplete: {entry.path} is missing")
-            if path.stat().st_size != entry.size:
-                problem = snapshots.mismatch(entry, "", path.stat().st_size)
-                raise snapshots.SnapshotCorrupt(f"snapshot {manifest.id} at {folder.url} is corrupt: {problem}")
+            check_local_file(manifest, folder.url, entry, folder.path / entry.path)
         return folder.path
     cache = settings().data_dir / "cache" / "snapshots" / manifest.id
     cache.mkdir(parents=True, exist_ok=True)
     for entry in manifest.all_files:
         path = cache / entry.path
-        if path.is_file() and not snapshots.mismatch(entry, *storage.sha256_file(path)):
-            continue
+        if path.is_file():
+            try:
+                check_local_file(manifest, str(cache), entry, path)
+                continue
+            except snapshots.SnapshotCorrupt:
+                pass  # a damaged cached copy: fetched again
         partial = cache / f".{entry.path}.{uuid.uuid4().hex}.part"
         try:
             folder.get_file(entry.path, partial)
@@ -116,6 +143,18 @@ class SnapshotStore(DuckDBStore):
             select = "* REPLACE (ST_GeomFromWKB(geometry) AS geometry)" if name == FEATURES else "*"
             self._con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(carried[name]))})")
 
+        self._summary_ok = False
+
+    def _summary_ready(self) -> bool:
+        """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""
+        if not self._summary_ok:
+            with self._lock:
+                if not self._summary_ok:
+                    for table in SUMMARIES:
+                        self._con.execute(f"CREATE TABLE {table} AS {summary_rows_sql(TABLE, table)}")
+                    self._summary_ok = True
+        return True
+
     def _load_spatial(self) -> None:
         """Nothing to load: the covering column answers boxes without the extension."""
 
@@ -136,7 +175,7 @@ class SnapshotStore(DuckDBStore):
     def data_version(self) -> int:
         return self.manifest.data_version
 
-    def insert(self, zones) -> int:
+    def insert(self, zones, *, files=(), again=False) -> int:
         raise ReadOnlyStore(
             f"snapshot {self.manifest.id} is read-only: ingest into the store it came from, then take a new snapshot"
         )

@@ -39,7 +39,7 @@ def _webhook_settings(monkeypatch):
 
 @pytest.fixture(scope="module")
 def new_zones() -> gpd.GeoDataFrame:
-    zones = demo_zones(DemoSpec(zones=3000, seed=11))
+    zones = demo_zones(DemoSpec(zones=1000, seed=11))
     meets = shapely.intersects(zones.geometry.values, WATCHED)
     assert meets.sum() >= 5
     return zones

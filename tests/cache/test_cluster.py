@@ -78,7 +78,9 @@ def test_a_single_server_is_not_taken_for_a_cluster(redis_server, cache_prefix, 
 
 @pytest.mark.redis
 def test_stampede_across_clients_of_a_cluster_computes_once(redis_cluster, cache_prefix):
-    caches = [RedisCache(redis_cluster.url, KeySpace(cache_prefix)) for _ in range(STAMPEDE)]
+    # Generous timeouts: what is tested is the lock and the slots, not how fast a loaded machine
+    # lets STAMPEDE clients discover the cluster at once (0.2 s timed out on a busy CI host).
+    caches = [RedisCache(redis_cluster.url, KeySpace(cache_prefix), socket_timeout=5.0, connect_timeout=5.0) for _ in range(STAMPEDE)]
     key = KeySpace(cache_prefix).stats("scope", ZoneFilter(countries=("Brazil",)), ("year",), 1)
     compute, release = _held_computation()
     answers = _stampede(caches, key, compute, release)

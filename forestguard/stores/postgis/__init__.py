@@ -18,15 +18,25 @@ import pyarrow as pa
 
 from ...config import redact
 from ...errors import ReadOnlyStore, StoreNotFound, UserError
+from ...loads import FileLoad, LoadRecord
 from ...schema import TABLE
 from .. import inside
-from ..base import AGGREGATE_COLUMNS, aggregate_sql, SQLFilter, ZoneFilter, ZoneStore, check_group_keys, filter_sql
+from ..base import (
+    AGGREGATE_COLUMNS,
+    SQLFilter,
+    ZoneFilter,
+    ZoneStore,
+    aggregate_sql,
+    check_group_keys,
+    filter_sql,
+)
+from ..summary import SUMMARY_THRESHOLDS_TABLE, summary_aggregate_sql, summary_for, summary_frame, threshold_of
 from .admin import init
 from .areas import PostGISAreas, watch_check, write_outbox
 from .evidence import PostGISEvidence
 from ..evidence import zones_source
 from .connection import ReadPool, connect, one_line
-from .load import BULK_MIN_ROWS, load_batches
+from .load import BULK_MIN_ROWS, load_batches, loads_of
 from .migrations import META_TABLE, has_zone_table, state
 from .role import read_only_refusal, require_primary, server_role
 from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, csv_batches, read_csv_copy
@@ -45,6 +55,10 @@ _BBOX_SQL = (
 )
 
 
+_SUMMARY_IN_STEP = (f"SELECT coalesce((SELECT value FROM {META_TABLE} WHERE key = 'summary_version') = "
+                    f"(SELECT value FROM {META_TABLE} WHERE key = 'data_version'), false)")
+
+
 def where_sql(where: ZoneFilter) -> SQLFilter:
     """The engine-neutral filter with PostGIS's bounding-box test."""
     compiled = filter_sql(where.with_(bbox=None), placeholder="%s")
@@ -52,6 +66,14 @@ def where_sql(where: ZoneFilter) -> SQLFilter:
         box = [float(v) for v in where.bbox]
         compiled = SQLFilter(f"({compiled.clause}) AND {_BBOX_SQL}", [*compiled.params, *box, *box])
     return compiled
+
+
+def _columns(columns: Sequence[str] | None) -> list[str]:
+    wanted = list(columns) if columns else list(ZONE_FIELDS)
+    unknown = [c for c in wanted if c not in ARROW_TYPES]
+    if unknown:
+        raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+    return wanted
 
 
 def _sortable(column: str) -> str:
@@ -123,19 +145,35 @@ class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
         if where.area is not None:
             return inside.aggregate(self, where, keys)
         compiled = where_sql(where)
-        query = aggregate_sql(zones_source(keys), keys, compiled.clause, _sortable)
-        rows = self._reads.run(lambda con: con.execute(query, compiled.params).fetchall())
-        return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
+        # The summaries (migration 0005) answer every filter but a bounding box from a few rows per
+        # combination, while they are in step with the zones (another writer's insert can leave them behind).
+        summary, summary_params = summary_for(where, keys), compiled.params
+        threshold = threshold_of(where, keys)
+        if threshold is not None:  # the dashboard's slider: one threshold's rows of the thresholds summary
+            other = where_sql(where.with_(min_confidence=None))
+            summary, summary_params = SUMMARY_THRESHOLDS_TABLE, [*other.params, threshold]
+            by_summary = summary_aggregate_sql(summary, keys, f"({other.clause}) AND threshold = %s", _sortable)
+        else:
+            by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
+        by_zones = aggregate_sql(zones_source(keys), keys, compiled.clause, _sortable)
 
-    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None) -> pa.Table:
+        def read(con: psycopg.Connection) -> pd.DataFrame:
+            if by_summary is not None and con.execute(_SUMMARY_IN_STEP).fetchone()[0]:
+                return summary_frame(con.execute(by_summary, summary_params).fetchall(), keys)
+            return pd.DataFrame(con.execute(by_zones, compiled.params).fetchall(), columns=[*keys, *AGGREGATE_COLUMNS])
+
+        return self._reads.run(read)
+
+    def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
         if where.area is not None:
+            if offset:
+                raise ValueError("zones of an area are not paged")
             return inside.zones_arrow(self, where, columns, limit)
-        wanted = list(columns) if columns else list(ZONE_FIELDS)
-        unknown = [c for c in wanted if c not in ARROW_TYPES]
-        if unknown:
-            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        wanted = _columns(columns)
         compiled = where_sql(where)
         params = list(compiled.params)
+        if limit is None and offset:
+            limit = 2**62  # PostgreSQL's LIMIT ALL, as a parameter
         if limit is None:
             # Arrow sorts faster than the server, whose sort of whole rows spills to disk at the
             # default work_mem; sort keys not asked for ride along and are dropped after.
@@ -143,20 +181,28 @@ class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
             order = ""
         else:
             fetched = wanted
-            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s"
-            params.append(int(limit))
+            order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s OFFSET %s"
+            params.extend([int(limit), int(offset)])
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in fetched)
-        query = f"SELECT {select} FROM {zones_source(fetched)} WHERE {compiled.clause}{order}"
-
-        def export(con: psycopg.Connection) -> pa.Table:
-            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
-                return read_csv_copy(copy, fetched)
-
-        table = self._reads.run(export)
+        table = self._export(f"SELECT {select} FROM {zones_source(fetched)} WHERE {compiled.clause}{order}", params, fetched)
         if limit is None:
             # One chunk per column first: a take across the CSV reader's many chunks was ~12× slower.
             table = table.combine_chunks().sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
         return table
+
+    def _export(self, query: str, params: list, columns: list[str]) -> pa.Table:
+        """One query's rows through COPY … TO STDOUT (CSV parsed by Arrow)."""
+
+        def export(con: psycopg.Connection) -> pa.Table:
+            with con.cursor() as cursor, cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
+                return read_csv_copy(copy, columns)
+
+        return self._reads.run(export)
+
+    def zones_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        wanted = _columns(columns)
+        select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
+        return self._export(f"SELECT {select} FROM {TABLE} WHERE id = ANY(%s) ORDER BY id", [[int(i) for i in ids]], wanted)
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """Streamed from one COPY: Arrow parses a block (~8 MB) while the server sends the next."""
@@ -176,10 +222,7 @@ class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
             yield pa.schema([(c, ARROW_TYPES[c]) for c in columns]).empty_table()
 
     def _copy_batches(self, compiled: SQLFilter, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.Table]:
-        wanted = list(columns) if columns else list(ZONE_FIELDS)
-        unknown = [c for c in wanted if c not in ARROW_TYPES]
-        if unknown:
-            raise ValueError(f"unknown zone columns: {', '.join(unknown)}")
+        wanted = _columns(columns)
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
         query = f"COPY (SELECT {select} FROM {zones_source(wanted)} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
         pending: list[pa.RecordBatch] = []
@@ -200,12 +243,15 @@ class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
         return pa.table({"id": pa.array([r[0] for r in rows], pa.int32()), "geometry": pa.array([bytes(r[1]) for r in rows], pa.binary())})
 
     # -- writing ---------------------------------------------------------------------------
-    def insert(self, zones: gpd.GeoDataFrame) -> int:
+    def loads(self, sha256s: Sequence[str] | None = None) -> list[LoadRecord]:
+        return self._reads.run(lambda con: loads_of(con, sha256s))
+
+    def insert(self, zones: gpd.GeoDataFrame, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
-        return self.insert_batches([zones], len(zones)) if len(zones) else 0
+        return self.insert_batches([zones], len(zones), files=files, again=again) if len(zones) else 0
 
-    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int) -> int:
+    def insert_batches(self, batches: Iterable[gpd.GeoDataFrame], rows: int, *, files: Sequence[FileLoad] = (), again: bool = False) -> int:
         if self.read_only:
             raise ReadOnlyStore(f"{redact(self.url)} is open read-only")
         counted = _Counted(batches)
@@ -214,9 +260,9 @@ class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
             require_primary(con, self.url, "an ingest")  # before a batch is read: nothing half-done
             con.rollback()  # the check's transaction; the load opens its own
             try:
-                with con.transaction():  # the ingest's own: the zones and their alerts commit together
+                with con.transaction():  # the ingest's own: the zones, their load records and their alerts commit together
                     watched = watch_check(con)
-                    version = load_batches(con, watched.batches(counted), rows, bulk_min_rows=self.bulk_min_rows)
+                    version = load_batches(con, watched.batches(counted), rows, bulk_min_rows=self.bulk_min_rows, files=files, again=again)
                     alerts = watched.deliveries(version) if version is not None and watched else []
                     write_outbox(con, alerts)
             except psycopg.errors.ReadOnlySqlTransaction:

@@ -1,4 +1,4 @@
-"""The PostGIS engine's saved areas, watches and outbox of alert deliveries (migration 0005).
+"""The PostGIS engine's saved areas, watches and outbox of alert deliveries (migration 0006).
 
 Mixed into :class:`~forestguard.stores.postgis.PostGISStore`: reads go where the store reads
 (the replica when there is one), writes to the primary, each in a transaction of its own.

@@ -1,4 +1,4 @@
-"""The PostGIS engine's reference layers and evidence (migration 0006).
+"""The PostGIS engine's reference layers and evidence (migration 0007).
 
 Reads go where the store reads (the replica when there is one); writes go to the primary in
 one transaction each. Large writes (a run's findings and evidence rows) are COPYed as CSV
@@ -54,7 +54,7 @@ class PostGISEvidence(EvidenceStore):
     wkb_sql = "ST_AsBinary({g})"
 
     def _has_evidence(self) -> bool:
-        return True  # the store refuses to open until migrations (0006 among them) are applied
+        return True  # the store refuses to open until migrations (0007 among them) are applied
 
     def _evidence_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         query = sql.replace("?", "%s")

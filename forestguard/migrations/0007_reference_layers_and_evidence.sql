@@ -1,4 +1,4 @@
--- 0006: reference layers with their provenance, and evidence per zone (issue 19).
+-- 0007: reference layers with their provenance, and evidence per zone (issue 19).
 --
 -- Beside the zone table, never altering it. A layer (protected areas, indigenous lands,
 -- properties, authorizations, embargoes) keeps who published it, as of when, the sha256 of the

@@ -1,4 +1,4 @@
--- 0005: saved areas, watches of them and the outbox of alert deliveries (issue 18).
+-- 0006: saved areas, watches of them and the outbox of alert deliveries (issue 18).
 --
 -- Beside the zone table, never altering it. An area is one MultiPolygon in lon/lat, kept
 -- with the sha256 of the file it came from; a watch names a saved area, the webhook and the
