@@ -207,8 +207,8 @@ def compute_evidence(store: ZoneStore, rules: Rules, *, full: bool = False, on_r
             findings=pa.Table.from_pandas(new.drop(columns="kind"), schema=FINDINGS_SCHEMA, preserve_index=False),
             zones=zones,
             suggestions=pa.table({"zone_id": pa.array(evaluated["zone_id"].to_numpy(dtype=np.int64), pa.int32()),
-                                  "suggested": pa.array(evaluated["suggested"].tolist(), pa.string()),
-                                  "rule": pa.array(evaluated["rule"].tolist(), pa.string()),
+                                  "suggested": pa.array(evaluated["suggested"], pa.string(), from_pandas=True),
+                                  "rule": pa.array(evaluated["rule"], pa.string(), from_pandas=True),  # pandas 3 strings: NaN is no rule
                                   "rules_version": pa.array([rules.version] * len(evaluated), pa.string())}, schema=SUGGESTION_SCHEMA),
             default=rules.default if rules_changed else None,
             prune=zones_moved,

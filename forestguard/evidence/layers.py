@@ -116,7 +116,7 @@ def read_layer(
         if field in REQUIRED.get(kind, ()) and field in columns:
             missing = np.flatnonzero(pd.isna(values))
             if len(missing):
-                raise LayerRefused(f"{label}: feature {missing[0]}: {columns[field]}: is missing; every feature of a {kind} layer needs its {field}")
+                raise LayerRefused(f"{label}: feature {missing[0]}: {columns[field]}: is missing; every feature of a layer of kind {kind} needs its {field}")
     for feature in np.flatnonzero(pd.notna(valid_from) & pd.notna(valid_to)):
         if valid_to[feature] < valid_from[feature]:
             raise LayerRefused(
@@ -159,7 +159,7 @@ def _columns(frame: pd.DataFrame, kind: str, mapping: dict[str, str], label: str
             found[field] = same[0]
         elif field in REQUIRED.get(kind, ()):
             shown = ", ".join(map(str, names[:15])) or "no attributes"
-            raise LayerRefused(f"{label}: a {kind} layer needs {field!r} for each feature: add --map {field}=COLUMN naming the file's field; it has: {shown}")
+            raise LayerRefused(f"{label}: a layer of kind {kind} needs {field!r} for each feature: add --map {field}=COLUMN naming the file's field; it has: {shown}")
     return found
 
 
