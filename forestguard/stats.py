@@ -110,6 +110,14 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, "") if value is None else (0, value)
 
 
+def with_evidence_version(store: ZoneStore, where: ZoneFilter, keys: Sequence[str]) -> ZoneFilter:
+    """``where`` holding the store's evidence version when its answer depends on evidence, which changes
+    without the zones' data version moving (cache keys are made of the filter's key)."""
+    if where.reads_evidence or "suggested" in keys:
+        return where.with_(evidence_version=store.evidence_version())
+    return where
+
+
 def statistics(
     store: ZoneStore,
     where: ZoneFilter = ZoneFilter(),
@@ -120,8 +128,7 @@ def statistics(
     """Statistics of the zones ``where`` selects, grouped ``by`` (country, year, classification)."""
     keys = check_group_keys(by)
     version = store.data_version()
-    if where.overlaps or "suggested" in keys:  # evidence changes without the zones' data version moving
-        where = where.with_(evidence_version=store.evidence_version())
+    where = with_evidence_version(store, where, keys)
 
     def compute() -> Statistics:
         rows = rows_from_aggregate(store.aggregate(where, keys), keys)
