@@ -1,4 +1,4 @@
-"""``forestguard evidence compute|show|status|apply|applied|plots``: why a zone is legal or illegal, and plots at risk."""
+"""``forestguard evidence compute|show|status|runs|apply|applied|plots``: why a zone is legal or illegal, and plots at risk."""
 
 from __future__ import annotations
 
@@ -120,6 +120,30 @@ def status_command(db, rules_path, fmt):
     click.echo("up to date" if status["up_to_date"] else
                f"out of date: zones changed {status['zones_changed']}; layers to measure {status['layers_to_measure'] or 'none'}; "
                f"layers to drop {status['layers_to_drop'] or 'none'}")
+
+
+@evidence_group.command("runs")
+@db_option
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def runs_command(db, limit, fmt):
+    """Each evidence run, newest first: the rules version and sha256 and the layers it used, and what it did.
+
+    \b
+    Example:
+      forestguard evidence runs --format json
+    """
+    with stores.open(db, read_only=True) as store:
+        runs = store.evidence_runs(limit)
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in runs], ensure_ascii=False, indent=2))
+        return
+    if not runs:
+        click.echo("evidence never computed: run 'forestguard evidence compute'")
+    for r in runs:
+        layers = ", ".join(f"{name!r} v{version}" for name, version in sorted(r.layers.items())) or "none"
+        click.echo(f"{r.computed_at:%Y-%m-%d %H:%M:%S} rules {r.rules_version!r} (sha256 {r.rules_sha256[:12]}…) data version {r.data_version}: "
+                   f"{r.zones_measured:,} zones measured, {r.findings_written:,} findings, {r.suggestions_evaluated:,} suggestions; layers {layers}")
 
 
 @evidence_group.command("apply")

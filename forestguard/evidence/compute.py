@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ..areas.overlay import PolygonIndex, overlaps
 from ..stores.base import ZoneStore
-from .records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, SUGGESTION_SCHEMA, EvidenceState, EvidenceWrite, Layer
+from .records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, SUGGESTION_SCHEMA, EvidenceRun, EvidenceState, EvidenceWrite, Layer
 from .rules import Rules, RulesError
 
 BATCH_ROWS = 100_000
@@ -197,11 +197,14 @@ def compute_evidence(store: ZoneStore, rules: Rules, *, full: bool = False, on_r
     report.suggestions_evaluated = len(evaluated) + len(zones)
     counted = pd.concat([evaluated["suggested"], pd.Series(zones.column("suggested").to_pylist(), dtype=object)])
     report.suggested = {str(k): int(v) for k, v in counted.value_counts().items()}
+    now = datetime.now(timezone.utc)
 
     store.write_evidence(
         EvidenceWrite(
             data_version=version,
-            state=EvidenceState(version, rules.version, rules.sha256, current, datetime.now(timezone.utc)),
+            state=EvidenceState(version, rules.version, rules.sha256, current, now),
+            run=EvidenceRun(now, version, rules.version, rules.sha256, current, report.zones_recomputed, report.findings_written,
+                            report.suggestions_evaluated, report.suggested, time.perf_counter() - started),
             recomputed=recomputed,
             dropped=dropped,
             findings=pa.Table.from_pandas(new.drop(columns="kind"), schema=FINDINGS_SCHEMA, preserve_index=False),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timezone
+from typing import Any, Sequence
 
 import pyarrow as pa
 
@@ -64,6 +64,21 @@ EVIDENCE_SCHEMA = pa.schema(
         ("suggested", pa.string()),
         ("rule", pa.string()),
         ("rules_version", pa.string()),
+    ]
+)
+#: One row per evidence run (``forestguard evidence runs``): what it was computed from and what it did.
+RUNS_SCHEMA = pa.schema(
+    [
+        ("computed_at", pa.timestamp("us")),  # UTC
+        ("data_version", pa.int64()),
+        ("rules_version", pa.string()),
+        ("rules_sha256", pa.string()),
+        ("layers", pa.string()),  # JSON: name → version of each layer measured
+        ("zones_measured", pa.int64()),
+        ("findings_written", pa.int64()),
+        ("suggestions_evaluated", pa.int64()),
+        ("suggested", pa.string()),  # JSON: suggestions evaluated, by class
+        ("seconds", pa.float64()),
     ]
 )
 #: A suggestion re-evaluated for a zone whose findings (or the rules) changed.
@@ -201,6 +216,46 @@ class EvidenceWrite:
     suggestions: pa.Table  #: SUGGESTION_SCHEMA
     default: str | None = None
     prune: bool = False  #: the zones changed: evidence of zones no longer stored goes
+    run: EvidenceRun | None = None  #: recorded with the write (every run is kept)
+
+
+@dataclass(frozen=True)
+class EvidenceRun:
+    """One ``evidence compute`` that wrote something: the rules (version and sha256) and layers it used, what it did.
+
+    Every run is kept, so any suggestion can be traced to the rules file that made it.
+    """
+
+    computed_at: datetime
+    data_version: int
+    rules_version: str
+    rules_sha256: str
+    layers: dict[str, int]
+    zones_measured: int
+    findings_written: int
+    suggestions_evaluated: int
+    suggested: dict[str, int]
+    seconds: float
+
+    def to_row(self) -> tuple:
+        """Values in :data:`RUNS_SCHEMA` order (computed_at naive UTC, JSON as text)."""
+        return (self.computed_at.astimezone(timezone.utc).replace(tzinfo=None), self.data_version, self.rules_version, self.rules_sha256,
+                json.dumps(self.layers, sort_keys=True, ensure_ascii=False), self.zones_measured, self.findings_written,
+                self.suggestions_evaluated, json.dumps(self.suggested, sort_keys=True), round(self.seconds, 3))
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> "EvidenceRun":
+        at, version, rules_version, sha256, layers, zones, findings, suggestions, suggested, seconds = row
+        at = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+        return cls(at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc), int(version), rules_version, sha256,
+                   {k: int(v) for k, v in json.loads(layers).items()}, int(zones), int(findings), int(suggestions),
+                   {k: int(v) for k, v in json.loads(suggested).items()}, float(seconds))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"computed_at": self.computed_at.isoformat(timespec="seconds"), "data_version": self.data_version,
+                "rules_version": self.rules_version, "rules_sha256": self.rules_sha256, "layers": self.layers,
+                "zones_measured": self.zones_measured, "findings_written": self.findings_written,
+                "suggestions_evaluated": self.suggestions_evaluated, "suggested": self.suggested, "seconds": self.seconds}
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,17 @@ CREATE TABLE IF NOT EXISTS forestguard_evidence_applied (
     run_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_evidence_applied_at ON forestguard_evidence_applied (applied_at);
+
+-- Every evidence run that wrote something: the rules (version, sha256) and layers it used.
+CREATE TABLE IF NOT EXISTS forestguard_evidence_runs (
+    computed_at TIMESTAMPTZ NOT NULL,
+    data_version BIGINT NOT NULL,
+    rules_version TEXT NOT NULL,
+    rules_sha256 TEXT NOT NULL,
+    layers TEXT NOT NULL,
+    zones_measured BIGINT NOT NULL,
+    findings_written BIGINT NOT NULL,
+    suggestions_evaluated BIGINT NOT NULL,
+    suggested TEXT NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL
+);

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import UserError
-from ..evidence.records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, KINDS, SUGGESTIONS, AppliedChange, EvidenceWrite, Layer
+from ..evidence.records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, KINDS, RUNS_SCHEMA, SUGGESTIONS, AppliedChange, EvidenceWrite, Layer
 from ..schema import TABLE, Classification
-from .evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, STATE, EvidenceStore
+from .evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, RUNS, STATE, EvidenceStore
 
 _KINDS_SQL = ", ".join(f"'{k}'" for k in KINDS)
 _SUGGESTIONS_SQL = ", ".join(f"'{s}'" for s in SUGGESTIONS)
@@ -68,6 +68,18 @@ EVIDENCE_TABLES_DDL: dict[str, str] = {
     rules_version VARCHAR NOT NULL,
     applied_at TIMESTAMP NOT NULL,
     run_id VARCHAR NOT NULL
+);""",
+    RUNS: f"""CREATE TABLE IF NOT EXISTS {RUNS} (
+    computed_at TIMESTAMP NOT NULL,
+    data_version BIGINT NOT NULL,
+    rules_version VARCHAR NOT NULL,
+    rules_sha256 VARCHAR NOT NULL,
+    layers VARCHAR NOT NULL,
+    zones_measured BIGINT NOT NULL,
+    findings_written BIGINT NOT NULL,
+    suggestions_evaluated BIGINT NOT NULL,
+    suggested VARCHAR NOT NULL,
+    seconds DOUBLE NOT NULL
 );""",
 }
 DUCKDB_EVIDENCE_DDL = "\n".join(EVIDENCE_TABLES_DDL.values()) + """
@@ -208,6 +220,8 @@ class DuckDBEvidence(EvidenceStore):
                     con.unregister(name)
             con.execute(f"DELETE FROM {STATE}")
             con.executemany(f"INSERT INTO {STATE} VALUES (?, ?)", [list(r) for r in write.state.to_rows()])
+            if write.run is not None:
+                con.execute(f"INSERT INTO {RUNS} ({', '.join(RUNS_SCHEMA.names)}) VALUES ({', '.join('?' * len(RUNS_SCHEMA))})", list(write.run.to_row()))
             self._bump(con, "evidence_version")
 
         self._transaction(store)
@@ -249,4 +263,5 @@ class DuckDBEvidence(EvidenceStore):
             FINDINGS: con.execute(f"SELECT * FROM {FINDINGS} ORDER BY zone_id, layer, feature_id").to_arrow_table(),
             EVIDENCE: con.execute(f"SELECT * FROM {EVIDENCE} ORDER BY zone_id").to_arrow_table(),
             STATE: con.execute(f"SELECT * FROM {STATE} ORDER BY key").to_arrow_table(),
+            RUNS: con.execute(f"SELECT {', '.join(RUNS_SCHEMA.names)} FROM {RUNS} ORDER BY computed_at").to_arrow_table().cast(RUNS_SCHEMA),
         }

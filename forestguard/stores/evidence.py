@@ -31,7 +31,9 @@ from ..errors import ReadOnlyStore, UserError
 from ..evidence.records import (
     FEATURES_SCHEMA,
     KINDS,
+    RUNS_SCHEMA,
     AppliedChange,
+    EvidenceRun,
     EvidenceState,
     EvidenceWrite,
     Finding,
@@ -46,6 +48,7 @@ FINDINGS = "forestguard_findings"
 EVIDENCE = "forestguard_evidence"
 STATE = "forestguard_evidence_state"
 APPLIED = "forestguard_evidence_applied"
+RUNS = "forestguard_evidence_runs"
 
 #: The zone columns that live in the evidence table (read through a join).
 EVIDENCE_COLUMNS = ("suggested",)
@@ -67,6 +70,7 @@ def overlaps_sql(kinds: Sequence[str], placeholder: str = "?") -> str:
 
 _LAYER_COLUMNS = "name, kind, source, as_of, sha256, source_file, features, added_at, version"
 _APPLIED_COLUMNS = "zone_id, classification, rule, rules_version, applied_at"
+_RUN_COLUMNS = ", ".join(RUNS_SCHEMA.names)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -162,6 +166,13 @@ class EvidenceStore:
         if not self._has_evidence():
             return None
         return EvidenceState.from_rows(self._evidence_rows(f"SELECT key, value FROM {STATE}"))
+
+    def evidence_runs(self, limit: int = 100) -> list[EvidenceRun]:
+        """The evidence runs that wrote something, newest first: the rules version and sha256 and the layers each used."""
+        if not self._has_evidence():
+            return []
+        rows = self._evidence_rows(f"SELECT {_RUN_COLUMNS} FROM {RUNS} ORDER BY computed_at DESC, data_version DESC LIMIT ?", [int(limit)])
+        return [EvidenceRun.from_row(r) for r in rows]
 
     def stale_zone_ids(self) -> np.ndarray:
         """Zones whose evidence is missing or was computed from another year or geometry (ascending)."""

@@ -116,6 +116,10 @@ def test_changed_rules_under_the_same_version_are_refused(computed_store, tmp_pa
         ids = zone_ids(store)
         partial = store.zone_evidence(ids["auth_partial"])  # 90 % covered: legal under the looser rule
     assert (partial.suggested, partial.rules_version) == ("legal", "1b")
+    runs = json.loads(ok("evidence", "runs", "--format", "json", "--db", computed_store))
+    assert [(r["rules_version"], r["rules_sha256"]) for r in runs] == [("1b", load_rules(changed).sha256), ("1", load_rules().sha256)]
+    assert (runs[1]["zones_measured"], runs[0]["zones_measured"], runs[0]["findings_written"]) == (10, 0, 0)
+    assert set(runs[1]["layers"]) == {"ASV", "UCs", "CAR", "Embargos <IBAMA>"}
 
 
 def test_apply_only_fills_unclassified_zones_and_records_it(computed_store):

@@ -117,11 +117,13 @@ def test_a_snapshot_carries_the_layers_and_the_evidence(engines, tmp_path):
         before = [e.to_dict() for e in store.zones_evidence(ids)]
         layers = [(layer.name, layer.kind, layer.source, layer.as_of, layer.sha256, layer.features) for layer in store.reference_layers()]
         by = statistics(store, ZoneFilter(), ["suggested"]).rows
-    assert manifest.evidence
+        runs = store.evidence_runs()
+    assert manifest.evidence and len(runs) == 1
     with stores.open(str(tmp_path / "snaps" / manifest.id), read_only=True) as snap:
         assert [(layer.name, layer.kind, layer.source, layer.as_of, layer.sha256, layer.features) for layer in snap.reference_layers()] == layers
         assert [e.to_dict() for e in snap.zones_evidence(ids)] == before
         assert statistics(snap, ZoneFilter(), ["suggested"]).rows == by
+        assert snap.evidence_runs() == runs
 
 
 @pytest.fixture(params=["duckdb", "postgis"])
@@ -170,6 +172,11 @@ def test_a_rerun_after_adding_one_layer_measures_only_that_layer_and_matches_a_f
         removed = compute_evidence(store, rules)
         assert (removed.zones_recomputed, removed.layers_dropped) == (0, ["PA demo"])
         assert set(store.findings_of()["layer"]) == {"CAR demo"}
+        runs = store.evidence_runs()  # every run that wrote, newest first (the up-to-date one wrote nothing)
+        assert [(r.zones_measured, sorted(r.layers), r.rules_sha256) for r in runs] == [
+            (0, ["CAR demo"], rules.sha256), (400, ["CAR demo", "PA demo"], rules.sha256), (0, ["CAR demo", "PA demo"], rules.sha256),
+            (400, ["PA demo"], rules.sha256)]
+        assert runs[1].findings_written == full.findings_written and runs[0].computed_at.tzinfo is not None
 
 
 def test_case_layers_give_the_same_suggestions_on_postgis(zones, postgis_admin_url, postgis_template, tmp_path, case_store):

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ...errors import UserError
-from ...evidence.records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, AppliedChange, EvidenceWrite, Layer
+from ...evidence.records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, RUNS_SCHEMA, AppliedChange, EvidenceWrite, Layer
 from ...schema import TABLE, Classification
 from ..base import SQLFilter
-from ..evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, STATE, EvidenceStore
+from ..evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, RUNS, STATE, EvidenceStore
 from .transfer import GEOMETRY_HASH_SQL
 
 if TYPE_CHECKING:
@@ -142,6 +142,10 @@ class PostGISEvidence(EvidenceStore):
             con.execute(f"DELETE FROM {STATE}")
             with con.cursor() as cursor:
                 cursor.executemany(f"INSERT INTO {STATE} (key, value) VALUES (%s, %s)", write.state.to_rows())
+            if write.run is not None:  # computed_at: naive UTC into timestamptz, read as UTC
+                at, *rest = write.run.to_row()
+                con.execute(f"INSERT INTO {RUNS} ({', '.join(RUNS_SCHEMA.names)}) VALUES ({', '.join(['%s'] * len(RUNS_SCHEMA))})",
+                            [at.replace(tzinfo=timezone.utc), *rest])
             self._bump(con, "evidence_version")
 
         self._write("store evidence", store)
@@ -181,6 +185,7 @@ class PostGISEvidence(EvidenceStore):
         findings = rows(f"SELECT * FROM {FINDINGS} ORDER BY zone_id, layer, feature_id")
         evidence = rows(f"SELECT * FROM {EVIDENCE} ORDER BY zone_id")
         state = rows(f"SELECT key, value FROM {STATE} ORDER BY key")
+        runs = rows(f"SELECT computed_at AT TIME ZONE 'UTC', {', '.join(RUNS_SCHEMA.names[1:])} FROM {RUNS} ORDER BY computed_at")
 
         def table(data: list[tuple], schema: pa.Schema) -> pa.Table:
             columns = list(zip(*data)) if data else [[] for _ in schema]
@@ -195,4 +200,5 @@ class PostGISEvidence(EvidenceStore):
             FINDINGS: table(findings, FINDINGS_SCHEMA),
             EVIDENCE: table(evidence, EVIDENCE_SCHEMA),
             STATE: table(state, pa.schema([("key", pa.string()), ("value", pa.string())])),
+            RUNS: table(runs, RUNS_SCHEMA),
         }
