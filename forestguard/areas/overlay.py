@@ -87,7 +87,7 @@ class Overlaps:
     zone: np.ndarray  #: index into the batch, ascending
     polygon: np.ndarray  #: index into the :class:`PolygonIndex`
     hectares: np.ndarray  #: geodesic hectares of the zone inside the polygon (> 0)
-    zone_hectares: np.ndarray  #: each zone of the batch: its own geodesic hectares (shares' denominator)
+    zone_hectares: np.ndarray  #: each zone of the batch: its own geodesic hectares (shares' denominator; 0 for zones meeting no box)
 
 
 def overlaps(wkb: pa.Array | pa.ChunkedArray, polygons: PolygonIndex) -> Overlaps:
@@ -96,7 +96,7 @@ def overlaps(wkb: pa.Array | pa.ChunkedArray, polygons: PolygonIndex) -> Overlap
     Touching (an edge or a point in common) is not sharing area: such pairs are left out.
     """
     flat = FlatPolygons.from_wkb(wkb)
-    zone_hectares = geodesic_area_ha_of_flat(flat) if len(flat) else np.zeros(0)
+    zone_hectares = np.zeros(len(flat))
     empty = Overlaps(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), zone_hectares)
     if not len(flat) or not len(polygons):
         return empty
@@ -105,6 +105,11 @@ def overlaps(wkb: pa.Array | pa.ChunkedArray, polygons: PolygonIndex) -> Overlap
     zone_at, polygon_at = polygons.tree.query(boxes)  # boxes meet
     if not len(zone_at):
         return empty
+    column = wkb.combine_chunks() if isinstance(wkb, pa.ChunkedArray) else wkb
+    # Only zones whose box meets a polygon's are measured (most zones meet none: ~1/3 of a run's time went to measuring them all).
+    candidates = np.unique(zone_at)
+    measured = flat if len(candidates) == len(flat) else FlatPolygons.from_wkb(column.take(pa.array(candidates)))
+    zone_hectares[candidates] = geodesic_area_ha_of_flat(measured)
     n = np.int64(len(polygons))
     pair = zone_at.astype(np.int64) * n + polygon_at
     edge_tree, edge_owner = polygons._edge_boxes
@@ -118,7 +123,6 @@ def overlaps(wkb: pa.Array | pa.ChunkedArray, polygons: PolygonIndex) -> Overlap
     hectares[inside_far] = zone_hectares[zone_at[inside_far]]
     close = np.flatnonzero(near)
     if len(close):
-        column = wkb.combine_chunks() if isinstance(wkb, pa.ChunkedArray) else wkb
         wanted, position = np.unique(zone_at[close], return_inverse=True)
         zones = shapely.from_wkb(column.take(pa.array(wanted)).to_numpy(zero_copy_only=False))
         hectares[close] = hectares_inside(zones[position], polygons.geometries[polygon_at[close]])

@@ -17,6 +17,17 @@ rules_option = click.option(
 )
 
 
+def _echo_records(records: list, fmt: str, empty: str, line) -> None:
+    """Records (each with ``to_dict``) as a JSON list, or a line each (``empty`` when there are none)."""
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in records], ensure_ascii=False, indent=2))
+        return
+    if not records:
+        click.echo(empty)
+    for r in records:
+        click.echo(line(r))
+
+
 @click.group("evidence")
 def evidence_group() -> None:
     """Evidence from reference layers: findings per zone, a suggested class, plots' risk.
@@ -133,17 +144,13 @@ def runs_command(db, limit, fmt):
     Example:
       forestguard evidence runs --format json
     """
-    with stores.open(db, read_only=True) as store:
-        runs = store.evidence_runs(limit)
-    if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in runs], ensure_ascii=False, indent=2))
-        return
-    if not runs:
-        click.echo("evidence never computed: run 'forestguard evidence compute'")
-    for r in runs:
+    def line(r) -> str:
         layers = ", ".join(f"{name!r} v{version}" for name, version in sorted(r.layers.items())) or "none"
-        click.echo(f"{r.computed_at:%Y-%m-%d %H:%M:%S} rules {r.rules_version!r} (sha256 {r.rules_sha256[:12]}…) data version {r.data_version}: "
-                   f"{r.zones_measured:,} zones measured, {r.findings_written:,} findings, {r.suggestions_evaluated:,} suggestions; layers {layers}")
+        return (f"{r.computed_at:%Y-%m-%d %H:%M:%S} rules {r.rules_version!r} (sha256 {r.rules_sha256[:12]}…) data version {r.data_version}: "
+                f"{r.zones_measured:,} zones measured, {r.findings_written:,} findings, {r.suggestions_evaluated:,} suggestions; layers {layers}")
+
+    with stores.open(db, read_only=True) as store:
+        _echo_records(store.evidence_runs(limit), fmt, "evidence never computed: run 'forestguard evidence compute'", line)
 
 
 @evidence_group.command("apply")
@@ -195,14 +202,8 @@ def applied_command(db, limit, fmt):
       forestguard evidence applied --format json
     """
     with stores.open(db, read_only=True) as store:
-        changes = store.applied_changes(limit)
-    if fmt == "json":
-        click.echo(json.dumps([c.to_dict() for c in changes], ensure_ascii=False, indent=2))
-        return
-    if not changes:
-        click.echo("(evidence apply has changed nothing)")
-    for c in changes:
-        click.echo(f"{c.applied_at:%Y-%m-%d %H:%M} zone {c.zone_id}: (none) → {c.classification}  ({c.rule or 'default'}; rules {c.rules_version})")
+        _echo_records(store.applied_changes(limit), fmt, "(evidence apply has changed nothing)",
+                      lambda c: f"{c.applied_at:%Y-%m-%d %H:%M} zone {c.zone_id}: (none) → {c.classification}  ({c.rule or 'default'}; rules {c.rules_version})")
 
 
 @evidence_group.command("plots")

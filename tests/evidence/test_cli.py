@@ -163,3 +163,16 @@ def test_plots_risk_as_json_and_csv(computed_store, tmp_path):
     lines = ok("evidence", "plots", str(plots), "--id", "pid", "--cutoff", "2020-12-31", "--db", computed_store).splitlines()
     assert lines[0].split(",")[:3] == ["plot_id", "cleared_after_cutoff_ha", "cleared_after_cutoff_zones"] and len(lines) == 4
     assert "--cutoff" in refused(1, "evidence", "plots", str(plots), "--id", "pid", "--cutoff", "last year", "--db", computed_store)
+
+
+def test_the_demo_shows_evidence_out_of_the_box(tmp_path):
+    db = str(tmp_path / "demo.duckdb")
+    out = ok("demo", "--db", db, "--zones", "2000", "--seed", "3")
+    assert "synthetic reference features added" in out.splitlines()[-1]
+    layers = json.loads(ok("layers", "list", "--format", "json", "--db", db))
+    assert sorted(x["kind"] for x in layers) == sorted(["protected_area", "indigenous_land", "property", "authorization", "embargo"])
+    assert {x["source"] for x in layers} == {"ForestGuard demo (synthetic)"}
+    rows = json.loads(ok("stats", "--by", "suggested", "--format", "json", "--db", db))["rows"]
+    by = {r["suggested"]: r["zones"] for r in rows}
+    assert sum(by.values()) == 2000 and by.get("illegal", 0) > 0 and by.get("legal", 0) > 0
+    assert json.loads(ok("evidence", "status", "--format", "json", "--db", db))["up_to_date"] is True
