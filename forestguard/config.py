@@ -35,6 +35,7 @@ VARIABLES: dict[str, str] = {
     "FORESTGUARD_PUBLIC_URL": "The dashboard's public address, for links in alerts (default http://localhost:8501).",
     "FORESTGUARD_WEBHOOK_SECRET": "Default HMAC secret of alert webhooks (area watch --secret-env names another variable).",
     "FORESTGUARD_WEBHOOK_ALLOW_PRIVATE": "1 lets webhooks go to loopback, private and link-local addresses (tests, private networks); refused by default.",
+    "FORESTGUARD_EVIDENCE_RULES": "The evidence rules file (TOML) evidence commands, statistics and reports use when --rules is not given (default: the rules shipped in forestguard/evidence/rules.toml).",
 }
 
 #: A process's memory budget when FORESTGUARD_MEMORY_MB is not set: the design's 2 GB task, less headroom.
@@ -72,6 +73,7 @@ class Settings:
     api_max_body_bytes: int = DEFAULT_API_MAX_BODY_MB << 20
     public_url: str = DEFAULT_PUBLIC_URL
     webhook_allow_private: bool = False
+    evidence_rules: str | None = None
 
     @property
     def duckdb_memory_limit(self) -> str:
@@ -129,6 +131,7 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         api_max_body_bytes=_positive_int(env, "FORESTGUARD_API_MAX_BODY_MB", DEFAULT_API_MAX_BODY_MB) << 20,
         public_url=(_get(env, "FORESTGUARD_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
         webhook_allow_private=_get(env, "FORESTGUARD_WEBHOOK_ALLOW_PRIVATE") in ("1", "true", "yes"),
+        evidence_rules=_get(env, "FORESTGUARD_EVIDENCE_RULES"),
     )
 
 

@@ -45,7 +45,7 @@ class DemoSpec:
     seed: int = 42
 
 
-def _points_in(geom: shapely.Geometry, n: int, rng: np.random.Generator) -> np.ndarray:
+def points_in(geom: shapely.Geometry, n: int, rng: np.random.Generator) -> np.ndarray:
     """n uniform random points inside a (Multi)Polygon, by rejection from its bounding box."""
     shapely.prepare(geom)
     xmin, ymin, xmax, ymax = geom.bounds
@@ -118,7 +118,7 @@ def generate_batches(spec: DemoSpec = DemoSpec(), batch_zones: int = BATCH_ZONES
 
 
 def _country_batch(name: str, geom: shapely.Geometry, n: int, trend: float, p_illegal: float, rng: np.random.Generator) -> gpd.GeoDataFrame:
-    centres = _points_in(geom, n, rng)
+    centres = points_in(geom, n, rng)
     centre = np.array(geom.representative_point().coords[0])
     offset = centres - centre
     octant = ((np.degrees(np.arctan2(offset[:, 1], offset[:, 0])) + 22.5) % 360 // 45).astype(int)

@@ -13,6 +13,7 @@ import math
 from typing import Callable, Iterable, Mapping, Sequence
 
 from .errors import UserError
+from .evidence.records import KINDS
 from .schema import Classification
 from .stores.base import ZoneFilter
 
@@ -108,11 +109,13 @@ def zone_filter(
     verified_only: bool = False,
     min_confidence: float | None = None,
     bbox: tuple[float, float, float, float] | None = None,
+    overlaps: Iterable[str] = (),
     spell: Spell = _plain,
 ) -> ZoneFilter:
     """The filter these values select; contradictions and unknown classes raise :class:`FilterError`.
 
-    ``spell`` names the parameters in messages: ``year``/``from``/``to``/``classification``.
+    ``spell`` names the parameters in messages: ``year``/``from``/``to``/``classification``/``overlaps``.
+    ``overlaps``: reference layer kinds (each may be a comma-separated list), any of which a zone must overlap.
     """
     if year is not None and (year_from is not None or year_to is not None):
         raise FilterError(f"{spell('year')} cannot be combined with {spell('from')}/{spell('to')}")
@@ -124,6 +127,10 @@ def zone_filter(
         classes = tuple(dict.fromkeys(Classification.parse(c) for c in classifications))
     except ValueError as exc:
         raise FilterError(f"{spell('classification')}: {exc}") from None
+    wanted = {k.strip() for text in overlaps for k in str(text).split(",") if k.strip()}
+    unknown = sorted(wanted.difference(KINDS))
+    if unknown:
+        raise FilterError(f"{spell('overlaps')}: unknown layer kind {unknown[0]!r}; use one of {', '.join(KINDS)}")
     return ZoneFilter(
         countries=tuple(c for c in countries if c),
         year_from=year_from,
@@ -133,4 +140,5 @@ def zone_filter(
         verified_only=verified_only,
         min_confidence=min_confidence,
         bbox=bbox,
+        overlaps=tuple(k for k in KINDS if k in wanted),
     )

@@ -56,8 +56,11 @@ AREA_MAX_HA = 99_999_999.99
 CONFIDENCE_MIN, CONFIDENCE_MAX = 0.0, 1.0
 GEOMETRY_SRID = 4326
 
-#: Dimensions statistics can be grouped by, in their sort order.
+#: Dimensions statistics are grouped by unless told otherwise, in their sort order.
 GROUP_KEYS: tuple[str, ...] = ("country", "year", "classification")
+#: Every dimension statistics can be grouped by: ``suggested`` is the class evidence suggests
+#: (``legal``, ``illegal``, ``undetermined``; none where evidence was never computed).
+ALL_GROUP_KEYS: tuple[str, ...] = (*GROUP_KEYS, "suggested")
 MEASURES: tuple[str, ...] = ("zones", "area_ha", "mean_confidence", "verified_zones")
 
 

@@ -328,6 +328,17 @@ def _write_areas(store: ZoneStore, folder: Path) -> SnapshotFile | None:
     return SnapshotFile(AREAS_FILE, len(table), size, digest)
 
 
+def _write_evidence(store: ZoneStore, folder: Path) -> tuple[SnapshotFile, ...]:
+    """The store's reference layers and evidence, a Parquet file per table (none when it has none)."""
+    written = []
+    for table_name, table in store.evidence_tables().items():
+        path = folder / f"{table_name}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        digest, size = storage.sha256_file(path)
+        written.append(SnapshotFile(path.name, len(table), size, digest))
+    return tuple(written)
+
+
 def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_rows: Callable[[int], None] | None = None,
            partition_rows: int | None = None) -> Manifest:
     """Snapshot ``store`` into ``out`` (default :func:`default_location`) and return the manifest.
@@ -350,11 +361,12 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
             raise UserError(f"partitions need at least one row, not {partition_rows}")
         parts = _write_parts(store, staging, on_rows, version, partition_rows)
         areas = _write_areas(store, staging)
+        evidence = _write_evidence(store, staging)
         if store.data_version() != version:
             raise UserError(f"{redact(store.url)} changed while the snapshot was written (data version {version} → {store.data_version()}); run it again")
         files = tuple(parts.files)
         manifest = Manifest(
-            id=Manifest.content_id(files, SCHEMA_VERSION, areas),
+            id=Manifest.content_id(files, SCHEMA_VERSION, areas, evidence),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             source={"engine": store.engine, "url": redact(store.url), "data_version": version},
             schema_version=SCHEMA_VERSION,
@@ -365,6 +377,7 @@ def create(store: ZoneStore, out: str | os.PathLike[str] | None = None, *, on_ro
             partitioning=PARTITIONING,
             partition_rows=partition_rows,
             areas=areas,
+            evidence=evidence,
         )
         (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")  # last
         target = storage.at(location).child(manifest.id)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import pandas as pd
 
 from .errors import UserError
-from .schema import GROUP_KEYS, MEASURES, Classification
+from .schema import ALL_GROUP_KEYS, GROUP_KEYS, MEASURES, Classification
 from .stores.base import ZoneFilter, ZoneStore, check_group_keys
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class Statistics:
         shown["mean_confidence"] = shown["mean_confidence"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.4f}")
         if "classification" in shown:
             shown["classification"] = shown["classification"].fillna("(none)")
+        if "suggested" in shown:
+            shown["suggested"] = shown["suggested"].fillna("(not computed)")
         return shown.to_string(index=False)
 
 
@@ -108,6 +110,14 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, "") if value is None else (0, value)
 
 
+def with_evidence_version(store: ZoneStore, where: ZoneFilter, keys: Sequence[str]) -> ZoneFilter:
+    """``where`` holding the store's evidence version when its answer depends on evidence, which changes
+    without the zones' data version moving (cache keys are made of the filter's key)."""
+    if where.reads_evidence or "suggested" in keys:
+        return where.with_(evidence_version=store.evidence_version())
+    return where
+
+
 def statistics(
     store: ZoneStore,
     where: ZoneFilter = ZoneFilter(),
@@ -118,6 +128,7 @@ def statistics(
     """Statistics of the zones ``where`` selects, grouped ``by`` (country, year, classification)."""
     keys = check_group_keys(by)
     version = store.data_version()
+    where = with_evidence_version(store, where, keys)
 
     def compute() -> Statistics:
         rows = rows_from_aggregate(store.aggregate(where, keys), keys)
@@ -140,7 +151,7 @@ def statistics_by_area(
     from .stores import inside
 
     keys = check_group_keys(by)
-    if id_field in (*GROUP_KEYS, *MEASURES):
+    if id_field in (*ALL_GROUP_KEYS, *MEASURES):
         raise UserError(f"the plots' id field {id_field!r} is also a column of the statistics; rename it in the file")
     version = store.data_version()
     found: dict[int, list[dict[str, Any]]] = {}

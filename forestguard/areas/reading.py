@@ -49,11 +49,11 @@ def read_area(path: str | Path, *, name: str | None = None, repair: bool = False
     path = Path(path)
     frame = read_zones_file(path)
     label = str(path)
-    polygons = _checked_polygons(frame, label, repair, settings().area_max_vertices)
+    polygons = checked_polygons(frame, label, repair, settings().area_max_vertices)
     area = Area.of(
         check_name(name if name is not None else path.stem),
         _union(polygons, label),
-        sha256=_file_sha256(path),
+        sha256=file_sha256(path),
         source=path.name,
     )
     return within_limits(area, label)
@@ -76,12 +76,12 @@ def read_plots(path: str | Path, id_field: str, *, repair: bool = False) -> list
     path = Path(path)
     frame = read_zones_file(path)
     label = str(path)
-    column = _column(frame, id_field, label)
-    polygons = _checked_polygons(frame, label, repair, settings().area_max_vertices * max(1, len(frame)))
-    digest = _file_sha256(path)
+    column = find_column(frame, id_field, label)
+    polygons = checked_polygons(frame, label, repair, settings().area_max_vertices * max(1, len(frame)))
+    digest = file_sha256(path)
     plots, seen = [], {}
     for feature, (value, polygon) in enumerate(zip(frame[column], polygons)):
-        plot_id = _plot_id(value, feature, column, label)
+        plot_id = feature_id(value, feature, column, label)
         if plot_id in seen:
             raise AreaRefused(f"{label}: feature {feature}: {column}: {plot_id!r} is also the id of feature {seen[plot_id]}; plot ids must be unique")
         seen[plot_id] = feature
@@ -101,7 +101,7 @@ def area_from_geojson(document: Any, *, name: str, label: str = "area", repair: 
         frame = geojson_frame(text, label)
     except InputError as exc:
         raise AreaRefused(str(exc)) from None
-    polygons = _checked_polygons(frame, label, repair, settings().area_max_vertices)
+    polygons = checked_polygons(frame, label, repair, settings().area_max_vertices)
     area = Area.of(check_name(name), _union(polygons, label), sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
     return within_limits(area, label)
 
@@ -135,7 +135,7 @@ def within_limits(area: Area, label: str) -> Area:
     return area
 
 
-def _checked_polygons(frame: gpd.GeoDataFrame, label: str, repair: bool, max_vertices: int) -> np.ndarray:
+def checked_polygons(frame: gpd.GeoDataFrame, label: str, repair: bool, max_vertices: int) -> np.ndarray:
     """Each feature's (Multi)Polygon after the zones' geometry rules; the first problem is an error.
 
     ``max_vertices`` bounds the work before any costly check (the whole area's limit; for plots,
@@ -175,7 +175,8 @@ def _union(polygons: np.ndarray, label: str) -> shapely.Geometry:
     return merged
 
 
-def _column(frame: gpd.GeoDataFrame, wanted: str, label: str) -> str:
+def find_column(frame: gpd.GeoDataFrame, wanted: str, label: str, option: str = "--per-feature") -> str:
+    """The file's field ``wanted`` (exact, else case-insensitive); a missing one is refused, naming the ``option`` that asked for it."""
     names = [c for c in frame.columns if c != frame.geometry.name]
     if wanted in names:
         return wanted
@@ -183,18 +184,19 @@ def _column(frame: gpd.GeoDataFrame, wanted: str, label: str) -> str:
     if folded:
         return folded[0]
     shown = ", ".join(map(str, names[:15])) or "no attributes"
-    raise AreaRefused(f"{label}: has no field {wanted!r} for --per-feature; it has: {shown}")
+    raise AreaRefused(f"{label}: has no field {wanted!r} for {option}; it has: {shown}")
 
 
-def _plot_id(value: Any, feature: int, column: str, label: str) -> str:
+def feature_id(value: Any, feature: int, column: str, label: str, what: str = "plot") -> str:
+    """A feature's id as text (a plot's, a reference feature's): not missing, no control characters."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
-        raise AreaRefused(f"{label}: feature {feature}: {column}: is missing; every plot needs an id")
+        raise AreaRefused(f"{label}: feature {feature}: {column}: is missing; every {what} needs an id")
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 17.0 from a GDAL column of numbers is plot 17
     return check_name(str(value), f"{column} of feature {feature}")
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     targets = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for target in targets:

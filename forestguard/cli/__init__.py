@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "serve": ".serve:serve_command",
     "area": ".areas:area_group",
     "alerts": ".alerts:alerts_group",
+    "layers": ".layers:layers_group",
+    "evidence": ".evidence:evidence_group",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 
 from .. import filters
-from ..schema import GROUP_KEYS
+from ..schema import ALL_GROUP_KEYS
 from ..stores.base import ZoneFilter
 
 db_option = click.option(
@@ -40,18 +40,22 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--verified-only", is_flag=True, help="Only verified zones."),
         click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Only zones with confidence ≥ this."),
         click.option("--bbox", default=None, metavar="XMIN,YMIN,XMAX,YMAX", help="Only zones whose bounding box meets this lon/lat box."),
+        click.option("--overlaps", "overlaps", multiple=True, metavar="KIND",
+                     help="Only zones sharing area with a reference layer of this kind (repeatable: any of them), as evidence compute found."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence, bbox=None) -> ZoneFilter:
+def zone_filter(countries, year, year_from, year_to, classifications, sources, verified_only, min_confidence, bbox=None,
+                overlaps=()) -> ZoneFilter:
     """Build a ZoneFilter from the shared options (checked by :mod:`forestguard.filters`); contradictions are usage errors."""
     try:
         return filters.zone_filter(
             countries=countries, year=year, year_from=year_from, year_to=year_to, classifications=classifications, sources=sources,
-            verified_only=verified_only, min_confidence=min_confidence, bbox=filters.parse_bbox(bbox, "--bbox"), spell=lambda name: f"--{name}",
+            verified_only=verified_only, min_confidence=min_confidence, bbox=filters.parse_bbox(bbox, "--bbox"), overlaps=overlaps,
+            spell=lambda name: f"--{name}",
         )
     except filters.FilterError as exc:
         raise click.UsageError(str(exc)) from None
@@ -59,7 +63,7 @@ def zone_filter(countries, year, year_from, year_to, classifications, sources, v
 
 def parse_by(text: str) -> tuple[str, ...]:
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in keys if k not in GROUP_KEYS]
+    unknown = [k for k in keys if k not in ALL_GROUP_KEYS]
     if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(GROUP_KEYS)}", param_hint="--by")
+        raise click.BadParameter(f"{', '.join(unknown)}: choose from {','.join(ALL_GROUP_KEYS)}", param_hint="--by")
     return keys

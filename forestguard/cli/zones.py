@@ -178,7 +178,11 @@ def demo_command(db, n, seed, append):
             loaded = store.insert_batches((_counted(batch, bar) for batch in read_ahead(demo_batches(DemoSpec(zones=n, seed=seed)))), rows=n)
         if not any(a.name == DEMO_AREA_NAME for a in store.saved_areas()):
             store.save_area(demo_area())  # the area report and the dashboard's area list have something to show
+        from ..evidence.demo import add_demo_evidence
+
+        evidence = add_demo_evidence(store)  # synthetic reference layers: the evidence pages have something to show
         click.echo(
             f"demo: {loaded:,} zones (seed {seed}) loaded into {store.engine} {redact(store.url)} "
             f"(data version {store.data_version()}) in {time.perf_counter() - started:.1f} s"
         )
+        click.echo(evidence)

@@ -42,12 +42,13 @@ from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
 from ..server import metrics, runtime
 from . import mapview, parts, shared
+from .evidence import INSIDE_CHOICES, INSIDE_LABELS, MAX_ZONES as EVIDENCE_ZONES, findings_html
 from .areas import AreaControls, add_inside_hectares, inside_hectares
 from .document import batched
 
 log = logging.getLogger(__name__)
 
-FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence", "area")
+FILTERS = ("countries", "years", "classification", "sources", "verified_only", "min_confidence", "inside", "area")
 #: Parameter → URL query name: the view a link opens.
 URL_PARAMETERS = {
     "countries": "country",
@@ -56,6 +57,7 @@ URL_PARAMETERS = {
     "sources": "source",
     "verified_only": "verified_only",
     "min_confidence": "min_confidence",
+    "inside": "inside",
     "area": "area",
     "x_range": "x",
     "y_range": "y",
@@ -73,6 +75,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     sources = param.ListSelector(default=[], objects=[], doc="Sources to show; none selected shows all.")
     verified_only = param.Boolean(default=False, doc="Only zones verified in the field.")
     min_confidence = param.Number(default=0.0, bounds=(0.0, 1.0), step=0.05, doc="Only zones at least this confident (0: all).")
+    inside = param.Selector(default="", objects=list(INSIDE_CHOICES), doc="Only zones evidence found inside layers of these kinds (none: anywhere).")
     area = param.Selector(default="", objects=[""], doc="A saved area: only zones meeting it, hectares counted inside it.")
     x_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
     y_range = param.Range(default=None, precedence=-1, doc="Map extent, Web Mercator metres.")
@@ -148,6 +151,9 @@ class ZonesDashboard(pn.viewable.Viewer):
             verified_only=bool(self.verified_only),
             min_confidence=float(self.min_confidence) if self.min_confidence else None,
             area=self._areas.current(),
+            overlaps=INSIDE_CHOICES[self.inside],
+            # Evidence changes without the zones' data version moving: selections shared by key follow it.
+            evidence_version=self._store.evidence_version() if self.inside else None,
         )
 
     def selection(self) -> ZoneLayer:
@@ -405,6 +411,9 @@ class ZonesDashboard(pn.viewable.Viewer):
         items = [pn.pane.HTML(info.to_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])]
         if info.detail is not None:
             items.append(pn.pane.DataFrame(info.detail, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format))
+            findings = findings_html(self._store.zones_evidence(info.detail["id"].tolist()[:EVIDENCE_ZONES]))
+            if findings:
+                items.append(pn.pane.HTML(findings, sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET]))
         return pn.Column(*items, sizing_mode="stretch_width")
 
     # -- numbers and charts --------------------------------------------------------------------
@@ -548,6 +557,8 @@ class ZonesDashboard(pn.viewable.Viewer):
             self._choice_widgets["sources"],
             parts.ImmediateSwitch.from_param(self.param.verified_only, name="Verified only"),
             pn.widgets.FloatSlider.from_param(self.param.min_confidence, name="Minimum confidence", sizing_mode="stretch_width"),
+            pn.widgets.Select.from_param(self.param.inside, name="Evidence", options=INSIDE_LABELS, sizing_mode="stretch_width",
+                                         visible=bool(self._store.reference_layers())),  # no layers: nothing to filter by
             sizing_mode="stretch_width",
         )
 

@@ -200,18 +200,23 @@ class ZoneLayer:
         """The zones of this layer that ``where`` also selects, filtered in memory (no store query).
 
         Same semantics as the stores' SQL (a missing confidence never passes a minimum); a
-        bbox or an area is asked of the store (its spatial index decides, exactly as its SQL does). An
+        bbox, an area or an overlap with a layer kind is asked of the store (its spatial index decides, exactly as its SQL does). An
         empty filter returns this layer itself. The result is an index into the shared rows:
         4 bytes a zone.
         """
         if where == ZoneFilter():
             return self
         in_bbox = None
-        if where.bbox is not None or where.area is not None:
+        if where.bbox is not None or where.area is not None or where.overlaps:
             if self.geometry is None:
-                raise ValueError("a layer without a store cannot select by bounding box or area")
-            spatial = ZoneFilter(bbox=where.bbox, area=where.area)  # the store's index and exact test decide
-            in_bbox = np.sort(self.geometry.store.zones_arrow(spatial, columns=["id"]).column("id").to_numpy())
+                raise ValueError("a layer without a store cannot select by bounding box, area or overlapping a layer kind")
+            store = self.geometry.store
+            if where.bbox is not None or where.area is not None:
+                spatial = ZoneFilter(bbox=where.bbox, area=where.area)  # the store's index and exact test decide
+                in_bbox = np.sort(store.zones_arrow(spatial, columns=["id"]).column("id").to_numpy())
+            if where.overlaps:  # the zones evidence compute found overlapping a layer of these kinds
+                found = np.sort(store.zones_arrow(ZoneFilter(overlaps=where.overlaps), columns=["id"]).column("id").to_numpy())
+                in_bbox = found if in_bbox is None else np.intersect1d(in_bbox, found, assume_unique=True)
         keep: list[np.ndarray] = []
         for first in range(0, len(self), CHUNK_ROWS):
             stop = min(first + CHUNK_ROWS, len(self))

@@ -31,12 +31,13 @@ class Reported:
     where: ZoneFilter
     by: tuple[str, ...]
     result: Statistics
+    area_argument: str | None = None  #: what ``--area`` is given (a file's path); default: the area's name
 
     def command(self, url: str) -> str:
         """The ``forestguard stats`` invocation whose JSON output equals :attr:`result`."""
         args = ["forestguard", "stats", "--db", url]
         if self.where.area is not None:
-            args += ["--area", self.where.area.name]  # a saved area's name, or the file the report read
+            args += ["--area", self.area_argument or self.where.area.name]  # a saved area's name, or the file the report read
         for country in self.where.countries:
             args += ["--country", country]
         if self.where.year_from is not None and self.where.year_from == self.where.year_to:
@@ -54,17 +55,19 @@ class Reported:
             args.append("--verified-only")
         if self.where.min_confidence is not None:
             args += ["--min-confidence", f"{self.where.min_confidence:g}"]
+        for kind in self.where.overlaps:
+            args += ["--overlaps", kind]
         return shlex.join([*args, "--by", ",".join(self.by), "--format", "json"])
 
     def to_dict(self, url: str) -> dict[str, Any]:
         return {"command": self.command(url), **self.result.to_dict()}
 
 
-def reported(store: ZoneStore, where: ZoneFilter, by: Sequence[str]) -> Reported:
+def reported(store: ZoneStore, where: ZoneFilter, by: Sequence[str], area_argument: str | None = None) -> Reported:
     """Statistics through the shared cache, exactly as ``forestguard stats`` computes them."""
     from ..cache import default_cache
 
-    return Reported(where, tuple(by), statistics(store, where, by, cache=default_cache()))
+    return Reported(where, tuple(by), statistics(store, where, by, cache=default_cache()), area_argument)
 
 
 class Recordable(Protocol):

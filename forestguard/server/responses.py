@@ -124,9 +124,10 @@ _stats_answers = EncodedCache()
 def stats_answer(where, by: tuple[str, ...]) -> Encoded:
     """``/api/stats``'s encoded answer for a filter and grouping (blocking: run it off the event loop)."""
     from ..cache import default_cache, store_scope
-    from ..stats import statistics
+    from ..stats import statistics, with_evidence_version
     from . import runtime
 
     store = runtime.shared_store()
+    where = with_evidence_version(store, where, by)
     key = (store_scope(store), store.data_version(), where.key(), by)
     return _stats_answers.get_or_encode(key, lambda: statistics(store, where, by, cache=default_cache()).to_json())

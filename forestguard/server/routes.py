@@ -30,7 +30,7 @@ from .responses import send_encoded, stats_answer
 log = logging.getLogger("forestguard.server")
 
 #: /api/stats query parameters, as ``forestguard stats`` names its options (``area``: a saved area's name).
-STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence", "area")
+STATS_PARAMETERS = ("country", "year", "from", "to", "by", "classification", "source", "verified_only", "min_confidence", "overlaps", "area")
 #: Members of a POST body besides the parameters: the area as GeoJSON (or a saved name), and whether to repair it.
 BODY_MEMBERS = ("area", "repair")
 
@@ -253,6 +253,7 @@ def stats_query(arguments: dict[str, list[str]]):
         sources=arguments.get("source", []),
         verified_only=filters.parse_boolean(single["verified_only"], "verified_only"),
         min_confidence=filters.parse_confidence(single["min_confidence"], "min_confidence"),
+        overlaps=arguments.get("overlaps", []),
     )
     by = check_group_keys(single["by"].split(",")) if single["by"] is not None else GROUP_KEYS
     return where, by

@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from ..errors import ReadOnlyStore, UserError
 from ..loads import FileLoad, LoadRecord
-from ..schema import GROUP_KEYS, Classification
+from ..schema import ALL_GROUP_KEYS, Classification
+from .evidence import EvidenceStore, overlaps_sql
 
 if TYPE_CHECKING:  # areas and alerts build on the stores; the stores only name their types
     from .outbox import Delivery, Watch
@@ -42,6 +43,11 @@ class ZoneFilter:
     bbox: tuple[float, float, float, float] | None = None  # lon/lat: xmin, ymin, xmax, ymax
     #: Only zones intersecting this area, their hectares counted inside it (see :mod:`forestguard.areas`).
     area: "Area | None" = None
+    #: Only zones that share area with a reference feature of one of these layer kinds (their evidence's findings).
+    overlaps: tuple[str, ...] = ()
+    #: The store's evidence version the ``overlaps`` term (or a grouping by ``suggested``) was read at: part of
+    #: the cache key only, so evidence computed later is never hidden by an entry of the earlier.
+    evidence_version: int | None = None
 
     def with_(self, **changes: Any) -> "ZoneFilter":
         return replace(self, **changes)
@@ -64,6 +70,8 @@ class ZoneFilter:
             return None
         if self.area is not None and other.area is not None and self.area != other.area:
             return None  # two areas: zones meeting both is no single area's selection
+        if self.overlaps and other.overlaps and set(self.overlaps) != set(other.overlaps):
+            return None  # overlapping one of A and one of B is no single list of kinds
         bbox = self.bbox or other.bbox
         if self.bbox and other.bbox:
             bbox = (max(self.bbox[0], other.bbox[0]), max(self.bbox[1], other.bbox[1]), min(self.bbox[2], other.bbox[2]), min(self.bbox[3], other.bbox[3]))
@@ -83,6 +91,8 @@ class ZoneFilter:
             min_confidence=bound(self.min_confidence, other.min_confidence, max),
             bbox=bbox,
             area=self.area or other.area,
+            overlaps=self.overlaps or other.overlaps,
+            evidence_version=self.evidence_version if self.evidence_version is not None else other.evidence_version,
         )
 
     def key(self) -> str:
@@ -98,19 +108,26 @@ class ZoneFilter:
         ]
         if self.area is not None:  # the polygon itself, not its name: a renamed area keeps its entries
             parts.append("a" + self.area.digest)
+        if self.overlaps or self.evidence_version is not None:
+            parts.append("o" + ",".join(sorted(self.overlaps)) + f"@{self.evidence_version if self.evidence_version is not None else ''}")
         return "|".join(parts)
+
+    @property
+    def reads_evidence(self) -> bool:
+        """Whether the selection depends on evidence (statistics summaries kept per zone column cannot answer it)."""
+        return bool(self.overlaps)
 
 
 def check_group_keys(by: Iterable[str]) -> tuple[str, ...]:
     """Group keys in their canonical order; unknown names are a usage error."""
     chosen = tuple(dict.fromkeys(k.strip() for k in by if k.strip()))
-    unknown = [k for k in chosen if k not in GROUP_KEYS]
+    unknown = [k for k in chosen if k not in ALL_GROUP_KEYS]
     if unknown:
-        raise ValueError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_KEYS)}")
-    return tuple(k for k in GROUP_KEYS if k in chosen)
+        raise ValueError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(ALL_GROUP_KEYS)}")
+    return tuple(k for k in ALL_GROUP_KEYS if k in chosen)
 
 
-class ZoneStore(abc.ABC):
+class ZoneStore(EvidenceStore, abc.ABC):
     """Zones in some engine. Open one with :func:`forestguard.stores.open`."""
 
     engine: ClassVar[str]
@@ -364,4 +381,7 @@ def filter_sql(where: ZoneFilter, placeholder: str = "?", bbox_sql: str | None =
             raise ValueError("this engine cannot filter by bounding box")
         terms.append(bbox_sql)
         params.extend(float(v) for v in where.bbox)
+    if where.overlaps:
+        terms.append(overlaps_sql(where.overlaps, placeholder))
+        params.extend(where.overlaps)
     return SQLFilter(" AND ".join(terms) or "TRUE", params)

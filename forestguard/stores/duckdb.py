@@ -39,6 +39,8 @@ from .base import (
     filter_sql,
 )
 from .duckdb_areas import AREAS_DDL, DuckDBAreas
+from .duckdb_evidence import DUCKDB_EVIDENCE_DDL, DuckDBEvidence
+from .evidence import zones_source
 from .summary import SUMMARIES, SUMMARY_MEASURES, SUMMARY_TABLE, summary_aggregate_sql, summary_folding_sql, summary_for, summary_frame, summary_rows_sql
 
 DUCKDB_DDL = f"""
@@ -70,7 +72,7 @@ CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (
 );
 -- An R-tree over the zones (the spatial extension's): areas find their candidate zones through it.
 CREATE INDEX IF NOT EXISTS idx_zones_geometry_rtree ON {TABLE} USING RTREE (geometry);
-{AREAS_DDL}"""
+{AREAS_DDL}{DUCKDB_EVIDENCE_DDL}"""
 _SUMMARY_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
     country VARCHAR NOT NULL, year INTEGER NOT NULL, classification VARCHAR, source VARCHAR, verified BOOLEAN NOT NULL,{confidence}
@@ -127,7 +129,7 @@ def store_path(url: str) -> Path:
     return Path(url.removeprefix("duckdb://"))
 
 
-class DuckDBStore(DuckDBAreas, ZoneStore):
+class DuckDBStore(DuckDBAreas, DuckDBEvidence, ZoneStore):
     """Zones in one DuckDB file (the embedded default)."""
 
     engine = "duckdb"
@@ -241,6 +243,8 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
     def _filter(self, where: ZoneFilter):
         if where.bbox is not None:
             self._load_spatial()
+        if where.overlaps:
+            self.require_evidence()
         return filter_sql(where, bbox_sql=_BBOX_SQL)
 
     def _summary_ready(self) -> bool:
@@ -272,10 +276,12 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
         if where.area is not None:
             return inside.aggregate(self, where, keys)
         sql = self._filter(where)
-        summary = summary_for(where) if self._summary_ready() else None
+        if "suggested" in keys:
+            self.require_evidence()
+        summary = summary_for(where, keys) if self._summary_ready() else None
         if summary:
             return summary_frame(self._cursor().execute(summary_aggregate_sql(summary, keys, sql.clause), sql.params).fetchall(), keys)
-        rows = self._cursor().execute(aggregate_sql(TABLE, keys, sql.clause), sql.params).fetchall()
+        rows = self._cursor().execute(aggregate_sql(zones_source(keys), keys, sql.clause), sql.params).fetchall()
         return pd.DataFrame(rows, columns=[*keys, *AGGREGATE_COLUMNS])
 
     @staticmethod
@@ -286,8 +292,11 @@ class DuckDBStore(DuckDBAreas, ZoneStore):
     def _select(self, where: ZoneFilter, columns: Sequence[str] | None, also: tuple[str, Sequence[float]] | None = None) -> tuple[str, list]:
         """The zones' SELECT; ``also`` is one more condition and its parameters (an area's candidates)."""
         sql = self._filter(where)
+        wanted = list(columns) if columns else list(ZONE_FIELDS)
+        if "suggested" in wanted:
+            self.require_evidence()
         clause, params = (f"({sql.clause}) AND {also[0]}", [*sql.params, *also[1]]) if also else (sql.clause, list(sql.params))
-        return f"SELECT {self._select_list(columns)} FROM {TABLE} WHERE {clause}", params
+        return f"SELECT {self._select_list(wanted)} FROM {zones_source(wanted)} WHERE {clause}", params
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         if where.area is not None:

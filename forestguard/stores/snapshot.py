@@ -39,6 +39,8 @@ from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
 from .summary import SUMMARIES, summary_rows_sql
 from .duckdb import DuckDBStore, connect
 from .duckdb_areas import AREAS_DDL
+from .duckdb_evidence import EVIDENCE_TABLES_DDL
+from .evidence import FEATURES
 from .snapshot_format import MANIFEST, Manifest, SnapshotCorrupt, SnapshotFile, locate, mismatch
 
 
@@ -160,6 +162,15 @@ class SnapshotStore(DuckDBStore):
                 "INSERT INTO forestguard_areas SELECT name, ST_GeomFromWKB(geometry), sha256, source_file, added_at::TIMESTAMP "
                 f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
             )
+        # Reference layers and evidence: views over the files it carries, empty tables for the others
+        # (a Dask task's store too: it fetched only its partitions).
+        carried = {f.path.removesuffix(".parquet"): self.path / f.path for f in self.manifest.evidence} if files is None else {}
+        for name, ddl in EVIDENCE_TABLES_DDL.items():
+            if name not in carried:
+                self._con.execute(ddl)
+                continue
+            select = "* REPLACE (ST_GeomFromWKB(geometry) AS geometry)" if name == FEATURES else "*"
+            self._con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(carried[name]))})")
 
         self._summary_ok = False
         # A Dask task's store answers one query and goes: making the summaries would cost two passes
@@ -182,7 +193,15 @@ class SnapshotStore(DuckDBStore):
         """Nothing to load: the covering column answers boxes without the extension."""
 
     def _filter(self, where: ZoneFilter) -> SQLFilter:
+        if where.overlaps:
+            self.require_evidence()
         return filter_sql(where, bbox_sql=self.bbox_sql)
+
+    def _has_evidence(self) -> bool:
+        return bool(self.manifest.evidence)
+
+    def evidence_version(self) -> int:
+        return 0  # a snapshot never changes: its evidence is the one it was made with
 
     def role(self) -> str:
         return "snapshot"

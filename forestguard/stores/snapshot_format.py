@@ -4,6 +4,7 @@ A snapshot lives in ``<location>/<id>/`` (a local folder or ``s3://bucket/snapsh
 
     part-00000.parquet …   GeoParquet 1.1 partitions, each a stretch of a Hilbert curve over the zones
     areas.parquet          the store's saved areas (name, WKB, sha256, source file, added), when it has any
+    forestguard_*.parquet  reference layers, their features and the zones' evidence, when it has any
     manifest.json          id, created_at, source, schema version, rows, bbox; rows, bbox, sha256 per file
 
 The id is a hash of the files' contents, so the same zones give the same id and a reader
@@ -115,22 +116,27 @@ class Manifest:
     partition_rows: int | None = None
     #: The saved areas' file (see :data:`AREAS_FILE`), None when the store had none.
     areas: SnapshotFile | None = None
+    #: Reference layers, their features and the evidence (a file per table, named after it), empty when the store had none.
+    evidence: tuple[SnapshotFile, ...] = ()
     location: str | None = field(default=None, compare=False)
 
     @staticmethod
-    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None) -> str:
-        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' file too."""
+    def content_id(files: tuple[SnapshotFile, ...], schema_version: int, areas: SnapshotFile | None = None,
+                   evidence: tuple[SnapshotFile, ...] = ()) -> str:
+        """The id: a hash over each file's name, size and sha256 (16 hex digits), the areas' and evidence files too."""
         listing = [[f.path, f.size, f.sha256] for f in files]
         document: dict[str, Any] = {"schema_version": schema_version, "files": listing}
         if areas is not None:  # snapshots without areas keep the ids they always had
             document["areas"] = [areas.path, areas.size, areas.sha256]
+        if evidence:  # and those without evidence too
+            document["evidence"] = [[f.path, f.size, f.sha256] for f in evidence]
         text = json.dumps(document, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def all_files(self) -> tuple[SnapshotFile, ...]:
-        """Every file the manifest lists: the zones' parts, then the areas' file."""
-        return self.files + ((self.areas,) if self.areas is not None else ())
+        """Every file the manifest lists: the zones' parts, then the areas' and evidence files."""
+        return self.files + ((self.areas,) if self.areas is not None else ()) + self.evidence
 
     @property
     def data_version(self) -> int:
@@ -141,6 +147,8 @@ class Manifest:
         data.pop("location")
         if self.areas is None:
             data.pop("areas")
+        if not self.evidence:
+            data.pop("evidence")
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -154,11 +162,12 @@ class Manifest:
             known_file = {f.name for f in fields(SnapshotFile)}
             data["files"] = tuple(SnapshotFile(**{k: v for k, v in f.items() if k in known_file}) for f in data["files"])
             data["areas"] = SnapshotFile(**{k: v for k, v in data["areas"].items() if k in known_file}) if data.get("areas") else None
+            data["evidence"] = tuple(SnapshotFile(**{k: v for k, v in f.items() if k in known_file}) for f in data.get("evidence") or ())
             data["sorted_by"] = tuple(data.get("sorted_by", LEGACY_SORTED_BY))
             manifest = cls(**data, location=location)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{location}/{MANIFEST} is not a valid snapshot manifest ({exc})") from None
-        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas) != manifest.id:
+        if manifest.content_id(manifest.files, manifest.schema_version, manifest.areas, manifest.evidence) != manifest.id:
             raise SnapshotCorrupt(f"{location}/{MANIFEST}: its file list does not hash to id {manifest.id} (edited or corrupt)")
         return manifest
 

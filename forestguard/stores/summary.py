@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..schema import GROUP_KEYS
 from .base import AGGREGATE_COLUMNS, ZoneFilter
 
 SUMMARY_TABLE = "forestguard_zone_summary"
@@ -71,12 +72,17 @@ SUMMARY_THRESHOLDS_TABLE = "forestguard_zone_summary_thresholds"
 THRESHOLD_STEP = 5
 
 
-def threshold_of(where: ZoneFilter) -> int | None:
+def _needs_zones(where: ZoneFilter, keys: Sequence[str]) -> bool:
+    """A bounding box, an overlap with a layer kind or a grouping by evidence needs the zones: summaries hold neither."""
+    return where.bbox is not None or where.reads_evidence or any(k not in GROUP_KEYS for k in keys)
+
+
+def threshold_of(where: ZoneFilter, keys: Sequence[str] = ()) -> int | None:
     """The thresholds summary's threshold (hundredths) answering ``where``'s minimum confidence, if there is one.
 
     Stored confidences are hundredths, so "at least x" is "at least ceil(100·x) hundredths".
     """
-    if where.min_confidence is None or where.bbox is not None:
+    if where.min_confidence is None or _needs_zones(where, keys):
         return None
     hundredths = max(0, int(math.ceil(round(where.min_confidence * 100, 9))))
     return hundredths if hundredths % THRESHOLD_STEP == 0 and hundredths <= 100 else None
@@ -92,9 +98,9 @@ def thresholds_sql(fine_source: str) -> str:
     """
 
 
-def summary_for(where: ZoneFilter) -> str | None:
-    """The summary that answers statistics of ``where``, or None (a bounding box needs the zones)."""
-    if where.bbox is not None:
+def summary_for(where: ZoneFilter, keys: Sequence[str] = ()) -> str | None:
+    """The summary that answers statistics of ``where`` grouped by ``keys``, or None (see :func:`_needs_zones`)."""
+    if _needs_zones(where, keys):
         return None
     return SUMMARY_TABLE if where.min_confidence is None else SUMMARY_FINE_TABLE
 

@@ -42,8 +42,8 @@ def test_init_status_upgrade_from_the_command_line(postgis_url):
     from forestguard.stores.postgis.migrations import available
 
     labels = [m.label for m in available()]
-    assert labels[:6] == ["0001_deforestation_zones", "0002_data_version", "0003_data_version_timeline", "0004_load_records",
-                          "0005_zone_summary", "0006_areas_and_alerts"]
+    assert labels[:7] == ["0001_deforestation_zones", "0002_data_version", "0003_data_version_timeline", "0004_load_records",
+                          "0005_zone_summary", "0006_areas_and_alerts", "0007_reference_layers_and_evidence"]
     assert first.returncode == 0 and f"applied {', '.join(labels)}" in first.stdout, first.stderr
     again = forestguard("db", "init", "--db", postgis_url)
     assert again.returncode == 0 and "up to date" in again.stdout

@@ -33,6 +33,8 @@ from ..base import (
 from ..summary import SUMMARY_THRESHOLDS_TABLE, summary_aggregate_sql, summary_for, summary_frame, threshold_of
 from .admin import init
 from .areas import PostGISAreas, watch_check, write_outbox
+from .evidence import PostGISEvidence
+from ..evidence import zones_source
 from .connection import ReadPool, connect, one_line
 from .load import BULK_MIN_ROWS, load_batches, loads_of
 from .migrations import META_TABLE, has_zone_table, state
@@ -41,8 +43,8 @@ from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, csv_batches, read_csv_cop
 
 __all__ = ["PostGISStore"]
 
-#: Columns of :meth:`PostGISStore.zones_arrow` when none are asked for.
-ZONE_FIELDS = tuple(ARROW_TYPES)
+#: Columns of :meth:`PostGISStore.zones_arrow` when none are asked for (the zone table's).
+ZONE_FIELDS = tuple(c for c in ARROW_TYPES if c not in ("suggested", "geometry_hash"))
 #: The order of :meth:`PostGISStore.zones_arrow` (the interface's: country, year, id).
 ZONE_ORDER = ("country", "year", "id")
 # Index-assisted (&&, float boxes) then exact (double bounds), so membership is the same as
@@ -76,14 +78,14 @@ def _columns(columns: Sequence[str] | None) -> list[str]:
 
 def _sortable(column: str) -> str:
     # Byte order, as DuckDB sorts, whatever the database's locale.
-    return f'{column} COLLATE "C"' if column in ("country", "classification") else column
+    return f'{column} COLLATE "C"' if column in ("country", "classification", "suggested") else column
 
 
 #: An area's candidates: the GiST index answers && with the area's box (float boxes, rounded outwards).
 _AREA_CANDIDATES_SQL = "geometry && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
 
 
-class PostGISStore(PostGISAreas, ZoneStore):
+class PostGISStore(PostGISAreas, PostGISEvidence, ZoneStore):
     """Zones in PostgreSQL + PostGIS (``postgresql://…``; every libpq URL option honoured)."""
 
     engine = "postgis"
@@ -145,15 +147,15 @@ class PostGISStore(PostGISAreas, ZoneStore):
         compiled = where_sql(where)
         # The summaries (migration 0005) answer every filter but a bounding box from a few rows per
         # combination, while they are in step with the zones (another writer's insert can leave them behind).
-        summary, summary_params = summary_for(where), compiled.params
-        threshold = threshold_of(where)
+        summary, summary_params = summary_for(where, keys), compiled.params
+        threshold = threshold_of(where, keys)
         if threshold is not None:  # the dashboard's slider: one threshold's rows of the thresholds summary
             other = where_sql(where.with_(min_confidence=None))
             summary, summary_params = SUMMARY_THRESHOLDS_TABLE, [*other.params, threshold]
             by_summary = summary_aggregate_sql(summary, keys, f"({other.clause}) AND threshold = %s", _sortable)
         else:
             by_summary = summary_aggregate_sql(summary, keys, compiled.clause, _sortable) if summary else None
-        by_zones = aggregate_sql(TABLE, keys, compiled.clause, _sortable)
+        by_zones = aggregate_sql(zones_source(keys), keys, compiled.clause, _sortable)
 
         def read(con: psycopg.Connection) -> pd.DataFrame:
             if by_summary is not None and con.execute(_SUMMARY_IN_STEP).fetchone()[0]:
@@ -182,7 +184,7 @@ class PostGISStore(PostGISAreas, ZoneStore):
             order = f" ORDER BY {_sortable('country')}, year, id LIMIT %s OFFSET %s"
             params.extend([int(limit), int(offset)])
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in fetched)
-        table = self._export(f"SELECT {select} FROM {TABLE} WHERE {compiled.clause}{order}", params, fetched)
+        table = self._export(f"SELECT {select} FROM {zones_source(fetched)} WHERE {compiled.clause}{order}", params, fetched)
         if limit is None:
             # One chunk per column first: a take across the CSV reader's many chunks was ~12× slower.
             table = table.combine_chunks().sort_by([(k, "ascending") for k in ZONE_ORDER]).select(wanted)
@@ -222,7 +224,7 @@ class PostGISStore(PostGISAreas, ZoneStore):
     def _copy_batches(self, compiled: SQLFilter, columns: Sequence[str] | None, batch_rows: int) -> Iterator[pa.Table]:
         wanted = _columns(columns)
         select = ", ".join(SELECT_EXPRESSIONS.get(c, c) for c in wanted)
-        query = f"COPY (SELECT {select} FROM {TABLE} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
+        query = f"COPY (SELECT {select} FROM {zones_source(wanted)} WHERE {compiled.clause}) TO STDOUT (FORMAT csv)"
         pending: list[pa.RecordBatch] = []
         rows = 0
         with self._reads.connection() as con, con.cursor() as cursor, cursor.copy(query, compiled.params) as copy:

@@ -198,9 +198,14 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "confidence": pa.decimal128(3, 2),
     "verified": pa.bool_(),
     "geometry": pa.binary(),
+    "suggested": pa.string(),  # the zone's evidence (read through a join: forestguard.stores.evidence.zones_source)
+    "geometry_hash": pa.string(),  # what evidence records of the geometry it was computed from
 }
+#: A geometry's hash as the PostGIS engine's evidence records it (``{g}``: the geometry column).
+GEOMETRY_HASH_SQL = "md5(ST_AsBinary({g}))"
 #: How each column is selected for export: geometry as hex ISO WKB (CSV carries text).
-SELECT_EXPRESSIONS = {"geometry": "encode(ST_AsBinary(geometry), 'hex') AS geometry"}
+SELECT_EXPRESSIONS = {"geometry": "encode(ST_AsBinary(geometry), 'hex') AS geometry",
+                      "geometry_hash": GEOMETRY_HASH_SQL.format(g="geometry") + " AS geometry_hash"}
 _CSV_BLOCK_BYTES = 8 << 20  # Arrow parses a block while the next one arrives
 
 
