@@ -13,7 +13,7 @@ import math
 from typing import Callable, Iterable, Mapping, Sequence
 
 from .errors import UserError
-from .evidence.records import KINDS
+from .stores.evidence_records import KINDS
 from .schema import Classification
 from .stores.base import ZoneFilter
 

@@ -7,7 +7,7 @@ import json
 import click
 
 from .. import stores
-from ..evidence.records import KINDS
+from ..stores.evidence_records import KINDS
 from .options import db_option
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
-from ..evidence.records import KIND_LABELS, RESTRICTED_KINDS, ZoneEvidence
+from ..stores.evidence_records import KIND_LABELS, RESTRICTED_KINDS, ZoneEvidence
 
 #: The "inside" filter: its value → the layer kinds a zone must overlap (none: anywhere).
 INSIDE_CHOICES: dict[str, tuple[str, ...]] = {"": (), "restricted": RESTRICTED_KINDS, **{k: (k,) for k in RESTRICTED_KINDS}}

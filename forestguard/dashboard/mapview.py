@@ -13,11 +13,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import shapely
-from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
+from bokeh.models import ColumnDataSource, Label, Range1d, WMTSTileSource
 from bokeh.plotting import figure
 
 from ..render import CATEGORIES, LABELS, ZoneLayer, cached_aggregate, shade_image
 from ..render.layer import CHUNK_ROWS, NO_CONFIDENCE
+from ..render import raster
 from ..regions import RegionCounter
 from ..render.holoviews import outline_paths
 from ..server import metrics
@@ -39,6 +40,7 @@ class ViewImage(NamedTuple):
     packed: np.ndarray  #: (height, width) uint32 RGBA, bottom row first, read-only: the whole view
     part: np.ndarray  #: ``packed`` cut to the rows and columns with a visible pixel (a copy, read-only)
     part_bounds: tuple[float, float, float, float]  #: left, bottom, right, top of ``part``
+    as_points: int = 0  #: zones large enough for polygons drawn as points (the view holds too many to read)
 
 
 def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cache=None) -> ViewImage:
@@ -50,8 +52,9 @@ def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cach
             aggregates = cache if cache is not None and cache.shared else None
             packed = np.ascontiguousarray(shade_image(cached_aggregate(layer, x_range, y_range, width, height, cache=aggregates)))
             part, part_bounds = drawn_part(packed, (x_range[0], y_range[0], x_range[1], y_range[1]))
+            as_points = raster.polygons_as_points(layer, x_range, y_range, width, height)
         packed.flags.writeable = part.flags.writeable = False  # bottom row first, as Bokeh draws it; shared by every session
-        return ViewImage(packed, part, part_bounds)
+        return ViewImage(packed, part, part_bounds, as_points)
 
     key = (layer.key, *(round(float(v), 3) for v in (x_range[0], y_range[0], x_range[1], y_range[1])), int(width), int(height))
     return shared.VIEWS.get(key, draw)
@@ -71,6 +74,14 @@ def drawn_part(packed: np.ndarray, bounds: tuple[float, float, float, float]) ->
     dx, dy = (right - left) / width, (top - bottom) / height
     part = np.ascontiguousarray(packed[r0:r1, c0:c1])  # bottom row first: row r spans bottom + r·dy
     return part, (left + c0 * dx, bottom + r0 * dy, left + c1 * dx, bottom + r1 * dy)
+
+
+def points_note(image: ViewImage) -> str:
+    """What the map says when a view holds more polygons than one view reads (empty otherwise)."""
+    if not image.as_points:
+        return ""
+    return (f"{image.as_points:,} of the smaller zones in this view are drawn as points "
+            f"(a view reads at most {raster.MAX_VIEW_POLYGONS:,} polygons): zoom in to see their shapes")
 
 
 def image_data(image: ViewImage) -> dict[str, list]:
@@ -98,10 +109,14 @@ class MapFigure:
 
     figure: figure
     image: ColumnDataSource
+    note: Label
 
     def show(self, image: ViewImage) -> None:
-        """Put a view's image into the map (a change of the image's data source only)."""
+        """Put a view's image into the map (a change of the image's data source), and its note."""
         self.image.data = image_data(image)
+        text = points_note(image)
+        if self.note.text != text:
+            self.note.update(text=text, visible=bool(text))
 
     def axes(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """The extent the axes show (the browser's pans and zooms reach the server as changes of them)."""
@@ -127,7 +142,11 @@ def map_figure(x_range, y_range, image: ViewImage, height: int, tile_url: str | 
     source = ColumnDataSource(image_data(image))
     plot.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=source)
     plot.multi_line(xs="xs", ys="ys", source=ColumnDataSource(outline_data()), line_color=OUTLINE_COLOR, line_width=0.6)
-    return MapFigure(plot, source)
+    text = points_note(image)
+    note = Label(x=8, y=8, x_units="screen", y_units="screen", text=text, visible=bool(text), text_font_size="12px",
+                 background_fill_color="white", background_fill_alpha=0.85, css_classes=["fg-map-note"])
+    plot.add_layout(note)
+    return MapFigure(plot, source, note)
 
 
 @dataclass

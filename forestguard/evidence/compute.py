@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ..areas.overlay import PolygonIndex, overlaps
 from ..stores.base import ZoneStore
-from .records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, SUGGESTION_SCHEMA, EvidenceRun, EvidenceState, EvidenceWrite, Layer
+from ..stores.evidence_records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, SUGGESTION_SCHEMA, EvidenceRun, EvidenceState, EvidenceWrite, Layer
 from .rules import Rules, RulesError
 
 BATCH_ROWS = 100_000

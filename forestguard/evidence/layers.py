@@ -26,7 +26,7 @@ from ..areas.shape import canonical_wkb
 from ..config import settings
 from ..errors import UserError
 from ..sources import READ_PROBLEMS, SOURCE_WKB, read_zones_file
-from .records import FEATURES_SCHEMA, KINDS, NAME_MAX_CHARS, Layer
+from ..stores.evidence_records import FEATURES_SCHEMA, KINDS, NAME_MAX_CHARS, Layer
 
 #: Fields a layer's features may carry, per kind (``date`` is an embargo's: stored as the day it starts).
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -45,7 +45,7 @@ class LayerRefused(UserError):
 
 @dataclass(frozen=True)
 class LayerFile:
-    """A checked layer and its features (:data:`~forestguard.evidence.records.FEATURES_SCHEMA`), ready to store."""
+    """A checked layer and its features (:data:`~forestguard.stores.evidence_records.FEATURES_SCHEMA`), ready to store."""
 
     layer: Layer
     features: pa.Table

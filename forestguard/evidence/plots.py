@@ -29,7 +29,7 @@ from ..areas.overlay import PolygonIndex
 from ..areas.shape import Area, measure
 from ..stats import statistics_by_area
 from ..stores.base import ZoneFilter, ZoneStore
-from .records import KINDS
+from ..stores.evidence_records import KINDS
 from .rules import Rules
 
 #: Feature ids named in a reason, at most (then "… and N more").

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..config import settings
 from ..errors import UserError
-from .records import KINDS, SUGGESTIONS, VERDICTS
+from ..stores.evidence_records import KINDS, SUGGESTIONS, VERDICTS
 
 #: Plot measures a rule may name (``overlap_ha.KIND`` and the like are checked against :data:`KINDS`).
 PLOT_MEASURES = ("cleared_after_cutoff_ha", "cleared_after_cutoff_zones", "undated_zones")

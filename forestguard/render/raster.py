@@ -84,10 +84,8 @@ def aggregate(layer: ZoneLayer, x_range: Range, y_range: Range, width: int, heig
     out = empty_aggregate(x_range, y_range, width, height, measure)
     x_range, y_range = out.attrs["x_range"], out.attrs["y_range"]
     cvs = canvas(x_range, y_range, width, height)
-    pixel_area = (x_range[1] - x_range[0]) / int(width) * (y_range[1] - y_range[0]) / int(height)
-    n_points = layer.split(pixel_area * POLYGON_MIN_PIXELS)
-    big = np.flatnonzero(layer.in_box((x_range[0], y_range[0], x_range[1], y_range[1]), n_points)) + n_points
-    as_points = big[:-MAX_VIEW_POLYGONS] if len(big) > MAX_VIEW_POLYGONS else big[:0]  # the smallest of too many
+    pixel_area = _pixel_area(x_range, y_range, width, height)
+    n_points, big, as_points = _split_view(layer, x_range, y_range, pixel_area)
     values = out.data
     for chunk in layer.chunks(_point_columns(measure), 0, n_points):
         _add(values, cvs.points(chunk, "x", "y", agg=_reduction(measure)))
@@ -100,6 +98,25 @@ def aggregate(layer: ZoneLayer, x_range: Range, y_range: Range, width: int, heig
         _add(values, cvs.polygons(drawn, geometry="geometry", agg=ds.by("classification", ds.sum("weight"))))
     out.attrs.update(points=int(n_points), polygons=int(len(drawn)), as_points=int(len(as_points)))
     return out
+
+
+def _pixel_area(x_range: Range, y_range: Range, width: int, height: int) -> float:
+    return (x_range[1] - x_range[0]) / int(width) * (y_range[1] - y_range[0]) / int(height)
+
+
+def _split_view(layer: ZoneLayer, x_range: Range, y_range: Range, pixel_area: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """How a view draws its zones: the count drawn as points by size, the polygon-sized ones in
+    view (positions, smallest first) and those of them drawn as points (past MAX_VIEW_POLYGONS)."""
+    n_points = layer.split(pixel_area * POLYGON_MIN_PIXELS)
+    big = np.flatnonzero(layer.in_box((x_range[0], y_range[0], x_range[1], y_range[1]), n_points)) + n_points
+    as_points = big[:-MAX_VIEW_POLYGONS] if len(big) > MAX_VIEW_POLYGONS else big[:0]  # the smallest of too many
+    return n_points, big, as_points
+
+
+def polygons_as_points(layer: ZoneLayer, x_range: Range, y_range: Range, width: int, height: int) -> int:
+    """How many zones a view would draw as polygons but draws as points (too many to read): what a
+    page says beside a map from the cache, whose aggregate carries no ``attrs``. No geometry is read."""
+    return int(len(_split_view(layer, tuple(map(float, x_range)), tuple(map(float, y_range)), _pixel_area(x_range, y_range, width, height))[2]))
 
 
 def _add(values: np.ndarray, part: xr.DataArray) -> None:

@@ -22,7 +22,7 @@ from ..areas import Area, area_of, read_plots
 from ..errors import UserError
 from ..evidence.layers import parse_date
 from ..evidence.plots import PlotsReport, plot_risk
-from ..evidence.records import KIND_LABELS, RESTRICTED_KINDS
+from ..stores.evidence_records import KIND_LABELS, RESTRICTED_KINDS
 from ..evidence.rules import Rules, load_rules
 from ..stores.base import ZoneFilter, ZoneStore
 from .base import ReportError, SourceInfo, source_info

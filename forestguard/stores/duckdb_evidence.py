@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import UserError
-from ..evidence.records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, KINDS, RUNS_SCHEMA, SUGGESTIONS, AppliedChange, EvidenceWrite, Layer
+from .evidence_records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, KINDS, RUNS_SCHEMA, SUGGESTIONS, AppliedChange, EvidenceWrite, Layer
 from ..schema import TABLE, Classification
 from .evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, RUNS, STATE, EvidenceStore
 

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import ReadOnlyStore, UserError
-from ..evidence.records import (
+from .evidence_records import (
     FEATURES_SCHEMA,
     KINDS,
     RUNS_SCHEMA,

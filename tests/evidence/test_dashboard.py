@@ -35,7 +35,7 @@ def _click(dashboard, zone_id: int) -> str:
     zone = dashboard.selection().zones.set_index("id").loc[zone_id]
     x, y = float(zone["x"]), float(zone["y"])
     dashboard._view = ((x - 5_000, x + 5_000), (y - 2_800, y + 2_800), 1000, 560)  # 10 m pixels: the zones are listed
-    return _html(dashboard.click_panel(x=x, y=y))
+    return _html(dashboard.click_panel((x, y)))
 
 
 def test_a_click_shows_the_zones_findings_with_sources_and_dates(dashboard):

@@ -172,6 +172,27 @@ def test_a_filter_change_puts_the_new_image_into_the_drawn_map(dashboard):
     assert source.data["image"][0] is mapview.view_image(dashboard.selection(), *panned, width, height).part
 
 
+def test_a_view_with_more_polygons_than_it_reads_says_so_on_the_map(dashboard, monkeypatch):
+    """Past MAX_VIEW_POLYGONS the smallest polygons are drawn as points: the map says how many, and the note goes when they fit."""
+    from bokeh.document import Document
+
+    from forestguard.render import aggregate, raster
+
+    monkeypatch.setattr(raster, "POLYGON_MIN_PIXELS", 0.0)  # every zone a polygon: many in a small test's country view
+    monkeypatch.setattr(raster, "MAX_VIEW_POLYGONS", 3)
+    dashboard.map_panel().get_root(Document())
+    note = dashboard._map.note
+    dashboard.countries = ["Brazil"]
+    x_range, y_range, width, height = dashboard._view
+    expected = aggregate(dashboard.selection(), x_range, y_range, width, height).attrs["as_points"]
+    assert expected > 0 and note.visible
+    assert note.text.startswith(f"{expected:,} of the smaller zones in this view are drawn as points") and "at most 3 polygons" in note.text
+
+    monkeypatch.setattr(raster, "MAX_VIEW_POLYGONS", 1_000_000)
+    dashboard.countries = ["Peru"]  # another view, every polygon read
+    assert not note.visible and note.text == ""
+
+
 def test_country_bounds_are_the_zones_exact_extent_and_selections_hold_them(dashboard):
     """Countries' bounds (what the map zooms to) are the store's exact extent; a selection's bounds hold its zones."""
     from forestguard.render import mercator_box

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ...errors import UserError
-from ...evidence.records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, RUNS_SCHEMA, AppliedChange, EvidenceWrite, Layer
+from ..evidence_records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, RUNS_SCHEMA, AppliedChange, EvidenceWrite, Layer
 from ...schema import TABLE, Classification
 from ..base import SQLFilter
 from ..evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, RUNS, STATE, EvidenceStore
