@@ -9,7 +9,7 @@ import click
 from .. import stores
 from ..stores.outbox import STATUSES
 from ..config import redact
-from .options import db_option
+from .options import db_option, list_format_option
 
 
 @click.group("alerts")
@@ -27,7 +27,7 @@ def alerts_group() -> None:
 @db_option
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only deliveries in this state.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def list_command(db, status, limit, fmt):
     """Deliveries, newest first: id, area, status, attempts, last error.
 

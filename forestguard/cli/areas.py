@@ -8,7 +8,7 @@ import click
 
 from .. import stores
 from ..config import redact
-from .options import db_option
+from .options import db_option, list_format_option
 
 
 @click.group("area")
@@ -46,7 +46,7 @@ def add_command(name, file, db, replace, repair):
 
 @area_group.command("list")
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def list_command(db, fmt):
     """The saved areas: name, hectares, vertices, when added, watch.
 

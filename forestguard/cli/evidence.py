@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from .. import stores
-from .options import db_option
+from .options import db_option, list_format_option
 
 rules_option = click.option(
     "--rules", "rules_path", default=None, metavar="FILE",
@@ -68,7 +68,7 @@ def compute_command(db, rules_path, full):
 @evidence_group.command("show")
 @click.argument("zone_id", type=int)
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def show_command(zone_id, db, fmt):
     """One zone's stored class, the suggested one and its findings, each with the layer's source and date.
 
@@ -95,7 +95,7 @@ def show_command(zone_id, db, fmt):
 @evidence_group.command("status")
 @db_option
 @rules_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def status_command(db, rules_path, fmt):
     """What the stored evidence was computed from, and what a compute would redo now.
 
@@ -136,7 +136,7 @@ def status_command(db, rules_path, fmt):
 @evidence_group.command("runs")
 @db_option
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=20, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def runs_command(db, limit, fmt):
     """Each evidence run, newest first: the rules version and sha256 and the layers it used, and what it did.
 
@@ -193,7 +193,7 @@ def apply_command(db, rules_path, only_unclassified, dry_run):
 @evidence_group.command("applied")
 @db_option
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def applied_command(db, limit, fmt):
     """The classifications evidence apply wrote, newest first.
 

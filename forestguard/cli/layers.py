@@ -8,7 +8,7 @@ import click
 
 from .. import stores
 from ..stores.evidence_records import KINDS
-from .options import db_option
+from .options import db_option, list_format_option
 
 
 @click.group("layers")
@@ -61,7 +61,7 @@ def add_command(kind, file, name, source, as_of, maps, replace, repair, db):
 
 @layers_group.command("list")
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@list_format_option
 def list_command(db, fmt):
     """The reference layers: name, kind, source, as-of date, features, file, when added.
 

@@ -18,6 +18,9 @@ db_option = click.option(
     help="Zone store: a .duckdb path, postgresql://…, or snapshot:PATH. Default: $DATABASE_URL, then data/forestguard.duckdb.",
 )
 
+#: How a listing command prints: aligned text for people, JSON for scripts.
+list_format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+
 dask_option = click.option(
     "--dask",
     "dask",
