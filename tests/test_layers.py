@@ -24,10 +24,6 @@ ENTRY_POINT = "forestguard.__main__"
 #: What still breaks a rule, each held by files another branch is rewriting now (the concurrency work on
 #: dashboard/parts.py, dashboard/viewer.py and server/app.py); the fixes are noted with each.
 KNOWN: dict[str, str] = {
-    # parts.py lays out the page by calling back into the Viewer (TYPE_CHECKING import), and takes the area
-    # controls' stylesheet with it (areas.py -> parts.STYLESHEET). Fix: parts builds from values the viewer
-    # passes, STYLESHEET in a module of its own (dashboard/style.py).
-    "cycle: forestguard.dashboard.areas <-> forestguard.dashboard.parts <-> forestguard.dashboard.viewer": "dashboard rewrite",
     # viewer.py (and mapview.py, dashboard/__init__.py) import server.metrics/server.runtime while server/app.py
     # imports the dashboard. Fix: the session's store, options and problem notes and the metrics move below both faces.
     "packages: dashboard <-> server": "dashboard/server rewrite",

@@ -19,7 +19,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import panel as pn
@@ -29,10 +29,19 @@ from ..areas import Area, area_from_drawing, read_area
 from ..errors import UserError
 from ..render import mercator_box, to_lonlat
 from ..render.outline import OUTLINE_COLOR, outline_paths
-from . import parts
+from ..stores.base import ZoneStore
+from .style import STYLESHEET
 
-if TYPE_CHECKING:
-    from .viewer import ZonesDashboard
+
+class AreaSession(Protocol):
+    """What the area controls use of their session (:class:`~forestguard.dashboard.viewer.ZonesDashboard`):
+    its ``area`` parameter, its store, and the ticks that change the page in order."""
+
+    param: Any
+    area: str
+    _store: ZoneStore
+
+    def soon(self, tick: str) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +53,13 @@ DRAW_COLOR = "#0B6BCB"
 class AreaControls:
     """The area widgets of one session, and the map layers that show and draw areas."""
 
-    def __init__(self, view: "ZonesDashboard") -> None:
+    def __init__(self, view: AreaSession) -> None:
         self.view = view
         self.custom: Area | None = None  #: uploaded or drawn (the saved one is ``view.area``)
         self._saved: tuple[str, Area] | None = None
         self.outline = ColumnDataSource({"xs": [], "ys": []})  #: the area's rings on the map
         self.drawing = ColumnDataSource({"xs": [], "ys": []})  #: the polygon being drawn (the browser's PolyDrawTool edits it)
-        self.status = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["fg-area-status"], stylesheets=[parts.STYLESHEET])
+        self.status = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["fg-area-status"], stylesheets=[STYLESHEET])
         self._widgets: pn.Column | None = None
         self._shown: Area | None = None
         self.zoom_pending = False

@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 
 import panel as pn
+import param
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter
 from bokeh.plotting import figure
 
 from ..render import CATEGORIES, COLOR_KEY, LABELS
 from ..stats import Statistics
 
-if TYPE_CHECKING:
-    from .viewer import ZonesDashboard
+from .style import HEADER_COLOR, STYLESHEET
+
+
+class Page(Protocol):
+    """What the page is laid out from: a session's panes (:class:`~forestguard.dashboard.viewer.ZonesDashboard`
+    provides them); the layout knows the session by this alone."""
+
+    param: Any
+    builds_on_load: bool
+
+    def on_load(self, make: Callable[[], list], **layout: Any) -> pn.Column: ...
+    def area_controls(self) -> pn.Column: ...
+    def widgets(self) -> pn.Column: ...
+    def downloads(self) -> pn.Column: ...
+    def cards(self) -> pn.pane.HTML: ...
+    def map_panel(self) -> pn.viewable.Viewable: ...
+    def click_panel(self, clicked: tuple[float, float] | None = None) -> pn.viewable.Viewable: ...
+    def charts(self) -> pn.Column: ...
+
 
 TITLE = "ForestGuard"
 SUBTITLE = "Deforestation zones"
-HEADER_COLOR = "#1B4332"
 MAP_HEIGHT = 560
 CHARTS_HEIGHT = 320
 
-STYLESHEET = """
-.fg-cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; }
-.fg-card { background: #fff; border: 1px solid #e3e6e8; border-radius: 8px; padding: 10px 14px; }
-.fg-card .fg-label { color: #5f6b73; font-size: 0.85em; text-transform: uppercase; letter-spacing: .04em; }
-.fg-card .fg-value { font-size: 1.6em; font-weight: 600; color: #1b2a33; font-variant-numeric: tabular-nums; }
-.fg-card .fg-unit { font-size: .6em; color: #5f6b73; margin-left: 4px; }
-.fg-card .fg-note { font-size: .85em; color: #5f6b73; }
-.fg-card.fg-legal { border-top: 4px solid %(legal)s; } .fg-card.fg-illegal { border-top: 4px solid %(illegal)s; }
-.fg-card.fg-total { border-top: 4px solid %(header)s; }
-.fg-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
-.fg-legal .fg-swatch, .fg-swatch.fg-legal { background: %(legal)s; } .fg-swatch.fg-illegal { background: %(illegal)s; }
-.fg-swatch.fg-none { background: %(none)s; }
-.fg-legend div { margin: 2px 0; } .fg-hint { color: #5f6b73; } .fg-area-error { color: #b3261e; }
-table { border-collapse: collapse; width: 100%%; font-size: .92em; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eceff1; }
-""" % {"legal": COLOR_KEY["legal"], "illegal": COLOR_KEY["illegal"], "none": COLOR_KEY["none"], "header": HEADER_COLOR}
 
 
 def _card(key: str, label: str, value: str, unit: str = "", kind: str = "total", note: str = "") -> str:
@@ -96,7 +97,7 @@ class ImmediateSwitch(pn.widgets.Switch):
     _priority_changes: ClassVar[list[str]] = ["value"]
 
 
-def safe_multichoice(owner: "ZonesDashboard", name: str, label: str, placeholder: str) -> pn.widgets.MultiChoice:
+def safe_multichoice(owner: "param.Parameterized", name: str, label: str, placeholder: str) -> pn.widgets.MultiChoice:
     """A MultiChoice for a ListSelector of names from the data, kept in sync both ways, labels escaped."""
     widget = ImmediateMultiChoice(
         name=label, options=escaped_options(owner.param[name].objects), value=list(getattr(owner, name)),
@@ -158,7 +159,7 @@ def update_yearly_bars(plot: figure, stats: Statistics) -> None:
     plot.renderers[0].data_source.data = data
 
 
-def template(dashboard: "ZonesDashboard") -> pn.template.BaseTemplate:
+def template(dashboard: Page) -> pn.template.BaseTemplate:
     """The page: filters, legend and downloads on the side; numbers, map and charts in the main area.
 
     The charts are made once the page has loaded, and so is everything else when

@@ -42,6 +42,7 @@ from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
 from ..server import metrics, runtime
 from . import mapview, parts, shared
+from .style import STYLESHEET
 from .evidence import INSIDE_CHOICES, INSIDE_LABELS, MAX_ZONES as EVIDENCE_ZONES, findings_html
 from .areas import AreaControls, add_inside_hectares, inside_hectares
 from .document import batched
@@ -408,12 +409,12 @@ class ZonesDashboard(pn.viewable.Viewer):
             return pn.pane.HTML("<p class='fg-hint'>Click the map to see the zones and hectares under the cursor.</p>", sizing_mode="stretch_width")
         x, y = clicked
         info = mapview.click_info(self.selection(), x, y, pixel_size(*self._view))
-        items = [pn.pane.HTML(info.to_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])]
+        items = [pn.pane.HTML(info.to_html(), sizing_mode="stretch_width", stylesheets=[STYLESHEET])]
         if info.detail is not None:
             items.append(pn.pane.DataFrame(info.detail, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format))
             findings = findings_html(self._store.zones_evidence(info.detail["id"].tolist()[:EVIDENCE_ZONES]))
             if findings:
-                items.append(pn.pane.HTML(findings, sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET]))
+                items.append(pn.pane.HTML(findings, sizing_mode="stretch_width", stylesheets=[STYLESHEET]))
         return pn.Column(*items, sizing_mode="stretch_width")
 
     # -- numbers and charts --------------------------------------------------------------------
@@ -423,7 +424,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def cards(self) -> pn.pane.HTML:
         """The numbers: one pane for the session, its HTML replaced when the filters change."""
         if self._cards is None:
-            self._cards = pn.pane.HTML(self.cards_html(), sizing_mode="stretch_width", stylesheets=[parts.STYLESHEET])
+            self._cards = pn.pane.HTML(self.cards_html(), sizing_mode="stretch_width", stylesheets=[STYLESHEET])
         return self._cards
 
     def yearly_bars(self) -> pn.pane.Bokeh:
@@ -436,7 +437,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         """The top regions of the selection: one pane for the session, its table replaced on a change."""
         if self._regions is None:
             self._regions = pn.pane.DataFrame(self._top_regions(), index=False, escape=True, sizing_mode="stretch_width",
-                                              float_format="{:,.2f}".format, formatters={"zones": "{:,}".format}, stylesheets=[parts.STYLESHEET])
+                                              float_format="{:,.2f}".format, formatters={"zones": "{:,}".format}, stylesheets=[STYLESHEET])
         return self._regions
 
     def _top_regions(self):
