@@ -45,6 +45,8 @@ DEFAULT_DB_NAME = "forestguard.duckdb"
 DEFAULT_AREA_MAX_HA = 100_000_000.0
 DEFAULT_AREA_MAX_VERTICES = 100_000
 DEFAULT_API_MAX_BODY_MB = 10
+#: Zones a download (GeoJSON/GeoParquet) or an /ogc page may hold unless ``serve --download-limit`` says otherwise.
+DEFAULT_DOWNLOAD_LIMIT = 50_000
 DEFAULT_PUBLIC_URL = "http://localhost:8501"
 DEFAULT_WEBHOOK_SECRET_VARIABLE = "FORESTGUARD_WEBHOOK_SECRET"
 #: Documented variables holding secrets: read where they are used (:func:`secret`), never kept in :class:`Settings`.

@@ -29,7 +29,7 @@ from forestguard.render import (
     zone_layer,
 )
 from forestguard.render.layer import ROW_BYTES
-from forestguard.render.raster import POLYGON_MIN_PIXELS
+from forestguard.render.raster import POLYGON_MIN_PIXELS, polygons_as_points
 from forestguard.schema import Classification
 from forestguard.stores.base import ZoneFilter
 
@@ -250,6 +250,10 @@ def test_cached_aggregate_is_served_from_the_cache(layer):
     again = cached_aggregate(layer, x_range, y_range, 200, 100, cache=cache)
     np.testing.assert_array_equal(first.values, again.values)
     assert again.dims == ("y", "x", "classification") and cache.counters()["hits_by_kind"]["agg"] == 1
+    # Drawn (the miss), it says how; from the cache it cannot, and the page counts the points itself.
+    drawn = aggregate(layer, x_range, y_range, 200, 100).attrs
+    assert {k: first.attrs[k] for k in ("points", "polygons", "as_points")} == {k: drawn[k] for k in ("points", "polygons", "as_points")}
+    assert "as_points" not in again.attrs and polygons_as_points(layer, x_range, y_range, 200, 100) == drawn["as_points"]
 
 
 def test_map_image_shows_zones_in_their_colours(layer):

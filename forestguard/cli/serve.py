@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..config import DEFAULT_DOWNLOAD_LIMIT
 from .options import db_option
 
 
@@ -27,7 +28,7 @@ from .options import db_option
 @click.option("--index", default=None, metavar="TEMPLATE", help="Jinja template of the index page listing the apps.")
 @click.option("--metrics-from", "metrics_from", multiple=True, metavar="CIDR",
               help="With a login: networks that may read /metrics without signing in (repeatable; default 127.0.0.0/8 and ::1, an agent in the same task).")
-@click.option("--download-limit", type=click.IntRange(1), default=50_000, show_default=True, help="Most zones a GeoJSON/GeoParquet download or an /ogc page may hold.")
+@click.option("--download-limit", type=click.IntRange(1), default=DEFAULT_DOWNLOAD_LIMIT, show_default=True, help="Most zones a GeoJSON/GeoParquet download or an /ogc page may hold.")
 def serve_command(apps, db, port, address, num_procs, num_threads, origins, basic_auth, oauth_provider, oauth_key, oauth_secret,
                   oauth_redirect_uri, oauth_encryption_key, cookie_secret, warm, index, metrics_from, download_limit):
     """Serve the dashboard at / with /healthz, /readyz, /metrics, /api/stats and /ogc.

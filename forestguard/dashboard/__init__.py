@@ -18,14 +18,14 @@ def dashboard_page():
     import panel as pn
 
     from ..errors import UserError
-    from ..server import runtime
+    from .host import host
 
-    if runtime.session_problem(pn.state.curdoc) is None:
+    served = host()
+    if served.session_problem(pn.state.curdoc) is None:
         try:
             return ZonesDashboard().__panel__()
         except UserError as exc:
-            runtime.reset_store()
-            runtime.log.warning("dashboard session without its store: %s", runtime.detail(exc))
+            served.store_lost(exc)
     return notice_page()
 
 
@@ -38,6 +38,6 @@ def notice_page():
     """
     import panel as pn
 
-    from ..server.runtime import STORE_NOTICE
+    from .host import STORE_NOTICE
 
     return pn.Column(pn.pane.Markdown("## ForestGuard · Deforestation zones"), pn.pane.Alert(STORE_NOTICE, alert_type="warning"))

@@ -21,8 +21,8 @@ from ..render.layer import CHUNK_ROWS, NO_CONFIDENCE
 from ..render import raster
 from ..regions import RegionCounter
 from ..render.holoviews import outline_paths
-from ..server import metrics
 from . import shared
+from .host import host
 
 #: Below this pixel size (metres) a click lists the zones themselves, not just totals.
 DETAIL_PIXEL_M = 300.0
@@ -47,12 +47,15 @@ def view_image(layer: ZoneLayer, x_range, y_range, width: int, height: int, cach
     """The zones of a view, shaded once per process (shared.VIEWS), aggregate through the cache."""
 
     def draw() -> ViewImage:
-        with metrics.render_timer("map"):
+        with host().timer("map"):
             # The image is memoised per process (shared.VIEWS): the aggregate is worth caching only where other processes read it.
             aggregates = cache if cache is not None and cache.shared else None
-            packed = np.ascontiguousarray(shade_image(cached_aggregate(layer, x_range, y_range, width, height, cache=aggregates)))
+            agg = cached_aggregate(layer, x_range, y_range, width, height, cache=aggregates)
+            packed = np.ascontiguousarray(shade_image(agg))
             part, part_bounds = drawn_part(packed, (x_range[0], y_range[0], x_range[1], y_range[1]))
-            as_points = raster.polygons_as_points(layer, x_range, y_range, width, height)
+            as_points = agg.attrs.get("as_points")  # drawn now: it says; from the cache: counted again, no geometry read
+            if as_points is None:
+                as_points = raster.polygons_as_points(layer, x_range, y_range, width, height)
         packed.flags.writeable = part.flags.writeable = False  # bottom row first, as Bokeh draws it; shared by every session
         return ViewImage(packed, part, part_bounds, as_points)
 

@@ -40,12 +40,12 @@ from ..render import ZoneLayer, fit_ranges, pixel_size, zone_layer
 from ..schema import Classification
 from ..stats import Statistics, statistics
 from ..stores.base import ZoneFilter, ZoneStore
-from ..server import metrics, runtime
 from . import mapview, parts, shared
 from .style import STYLESHEET
 from .evidence import INSIDE_CHOICES, INSIDE_LABELS, MAX_ZONES as EVIDENCE_ZONES, findings_html
 from .areas import AreaControls, add_inside_hectares, inside_hectares
 from .document import batched
+from .host import BARS_GROUPING, CARD_GROUPINGS, host
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     clicked = param.XYCoordinates(default=None, precedence=-1, doc="Where the map was last clicked, Web Mercator metres.")
 
     def __init__(self, store: ZoneStore | None = None, cache: Any = None, **params: Any) -> None:
-        self._store = store or runtime.shared_store()
+        self._store = store or host().store()
         self._cache = default_cache() if cache is None else cache
         self._base = zone_layer(self._store)
         super().__init__(**params)
@@ -280,7 +280,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def _run(self, tick: str) -> None:
         """One of the session's ticks: its changes reach the page in one batch, after those of the ticks before it."""
         self._pending.discard(tick)
-        timer = metrics.render_timer(TICKS[tick]) if TICKS[tick] else nullcontext()
+        timer = host().timer(TICKS[tick]) if TICKS[tick] else nullcontext()
         with timer, set_curdoc(self._doc), batched(self._doc):
             getattr(self, f"_{tick}_tick")()
 
@@ -419,7 +419,7 @@ class ZonesDashboard(pn.viewable.Viewer):
 
     # -- numbers and charts --------------------------------------------------------------------
     def cards_html(self) -> str:
-        return parts.cards_html(*(self.stats(by) for by in runtime.CARD_GROUPINGS))
+        return parts.cards_html(*(self.stats(by) for by in CARD_GROUPINGS))
 
     def cards(self) -> pn.pane.HTML:
         """The numbers: one pane for the session, its HTML replaced when the filters change."""
@@ -430,7 +430,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def yearly_bars(self) -> pn.pane.Bokeh:
         """One Bokeh figure for the session, its data replaced in place when the filters change."""
         if self._bars is None:
-            self._bars = pn.pane.Bokeh(parts.yearly_bars(self.stats(runtime.BARS_GROUPING)), sizing_mode="stretch_width", height=320)
+            self._bars = pn.pane.Bokeh(parts.yearly_bars(self.stats(BARS_GROUPING)), sizing_mode="stretch_width", height=320)
         return self._bars
 
     def regions_table(self) -> pn.pane.DataFrame:
@@ -452,7 +452,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         makes the session again for the websocket, and the first made it for nothing. Made on
         load, the first process has made only the empty page.
         """
-        return self._doc is not None and runtime.options().num_procs != 1
+        return self._doc is not None and host().sessions_rebuilt
 
     def on_load(self, make: Callable[[], list], **layout: Any) -> pn.Column:
         """A place on the page for what ``make`` returns, made once the page has loaded (at once without a page)."""
@@ -481,7 +481,7 @@ class ZonesDashboard(pn.viewable.Viewer):
     def _update_parts(self) -> None:
         """Bars, regions and downloads follow the filters (those of them already on a page)."""
         if self._bars is not None:
-            parts.update_yearly_bars(self._bars.object, self.stats(runtime.BARS_GROUPING))
+            parts.update_yearly_bars(self._bars.object, self.stats(BARS_GROUPING))
         if self._regions is not None:
             self._regions.object = self._top_regions()
         if self._downloads is not None:
@@ -492,7 +492,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         return io.StringIO(self.stats(("country", "year", "classification")).to_csv())
 
     def _zones_file(self, kind: str) -> io.IOBase:
-        limit = runtime.options().download_limit
+        limit = host().download_limit
         count = len(self.selection())
         if count > limit:  # the buttons are disabled then; this guards a stale page
             raise ValueError(f"{count:,} zones selected; downloads are limited to {limit:,}")
@@ -529,7 +529,7 @@ class ZonesDashboard(pn.viewable.Viewer):
         return self._downloads
 
     def _update_downloads(self) -> None:
-        limit = runtime.options().download_limit
+        limit = host().download_limit
         count = len(self.selection())
         too_many = count > limit
         _, geojson, parquet, note = self._downloads

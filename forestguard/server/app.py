@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import redact, settings
+from ..config import DEFAULT_DOWNLOAD_LIMIT, redact, settings
 from ..errors import StoreNotFound, UserError
 from . import runtime
 
@@ -46,7 +46,7 @@ class ServeOptions:
     warm: bool = False
     index: str | None = None
     apps: list[str] = field(default_factory=list)
-    download_limit: int = runtime.DEFAULT_DOWNLOAD_LIMIT
+    download_limit: int = DEFAULT_DOWNLOAD_LIMIT
     metrics_from: tuple[str, ...] = runtime.METRICS_FROM
 
 
@@ -137,10 +137,6 @@ def warm_up() -> None:
              f"{len(layer):,}", layer.data_version, layer.nbytes / 1e6, views, selected, time.perf_counter() - started)
 
 
-#: The groupings a dashboard view asks for (defined with the view, in :mod:`runtime`).
-DASHBOARD_GROUPINGS = runtime.VIEW_GROUPINGS
-
-
 def warm_statistics(store: Any, countries: list[str]) -> int:
     """Put the numbers of the opening view and of each one-country view in the cache.
 
@@ -149,13 +145,14 @@ def warm_statistics(store: Any, countries: list[str]) -> int:
     and the cache starts out serving the views people open most.
     """
     from ..cache import default_cache
+    from ..dashboard.host import VIEW_GROUPINGS
     from ..stats import statistics
     from ..stores.base import ZoneFilter
 
     cache = default_cache()
     views = [ZoneFilter(), *(ZoneFilter(countries=(country,)) for country in countries)]
     for where in views:
-        for by in DASHBOARD_GROUPINGS:
+        for by in VIEW_GROUPINGS:
             statistics(store, where, by, cache=cache)
     return len(views)
 

@@ -19,6 +19,7 @@ from typing import Any, Awaitable
 
 from tornado import httputil
 
+from ..dashboard.host import STORE_NOTICE
 from . import metrics, runtime
 
 #: Longest request target (path and query) served; longer ones get 414 URI Too Long.
@@ -38,7 +39,7 @@ RETRY_AFTER_SECONDS = 5
 def _notice_page() -> bytes:
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ForestGuard</title></head>"
             "<body style=\"font-family:sans-serif;margin:2em\"><h2>ForestGuard · Deforestation zones</h2>"
-            f"<p role=\"alert\">{html.escape(runtime.STORE_NOTICE)}</p></body></html>").encode()
+            f"<p role=\"alert\">{html.escape(STORE_NOTICE)}</p></body></html>").encode()
 
 
 def too_large(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> tuple[int, str] | None:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from .. import stores
 from ..breaker import ThrottledWarning
-from ..config import redact, settings
+from ..config import DEFAULT_DOWNLOAD_LIMIT, redact, settings
 from ..errors import StoreNotFound, StoreUnavailable
 from ..stores.base import ZoneStore
 
@@ -34,16 +34,8 @@ log = logging.getLogger("forestguard.server")
 _warn_store = ThrottledWarning(log, interval=60.0)
 _warn_redis = ThrottledWarning(log, interval=60.0)
 
-#: The statistics a dashboard view shows: the cards (total, by class) and the yearly bars.
-CARD_GROUPINGS: tuple[tuple[str, ...], ...] = ((), ("classification",))
-BARS_GROUPING: tuple[str, ...] = ("year", "classification")
-VIEW_GROUPINGS: tuple[tuple[str, ...], ...] = (*CARD_GROUPINGS, BARS_GROUPING)
-
 #: Who may read /metrics without signing in when a login is on: the task itself (an agent sidecar).
 METRICS_FROM: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-
-#: Zones a GeoJSON/GeoParquet download may hold; beyond it the dashboard asks to narrow the filters.
-DEFAULT_DOWNLOAD_LIMIT = 50_000
 
 
 @dataclass
@@ -78,9 +70,20 @@ _lock = threading.Lock()
 
 
 def configure(options: ServerOptions) -> None:
+    """This process serves ``options``; the dashboard's sessions read the shared store and obey the options."""
     global _options
     _options = options
     reset_store()
+    _host_dashboard(options)
+
+
+def _host_dashboard(options: ServerOptions) -> None:
+    """Tell the dashboard what its server gives it (it never imports the server: the server imports it)."""
+    from ..dashboard.host import Host, install
+    from . import metrics
+
+    install(Host(store=shared_store, download_limit=options.download_limit, sessions_rebuilt=options.num_procs != 1,
+                 timer=metrics.render_timer, session_problem=session_problem, store_lost=lose_store))
 
 
 def options() -> ServerOptions:
@@ -131,8 +134,6 @@ def probe_executor() -> ThreadPoolExecutor:
         return _probes
 
 
-#: What a visitor reads instead of the dashboard when the store cannot be read: no host, port, user, database or path.
-STORE_NOTICE = "The zone store is not available right now. Please try again in a few minutes."
 #: After a failed look at the store, how long it counts as down without being asked again.
 KNOWN_DOWN_SECONDS = 2.0
 _store_failed_at: float | None = None
@@ -261,6 +262,12 @@ def prepare_session() -> str | None:
         return public_reason(exc)
     note_store(True)
     return None
+
+
+def lose_store(exc: BaseException) -> None:
+    """A session found the store unreadable while it was built: reopen it next time, say why in the log."""
+    reset_store()
+    _warn_store(f"dashboard session without its store: {detail(exc)}")
 
 
 def note_session(doc: Any, problem: str | None) -> None:

@@ -13,11 +13,10 @@ import pytest
 from forestguard import stores
 from forestguard.cache import MemoryCache
 from forestguard.cache.keys import KeySpace
-from forestguard.dashboard import ZonesDashboard
+from forestguard.dashboard import ZonesDashboard, host
 from forestguard.dashboard.mapview import click_info, top_regions
 from forestguard.dashboard.parts import escaped_options
 from forestguard.schema import Classification
-from forestguard.server import runtime
 from forestguard.stats import statistics
 from forestguard.stores.base import ZoneFilter
 
@@ -47,7 +46,7 @@ def test_downloads_follow_the_filters_and_the_limit(dashboard, monkeypatch):
     assert len(zones["features"]) == dashboard._store.count(dashboard.where) and {f["properties"]["country"] for f in zones["features"]} == {"Peru"}
     parquet = gpd.read_parquet(io.BytesIO(dashboard._zones_file("parquet").getvalue()))
     assert len(parquet) == len(zones["features"])
-    monkeypatch.setattr(runtime.options(), "download_limit", 5)
+    monkeypatch.setattr(host, "_host", host.Host(store=lambda: dashboard._store, download_limit=5))
     with pytest.raises(ValueError, match="limited to 5"):
         dashboard._zones_file("geojson")
     panel = dashboard.downloads()
@@ -209,17 +208,18 @@ def test_country_bounds_are_the_zones_exact_extent_and_selections_hold_them(dash
 
 def test_warm_up_caches_the_numbers_of_one_country_views(demo_duckdb, monkeypatch):
     from forestguard.cache import default_cache
-    from forestguard.server.app import DASHBOARD_GROUPINGS, warm_statistics
+    from forestguard.dashboard.host import VIEW_GROUPINGS
+    from forestguard.server.app import warm_statistics
 
     monkeypatch.setenv("FORESTGUARD_CACHE_PREFIX", "test-warm")  # a cache of its own for this test
     cache = default_cache()
     with stores.open(demo_duckdb, read_only=True) as store:
         assert warm_statistics(store, ["Peru", "Brazil"]) == 3
         before = cache.counters()["hits_by_kind"].get("stats", 0)
-        for by in DASHBOARD_GROUPINGS:
+        for by in VIEW_GROUPINGS:
             cached = statistics(store, ZoneFilter(countries=("Peru",)), by, cache=cache)
             assert cached.rows == statistics(store, ZoneFilter(countries=("Peru",)), by).rows
-        assert cache.counters()["hits_by_kind"]["stats"] - before == len(DASHBOARD_GROUPINGS)
+        assert cache.counters()["hits_by_kind"]["stats"] - before == len(VIEW_GROUPINGS)
 
 
 def test_warm_up_selects_the_zones_of_one_country_views(dashboard, monkeypatch):
