@@ -19,11 +19,11 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from ..config import settings
+from ..config import Settings, settings
 from ..errors import InputError, UserError
 from ..sources import CRS_ASSUMED, READ_PROBLEMS, READABLE, geojson_frame, read_zones_file
 from ..validation import check_polygons, polygonal_part
-from .shape import NAME_MAX_CHARS, Area, measure
+from .shape import NAME_MAX_CHARS, Area, areas_of, measure
 
 #: Saved-area names and plot ids are text; these characters would make them unreadable in a list.
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
@@ -78,17 +78,17 @@ def read_plots(path: str | Path, id_field: str, *, repair: bool = False) -> list
     label = str(path)
     column = find_column(frame, id_field, label)
     polygons = checked_polygons(frame, label, repair, settings().area_max_vertices * max(1, len(frame)))
-    digest = file_sha256(path)
-    plots, seen = [], {}
-    for feature, (value, polygon) in enumerate(zip(frame[column], polygons)):
+    seen: dict[str, int] = {}
+    for feature, value in enumerate(frame[column]):
         plot_id = feature_id(value, feature, column, label)
         if plot_id in seen:
             raise AreaRefused(f"{label}: feature {feature}: {column}: {plot_id!r} is also the id of feature {seen[plot_id]}; plot ids must be unique")
         seen[plot_id] = feature
-        plots.append(Area.of(plot_id, polygon, sha256=digest, source=path.name))
+    plots = areas_of(list(seen), polygons, sha256=file_sha256(path), source=path.name)
     measure(plots)
+    config = settings()  # once: reading the environment 10,000 times took ~1 s
     for feature, plot in enumerate(plots):
-        within_limits(plot, f"{label}: feature {feature} ({column} {plot.name!r})")
+        within_limits(plot, f"{label}: feature {feature} ({column} {plot.name!r})", config)
     return plots
 
 
@@ -123,9 +123,9 @@ def area_from_drawing(xs: list[float], ys: list[float], *, name: str = "drawn ar
     return area_from_geojson(document, name=name, label="drawn area")
 
 
-def within_limits(area: Area, label: str) -> Area:
-    """The area, if its vertices and geodesic size are within the configured limits."""
-    config = settings()
+def within_limits(area: Area, label: str, config: Settings | None = None) -> Area:
+    """The area, if its vertices and geodesic size are within the configured limits (``config``: read now when not given)."""
+    config = settings() if config is None else config
     if area.vertices > config.area_max_vertices:
         raise AreaRefused(f"{label}: has {area.vertices:,} vertices, over the limit of {config.area_max_vertices:,} (FORESTGUARD_AREA_MAX_VERTICES); simplify it")
     if not area.area_ha > 0:

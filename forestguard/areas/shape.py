@@ -102,6 +102,22 @@ class Area:
         return f"<Area {self.name!r} {self.digest}>"
 
 
+def areas_of(names: Sequence[str], geometries: np.ndarray, **details: Any) -> list[Area]:
+    """Many areas at once (a file of plots): :meth:`Area.of` for each, in one WKB pass, each parsed once (~0.1 ms a plot saved)."""
+    geometries = np.asarray(geometries, dtype=object)
+    canonical = geometries.copy()
+    single = shapely.get_type_id(geometries) == shapely.GeometryType.POLYGON.value
+    if single.any():
+        canonical[single] = shapely.multipolygons(geometries[single][:, None])
+    wkbs = shapely.to_wkb(canonical, output_dimension=2, byte_order=1, flavor="iso")
+    parsed = shapely.from_wkb(wkbs)
+    shapely.prepare(parsed)
+    areas = [Area(name=name, wkb=wkb, **details) for name, wkb in zip(names, wkbs)]
+    for area, geometry in zip(areas, parsed):
+        area.__dict__["geometry"] = geometry  # what the cached property would have parsed and prepared
+    return areas
+
+
 def measure(areas: Sequence[Area]) -> None:
     """Measure the geodesic size of many areas in one numpy pass (one at a time is ~0.7 ms each: 7 s for 10,000 plots)."""
     pending = [a for a in areas if "area_ha" not in a.__dict__]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+
 import numpy as np
+import pyarrow as pa
 import pytest
 import shapely
 
-from forestguard.areas import hectares_inside, intersecting, overlapping_pairs, parts_inside
+from forestguard.areas import Area, hectares_inside, intersecting, overlapping_pairs, parts_inside
+from forestguard.stores.clipped import clipped_aggregate
 
 from .helpers import geodesic_ha
 
@@ -54,3 +59,35 @@ def test_many_areas_at_once_find_every_pair():
     zones = np.array([shapely.box(0.6, 0.1, 0.7, 0.2), shapely.box(5.5, 5.5, 5.6, 5.6), shapely.box(9, 9, 9.1, 9.1)], dtype=object)
     zone_at, area_at = overlapping_pairs(zones, areas)
     assert list(zip(zone_at, area_at)) == [(0, 0), (0, 1), (1, 2)]
+
+
+def _zone_table(zones: np.ndarray) -> pa.Table:
+    return pa.table({"confidence": pa.array([0.5] * len(zones), pa.float64()), "verified": pa.array([False] * len(zones)),
+                     "geometry": pa.array(shapely.to_wkb(zones, byte_order=1, flavor="iso"), pa.binary())})
+
+
+def test_many_areas_aggregate_every_pair_a_brute_force_finds():
+    """Per-plot statistics (boxes sieved on a grid first) count exactly the pairs and hectares of testing every zone with every plot."""
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(-60, -40, 300), rng.uniform(-15, 0, 300)
+    plots = list(shapely.box(x, y, x + rng.uniform(0.005, 0.2, 300), y + rng.uniform(0.005, 0.2, 300)))
+    plots += [shapely.box(-50, -8, -45, -3), shapely.box(10, 10, 10.01, 10.01)]  # a large plot; one far away widens the grid
+    plots += [shapely.box(-39.5, 0.5, -39.49, 0.51)]  # a small plot alone
+    cx, cy = rng.uniform(-61, -39, 20_000), rng.uniform(-16, 1, 20_000)
+    zones = list(shapely.box(cx, cy, cx + 0.02, cy + 0.02))
+    first = shapely.bounds(plots[0])
+    zones += [shapely.box(first[2], first[1], first[2] + 0.01, first[3]),  # shares the plot's edge: meets it with 0 ha
+              shapely.box(first[2], first[3], first[2] + 0.01, first[3] + 0.01),  # shares a corner only
+              shapely.box(-70, -20, -30, 5),  # much wider than the grid's cells: meets every plot but the far one
+              shapely.box(-39.55, 0.45, -39.44, 0.56),  # a few cells wide, around the small plot: none of its corners is near a plot
+              shapely.box(100, 50, 101, 51)]  # beyond the grid
+    zones = np.array(zones, dtype=object)
+    areas = [Area.of(f"P{i}", p) for i, p in enumerate(plots)]
+    got = clipped_aggregate([_zone_table(zones)], areas, [], per_area=True)
+    expected = {}
+    for i, area in enumerate(areas):
+        hit = zones[shapely.intersects(area.geometry, zones)]
+        if len(hit):
+            expected[i] = (len(hit), Decimal(repr(math.fsum(hectares_inside(hit, area.geometry)))))
+    assert {int(r.area_index): (int(r.zones), r.area_ha) for r in got.itertuples()} == expected
+    assert expected[0][0] >= 3 and len(expected) == len(areas) - 1
