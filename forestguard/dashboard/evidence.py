@@ -35,16 +35,17 @@ def findings_html(evidence: Sequence[ZoneEvidence]) -> str:
         rows = "".join(
             f"<tr><td>{html.escape(KIND_LABELS.get(f.kind, f.kind))}</td><td>{html.escape(f.layer)}<br><small>{html.escape(f.feature_id)}</small></td>"
             f"<td>{f.overlap_ha:,.2f} ha<br><small>{f.overlap_share:.0%}</small></td>"
-            f"<td>{html.escape(f.source)}<br><small>as of {f.as_of.isoformat()}</small></td>"
+            f"<td>{html.escape(f.source)}<br><small>as of <span style='white-space: nowrap'>{f.as_of.isoformat()}</span></small></td>"
             f"<td>{'yes' if f.valid_at_zone_year else 'no'}</td></tr>"
             for f in e.findings
         )
         table = ("<table class='fg-click fg-findings'><thead><tr><th>Layer kind</th><th>Layer, feature</th><th>Overlap</th>"
                  f"<th>Source</th><th>In force in {e.year}</th></tr></thead><tbody>{rows}</tbody></table>") if rows else \
             "<p class='fg-hint'>No overlap with any reference layer.</p>"
+        stored = f"classified {html.escape(e.classification)}" if e.classification else "unclassified"  # as the legend says
         blocks.append(
-            f"<div class='fg-evidence' data-zone='{e.zone_id}'><p><b>Zone {e.zone_id}</b> ({e.year}): classified "
-            f"{html.escape(e.classification or 'none')}, evidence suggests <b>{suggested}</b>{why}"
+            f"<div class='fg-evidence' data-zone='{e.zone_id}'><p><b>Zone {e.zone_id}</b> ({e.year}): "
+            f"{stored}, evidence suggests <b>{suggested}</b>{why}"
             f"{f' · rules {html.escape(e.rules_version)}' if e.rules_version else ''}</p>{table}</div>"
         )
     return "".join(blocks)
