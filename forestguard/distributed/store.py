@@ -3,15 +3,15 @@
 :func:`forestguard.stats.statistics`, the reports and :func:`forestguard.render.maps.store_map`
 take it like any store. This process reads only the manifest; every zone is read by a worker
 (:mod:`.partitions`), and a partition the manifest shows cannot hold the zones asked for is
-never read at all.
+never read at all. Evidence filters and groups (``--overlaps``, ``--by suggested``) run on the
+workers too, each task on its zones' evidence (:mod:`.evidence`); this process reads the
+evidence files only for what is not a zone statistic (layers, their features, a zone's findings).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import re
-import threading
 import zlib
 from typing import Any, Callable, Iterator, Sequence
 
@@ -25,10 +25,9 @@ from ..areas.shape import Area
 from ..config import settings
 from ..errors import ReadOnlyStore, UserError
 from ..stores import inside
-from ..schema import TABLE
 from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
 from ..stores.evidence_records import ZoneEvidence
-from ..stores.snapshot import evidence_view_sql, local_file, no_evidence
+from ..stores.snapshot import EvidenceFiles, local_file, no_evidence
 from . import partitions
 from .cluster import LOCAL, cluster, probe, scheduler_for
 from .partitions import Partition
@@ -117,9 +116,7 @@ class DaskSnapshotStore(ZoneStore):
         self.manifest = manifest
         self.client = client
         self._on_close = on_close
-        self._evidence_lock = threading.RLock()
-        self._evidence_views: set[str] = set()
-        self._on_close_evidence: Callable[[], None] | None = None
+        self._close_evidence: Callable[[], None] | None = None
 
     # -- planning ----------------------------------------------------------------------------------
     def partitions(self, where: ZoneFilter = ZoneFilter()) -> list[Partition]:
@@ -163,52 +160,28 @@ class DaskSnapshotStore(ZoneStore):
         return no_evidence(self.manifest)
 
     def _evidence_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """The evidence reads that are not zone statistics (layers, features, state, runs, a zone's findings), run here.
+        """The evidence reads that are not zone statistics (layers, features, state, runs, findings), run here.
 
-        On the snapshot's evidence files, each fetched and checked (as a partition is) the first
-        time a query names its table: a dossier's or a plot table's reads, small next to the
-        zones, which stay on the workers.
+        On the snapshot's evidence files, each fetched the first time a read names it: a
+        dossier's or a plot table's reads, small next to the zones, which stay on the workers.
         """
-        with self._evidence_lock:
-            con = self._evidence_con
-            for name, entry in self._evidence_files.items():
-                if name not in self._evidence_views and re.search(rf"\b{name}\b", sql):
-                    con.execute(evidence_view_sql(name, local_file(storage.at(self.folder), self.manifest, entry)))
-                    self._evidence_views.add(name)
-            return con.execute(sql, list(params)).fetchall()
+        return self._evidence_files.rows(sql, params)
 
     def _ids_in(self, column: str) -> str:
-        return f"{column} IN (SELECT unnest(CAST(? AS INTEGER[])))"
+        return EvidenceFiles.ids_in(column)
 
     def zones_evidence(self, zone_ids: Sequence[int]) -> list[ZoneEvidence]:
         """Each zone's class and year read by the workers, its evidence here: the engine's own query, on just these zones."""
-        zones = self.zones_by_id(zone_ids, ["classification", "year"]) if len(zone_ids) else None
-        with self._evidence_lock:
-            if zones is not None:
-                con = self._evidence_con
-                con.register("zone_rows", zones)
-                try:
-                    con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS SELECT * FROM zone_rows")
-                finally:
-                    con.unregister("zone_rows")
+        if not len(zone_ids):
+            return []
+        with self._evidence_files.with_zones(self.zones_by_id(zone_ids, ["classification", "year"])):
             return super().zones_evidence(zone_ids)
 
     @functools.cached_property
-    def _evidence_files(self) -> dict[str, snapshots.SnapshotFile]:
-        return {f.path.removesuffix(".parquet"): f for f in self.manifest.evidence}
-
-    @functools.cached_property
-    def _evidence_con(self) -> Any:
-        """This process's database of evidence views (the tables the snapshot does not carry: empty)."""
-        from ..stores.duckdb import connect
-        from ..stores.duckdb_evidence import EVIDENCE_TABLES_DDL
-
-        con = connect(None, extensions=())
-        for name, ddl in EVIDENCE_TABLES_DDL.items():
-            if name not in self._evidence_files:
-                con.execute(ddl)
-        self._on_close_evidence = con.close
-        return con
+    def _evidence_files(self) -> EvidenceFiles:
+        files = EvidenceFiles(self.folder, self.manifest)
+        self._close_evidence = files.close
+        return files
 
     def _check_evidence(self, where: ZoneFilter, names: Sequence[str] | None = ()) -> None:
         """Refuse here, in one line and before any task, what needs evidence of a snapshot that carries none (as the embedded engine does)."""
@@ -375,8 +348,8 @@ class DaskSnapshotStore(ZoneStore):
                 "scheduler": self.client.scheduler.address, "workers": workers, "partitions": len(self.manifest.files)}
 
     def close(self) -> None:
-        if self._on_close_evidence is not None:
-            close_evidence, self._on_close_evidence = self._on_close_evidence, None
+        if self._close_evidence is not None:
+            close_evidence, self._close_evidence = self._close_evidence, None
             close_evidence()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None

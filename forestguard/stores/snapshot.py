@@ -22,11 +22,13 @@ silently; after the one-off download every query runs at local-disk speed
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import threading
 import uuid
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -128,6 +130,59 @@ def evidence_view_sql(name: str, path: Path) -> str:
     return f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(path))})"
 
 
+def _copy_table(con, name: str, rows: pa.Table) -> None:
+    """``rows`` as the table ``name`` of this database (copied: a registered Arrow table is seen by one connection only)."""
+    con.register("copied_rows", rows)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM copied_rows")
+    finally:
+        con.unregister("copied_rows")
+
+
+class EvidenceFiles:
+    """A snapshot's evidence files as tables, for the reads that need no zone table (a Dask client's: layers, state, runs, findings).
+
+    Each file is fetched and checked, as a partition is, the first time a query names its
+    table; a table the snapshot does not carry is empty. :meth:`with_zones` lends the zone
+    table's rows some reads join (a few zones' class and year, read elsewhere).
+    """
+
+    def __init__(self, folder: str, manifest: Manifest) -> None:
+        self.folder, self.manifest = folder, manifest
+        self._files = {f.path.removesuffix(".parquet"): f for f in manifest.evidence}
+        self._lock = threading.RLock()
+        self._con = connect(None, extensions=())
+        for name, ddl in EVIDENCE_TABLES_DDL.items():
+            if name not in self._files:
+                self._con.execute(ddl)
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run a read written with ``?`` placeholders."""
+        with self._lock:
+            for name in [n for n in self._files if re.search(rf"\b{n}\b", sql)]:
+                entry = self._files.pop(name)
+                self._con.execute(evidence_view_sql(name, local_file(storage.at(self.folder), self.manifest, entry)))
+            return self._con.execute(sql, list(params)).fetchall()
+
+    @staticmethod
+    def ids_in(column: str) -> str:
+        """A term "``column`` is one of the ids given as one list parameter"."""
+        return f"{column} IN (SELECT unnest(CAST(? AS INTEGER[])))"
+
+    @contextlib.contextmanager
+    def with_zones(self, zones: pa.Table) -> Iterator[None]:
+        """Reads in the block see ``zones`` (``id`` and the columns they name) as the zone table."""
+        with self._lock:
+            _copy_table(self._con, TABLE, zones)
+            try:
+                yield
+            finally:
+                self._con.execute(f"DROP TABLE {TABLE}")
+
+    def close(self) -> None:
+        self._con.close()
+
+
 def no_evidence(manifest: Manifest) -> UserError:
     """What a snapshot without evidence answers a filter or grouping that needs it (the embedded and Dask engines alike)."""
     return UserError(f"snapshot {manifest.id} carries no reference layers or evidence (its store had none when it was taken: "
@@ -191,17 +246,12 @@ class SnapshotStore(DuckDBStore):
     def use_evidence(self, tables: Mapping[str, pa.Table]) -> None:
         """Read these rows as the evidence tables of the same names (a Dask task's store: its zones' rows, from its worker's copy).
 
-        Copied into the store's database, not registered: registered Arrow tables are seen by one
-        connection only, and every query runs on a cursor of its own.
+        Copied into the store's database (every query runs on a cursor of its own).
         """
         with self._lock:
             con = self._cursor()
             for name, table in tables.items():
-                con.register("evidence_rows", table)
-                try:
-                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM evidence_rows")
-                finally:
-                    con.unregister("evidence_rows")
+                _copy_table(con, name, table)
 
     def _summary_ready(self) -> bool:
         """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""

@@ -132,7 +132,7 @@ def test_an_evidence_dossier_on_the_cluster_equals_the_embedded_engine(evidence_
     from forestguard.reports.evidence import evidence_summary
 
     monkeypatch.setenv("FORESTGUARD_DATA_DIR", str(tmp_path / "client-data"))
-    url, _ = evidence_snapshot
+    url, bare = evidence_snapshot
     area = tmp_path / "amazon.geojson"
     area.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
                                 "geometry": json.loads(shapely.to_geojson(shapely.box(-60.0, -10.0, -52.0, -3.0)))}]}))
@@ -149,6 +149,9 @@ def test_an_evidence_dossier_on_the_cluster_equals_the_embedded_engine(evidence_
         pd_testing.assert_frame_equal(dask_store.findings_of().sort_values(["zone_id", "layer", "feature_id"], ignore_index=True),
                                       found.sort_values(["zone_id", "layer", "feature_id"], ignore_index=True))
         on_cluster, here = evidence_summary(dask_store, area=str(area)), evidence_summary(embedded, area=str(area))
+    with open_store(bare, dask_s3_cluster.address) as dask_store, stores.open(bare) as embedded:  # no evidence: the zones, nothing suggested
+        assert [e.to_dict() for e in dask_store.zones_evidence([3, 1, 10_000_000])] == [e.to_dict() for e in embedded.zones_evidence([3, 1, 10_000_000])]
+        assert dask_store.reference_layers() == [] and dask_store.evidence_state() is None
     assert on_cluster.by_suggested.result.rows == here.by_suggested.result.rows and here.by_suggested.result.rows
     assert on_cluster.inside_restricted.result.rows == here.inside_restricted.result.rows
     pd_testing.assert_frame_equal(on_cluster.findings, here.findings)
