@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+import duckdb
 import pyarrow as pa
 
 from .. import storage
@@ -130,7 +131,7 @@ def evidence_view_sql(name: str, path: Path) -> str:
     return f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(path))})"
 
 
-def _copy_table(con, name: str, rows: pa.Table) -> None:
+def _copy_table(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
     """``rows`` as the table ``name`` of this database (copied: a registered Arrow table is seen by one connection only)."""
     con.register("copied_rows", rows)
     try:
@@ -160,8 +161,8 @@ class EvidenceFiles:
         """Run a read written with ``?`` placeholders."""
         with self._lock:
             for name in [n for n in self._files if re.search(rf"\b{n}\b", sql)]:
-                entry = self._files.pop(name)
-                self._con.execute(evidence_view_sql(name, local_file(storage.at(self.folder), self.manifest, entry)))
+                self._con.execute(evidence_view_sql(name, local_file(storage.at(self.folder), self.manifest, self._files[name])))
+                del self._files[name]  # a view now (a file that failed its check is tried again next time)
             return self._con.execute(sql, list(params)).fetchall()
 
     @staticmethod
