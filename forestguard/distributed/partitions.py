@@ -20,8 +20,10 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import snapshots
+from ..schema import TABLE
 from ..stores.base import ZoneFilter
 from ..stores.snapshot import SnapshotStore
+from . import evidence
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,33 @@ class Partition:
     def of(cls, folder: str, manifest: snapshots.Manifest, file: snapshots.SnapshotFile) -> "Partition":
         return cls(folder, replace(manifest, files=(file,), areas=None, location=None), file)
 
-    def open(self) -> SnapshotStore:
-        return SnapshotStore(self.folder, manifest=self.manifest, files=(self.file,))
+    def open(self) -> "PartitionStore":
+        return PartitionStore(self)
+
+
+class PartitionStore(SnapshotStore):
+    """One partition of a snapshot as a store; its zones' evidence is read the first time a query needs it.
+
+    The embedded engine asks :meth:`require_evidence` before every query that reads evidence
+    (an ``overlaps`` filter, a ``suggested`` group or column): that is when the rows of this
+    partition's zones are taken from the worker's copy of the snapshot's evidence
+    (:mod:`.evidence`), so a query without evidence costs nothing more.
+    """
+
+    def __init__(self, part: Partition) -> None:
+        super().__init__(part.folder, manifest=part.manifest, files=(part.file,))
+        self._folder = part.folder
+        self._evidence_ready = False
+
+    def require_evidence(self) -> None:
+        super().require_evidence()
+        if self._evidence_ready:
+            return
+        with self._lock:
+            if not self._evidence_ready:
+                ids = self._cursor().execute(f"SELECT id FROM {TABLE}").fetchnumpy()["id"]
+                self.use_evidence(evidence.of_snapshot(self._folder, self.manifest).tables_for(ids))
+                self._evidence_ready = True
 
 
 def aggregate(part: Partition, where: ZoneFilter, keys: Sequence[str]) -> pd.DataFrame:

@@ -3,7 +3,9 @@
 :func:`forestguard.stats.statistics`, the reports and :func:`forestguard.render.maps.store_map`
 take it like any store. This process reads only the manifest; every zone is read by a worker
 (:mod:`.partitions`), and a partition the manifest shows cannot hold the zones asked for is
-never read at all.
+never read at all. Evidence filters and groups (``--overlaps``, ``--by suggested``) run on the
+workers too, each task on its zones' evidence (:mod:`.evidence`); this process reads the
+evidence files only for what is not a zone statistic (layers, their features, a zone's findings).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..config import settings
 from ..errors import ReadOnlyStore, UserError
 from ..stores import inside
 from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
+from ..stores.evidence_records import ZoneEvidence
+from ..stores.snapshot import EvidenceFiles, local_file, no_evidence
 from . import partitions
 from .cluster import LOCAL, cluster, probe, scheduler_for
 from .partitions import Partition
@@ -112,6 +116,7 @@ class DaskSnapshotStore(ZoneStore):
         self.manifest = manifest
         self.client = client
         self._on_close = on_close
+        self._close_evidence: Callable[[], None] | None = None
 
     # -- planning ----------------------------------------------------------------------------------
     def partitions(self, where: ZoneFilter = ZoneFilter()) -> list[Partition]:
@@ -144,6 +149,45 @@ class DaskSnapshotStore(ZoneStore):
             for future in futures:
                 future.release()
 
+    # -- evidence: read by the workers, each task its zones' rows (see .evidence) ------------------------
+    def _has_evidence(self) -> bool:
+        return bool(self.manifest.evidence)
+
+    def evidence_version(self) -> int:
+        return 0  # a snapshot never changes: its evidence is the one it was made with
+
+    def _no_evidence(self) -> UserError:
+        return no_evidence(self.manifest)
+
+    def _evidence_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """The evidence reads that are not zone statistics (layers, features, state, runs, findings), run here.
+
+        On the snapshot's evidence files, each fetched the first time a read names it: a
+        dossier's or a plot table's reads, small next to the zones, which stay on the workers.
+        """
+        return self._evidence_files.rows(sql, params)
+
+    def _ids_in(self, column: str) -> str:
+        return EvidenceFiles.ids_in(column)
+
+    def zones_evidence(self, zone_ids: Sequence[int]) -> list[ZoneEvidence]:
+        """Each zone's class and year read by the workers, its evidence here: the engine's own query, on just these zones."""
+        if not len(zone_ids):
+            return []
+        with self._evidence_files.with_zones(self.zones_by_id(zone_ids, ["classification", "year"])):
+            return super().zones_evidence(zone_ids)
+
+    @functools.cached_property
+    def _evidence_files(self) -> EvidenceFiles:
+        files = EvidenceFiles(self.folder, self.manifest)
+        self._close_evidence = files.close
+        return files
+
+    def _check_evidence(self, where: ZoneFilter, names: Sequence[str] | None = ()) -> None:
+        """Refuse here, in one line and before any task, what needs evidence of a snapshot that carries none (as the embedded engine does)."""
+        if where.overlaps or "suggested" in (names or ()):
+            self.require_evidence()
+
     # -- reading ------------------------------------------------------------------------------------
     def data_version(self) -> int:
         return self.manifest.data_version
@@ -153,6 +197,7 @@ class DaskSnapshotStore(ZoneStore):
 
     def aggregate(self, where: ZoneFilter, by: Sequence[str]) -> pd.DataFrame:
         keys = check_group_keys(by)
+        self._check_evidence(where, keys)
         if where.area is not None:  # the workers find candidates; the one exact test and fsum run here (see inside)
             return inside.aggregate(self, where, keys)
         return _combine(self._run(partitions.aggregate, self.partitions(where), where, keys), keys)
@@ -165,6 +210,7 @@ class DaskSnapshotStore(ZoneStore):
 
     def zones_arrow(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, limit: int | None = None, offset: int = 0) -> pa.Table:
         """Gathered from the partitions, sorted by country, year, id (a page with ``limit``/``offset``)."""
+        self._check_evidence(where, columns)
         if where.area is not None:
             if offset:
                 raise ValueError("zones of an area are not paged")
@@ -182,6 +228,7 @@ class DaskSnapshotStore(ZoneStore):
 
     def zone_batches(self, where: ZoneFilter = ZoneFilter(), columns: Sequence[str] | None = None, batch_rows: int = 250_000) -> Iterator[pa.Table]:
         """One partition's zones at a time (bounded memory here: a partition, not the selection)."""
+        self._check_evidence(where, columns)
         if where.area is not None:
             yield from inside.batches(self, where, columns, batch_rows)
             return
@@ -191,6 +238,7 @@ class DaskSnapshotStore(ZoneStore):
     def _area_candidates(self, where: ZoneFilter, box: tuple[float, float, float, float], columns: Sequence[str],
                          batch_rows: int) -> Iterator[pa.Table]:
         """An area's candidate zones, read by the workers from the partitions that meet ``box``; one partition's here at a time."""
+        self._check_evidence(where, columns)
         near = where.narrowed(ZoneFilter(bbox=tuple(box)))  # type: ignore[arg-type]
         parts = self.partitions(near) if near is not None else []
         futures = self._submit(partitions.candidates, parts, where, tuple(box), list(columns)) if parts else []
@@ -214,8 +262,6 @@ class DaskSnapshotStore(ZoneStore):
     @functools.cached_property
     def _areas(self) -> dict[str, Area]:
         """The manifest's areas file, fetched and checked as a partition is."""
-        from ..stores.snapshot import local_file
-
         entry = self.manifest.areas
         if entry is None:
             return {}
@@ -250,6 +296,7 @@ class DaskSnapshotStore(ZoneStore):
         """Web Mercator extent of the zones ``where`` selects (what a map fits to), from each partition's bbox covering."""
         from ..render.geometry import mercator_box
 
+        self._check_evidence(where)
         boxes = [b for b in self._run(partitions.extent, self.partitions(where), where) if b is not None]
         if not boxes:
             return None
@@ -270,6 +317,7 @@ class DaskSnapshotStore(ZoneStore):
 
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)}, not {measure!r}")
+        self._check_evidence(where)
         out = empty_aggregate(x_range, y_range, width, height, measure)
         x_range, y_range = out.attrs["x_range"], out.attrs["y_range"]
         lon, lat = to_lonlat(np.array(x_range), np.array(y_range))
@@ -300,6 +348,9 @@ class DaskSnapshotStore(ZoneStore):
                 "scheduler": self.client.scheduler.address, "workers": workers, "partitions": len(self.manifest.files)}
 
     def close(self) -> None:
+        if self._close_evidence is not None:
+            close_evidence, self._close_evidence = self._close_evidence, None
+            close_evidence()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             on_close()

@@ -22,17 +22,20 @@ silently; after the one-off download every query runs at local-disk speed
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import threading
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
+import duckdb
 import pyarrow as pa
 
 from .. import storage
 from ..config import settings
-from ..errors import ReadOnlyStore
+from ..errors import ReadOnlyStore, UserError
 from ..schema import TABLE
 from . import inside
 from .base import SQLFilter, ZoneFilter, ZoneStore, filter_sql
@@ -122,6 +125,71 @@ def local_file(folder: storage.Folder, manifest: Manifest, entry: SnapshotFile) 
     return path
 
 
+def evidence_view_sql(name: str, path: Path) -> str:
+    """The view reading the evidence table ``name`` from its file in a snapshot (features' geometry as the engine's type)."""
+    select = "* REPLACE (ST_GeomFromWKB(geometry) AS geometry)" if name == FEATURES else "*"
+    return f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(path))})"
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
+    """``rows`` as the table ``name`` of this database (copied: a registered Arrow table is seen by one connection only)."""
+    con.register("copied_rows", rows)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM copied_rows")
+    finally:
+        con.unregister("copied_rows")
+
+
+class EvidenceFiles:
+    """A snapshot's evidence files as tables, for the reads that need no zone table (a Dask client's: layers, state, runs, findings).
+
+    Each file is fetched and checked, as a partition is, the first time a query names its
+    table; a table the snapshot does not carry is empty. :meth:`with_zones` lends the zone
+    table's rows some reads join (a few zones' class and year, read elsewhere).
+    """
+
+    def __init__(self, folder: str, manifest: Manifest) -> None:
+        self.folder, self.manifest = folder, manifest
+        self._files = {f.path.removesuffix(".parquet"): f for f in manifest.evidence}
+        self._lock = threading.RLock()
+        self._con = connect(None, extensions=())
+        for name, ddl in EVIDENCE_TABLES_DDL.items():
+            if name not in self._files:
+                self._con.execute(ddl)
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Run a read written with ``?`` placeholders."""
+        with self._lock:
+            for name in [n for n in self._files if re.search(rf"\b{n}\b", sql)]:
+                self._con.execute(evidence_view_sql(name, local_file(storage.at(self.folder), self.manifest, self._files[name])))
+                del self._files[name]  # a view now (a file that failed its check is tried again next time)
+            return self._con.execute(sql, list(params)).fetchall()
+
+    @staticmethod
+    def ids_in(column: str) -> str:
+        """A term "``column`` is one of the ids given as one list parameter"."""
+        return f"{column} IN (SELECT unnest(CAST(? AS INTEGER[])))"
+
+    @contextlib.contextmanager
+    def with_zones(self, zones: pa.Table) -> Iterator[None]:
+        """Reads in the block see ``zones`` (``id`` and the columns they name) as the zone table."""
+        with self._lock:
+            _copy_table(self._con, TABLE, zones)
+            try:
+                yield
+            finally:
+                self._con.execute(f"DROP TABLE {TABLE}")
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def no_evidence(manifest: Manifest) -> UserError:
+    """What a snapshot without evidence answers a filter or grouping that needs it (the embedded and Dask engines alike)."""
+    return UserError(f"snapshot {manifest.id} carries no reference layers or evidence (its store had none when it was taken: "
+                     "add layers with 'forestguard layers add', run 'forestguard evidence compute', then take a new snapshot)")
+
+
 def _sql_string(text: str) -> str:
     """A SQL string literal (DuckDB table functions take file lists only as literals)."""
     return "'" + text.replace("'", "''") + "'"
@@ -163,19 +231,28 @@ class SnapshotStore(DuckDBStore):
                 f"FROM read_parquet({_sql_string(str(self.path / self.manifest.areas.path))})"
             )
         # Reference layers and evidence: views over the files it carries, empty tables for the others
-        # (a Dask task's store too: it fetched only its partitions).
+        # (a Dask task's store too: it fetched only its partitions; its zones' evidence comes by use_evidence).
         carried = {f.path.removesuffix(".parquet"): self.path / f.path for f in self.manifest.evidence} if files is None else {}
         for name, ddl in EVIDENCE_TABLES_DDL.items():
             if name not in carried:
                 self._con.execute(ddl)
                 continue
-            select = "* REPLACE (ST_GeomFromWKB(geometry) AS geometry)" if name == FEATURES else "*"
-            self._con.execute(f"CREATE VIEW {name} AS SELECT {select} FROM read_parquet({_sql_string(str(carried[name]))})")
+            self._con.execute(evidence_view_sql(name, carried[name]))
 
         self._summary_ok = False
         # A Dask task's store answers one query and goes: making the summaries would cost two passes
         # over its partition for a query that one pass answers (0.68 s against 0.17 s for 1M zones).
         self._summaries = files is None
+
+    def use_evidence(self, tables: Mapping[str, pa.Table]) -> None:
+        """Read these rows as the evidence tables of the same names (a Dask task's store: its zones' rows, from its worker's copy).
+
+        Copied into the store's database (every query runs on a cursor of its own).
+        """
+        with self._lock:
+            con = self._cursor()
+            for name, table in tables.items():
+                _copy_table(con, name, table)
 
     def _summary_ready(self) -> bool:
         """The snapshot's statistics summaries, made in memory on first use (a pass over the files)."""
@@ -202,6 +279,9 @@ class SnapshotStore(DuckDBStore):
 
     def evidence_version(self) -> int:
         return 0  # a snapshot never changes: its evidence is the one it was made with
+
+    def _no_evidence(self) -> UserError:
+        return no_evidence(self.manifest)
 
     def role(self) -> str:
         return "snapshot"
