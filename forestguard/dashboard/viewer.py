@@ -411,7 +411,9 @@ class ZonesDashboard(pn.viewable.Viewer):
         info = mapview.click_info(self.selection(), x, y, pixel_size(*self._view))
         items = [pn.pane.HTML(info.to_html(), sizing_mode="stretch_width", stylesheets=[STYLESHEET])]
         if info.detail is not None:
-            items.append(pn.pane.DataFrame(info.detail, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format))
+            # Nine columns in a side column: they scroll sideways rather than being cut off.
+            items.append(pn.pane.DataFrame(info.detail, index=False, escape=True, sizing_mode="stretch_width", float_format="{:,.2f}".format,
+                                           styles={"overflow-x": "auto"}))
             findings = findings_html(self._store.zones_evidence(info.detail["id"].tolist()[:EVIDENCE_ZONES]))
             if findings:
                 items.append(pn.pane.HTML(findings, sizing_mode="stretch_width", stylesheets=[STYLESHEET]))

@@ -84,6 +84,21 @@ def zone_centre(served: Served, region: str) -> tuple[int, tuple[float, float]]:
     return zone_id, TO_MERCATOR.transform(centre.x, centre.y)
 
 
+#: Is the whole element to be seen: it fits, or the nearest box around it that is narrower scrolls sideways?
+REACHABLE_JS = """
+el => {
+  const width = el.getBoundingClientRect().width;
+  for (let node = el.parentNode; node; node = node.parentNode || node.host) {
+    if (!(node instanceof Element) || node.getBoundingClientRect().width + 1 >= width) continue;
+    const overflow = getComputedStyle(node).overflowX;  // a narrower box: it scrolls, cuts, or lets it spill to the next
+    if (overflow === 'auto' || overflow === 'scroll') return node.scrollWidth > node.clientWidth;
+    if (overflow !== 'visible') return false;
+  }
+  return el.getBoundingClientRect().right <= document.documentElement.clientWidth;
+}
+"""
+
+
 def click_map_at(page, x: float, y: float) -> None:
     """Click the page's map where Web Mercator point (x, y) is drawn, as the map's axes and frame place it."""
     page.wait_for_function(f"(() => {{ const f = ({MAP_FRAME_JS})(); return f && f.width > 100 && f.height > 100 }})()")  # laid out
@@ -142,6 +157,9 @@ def test_a_click_on_a_zone_shows_its_findings_with_sources_and_dates(page, evide
         assert finding["as_of"] == AS_OF[finding["layer"]]
         assert row.locator("td").nth(3).get_by_text(finding["as_of"]).evaluate("el => el.getClientRects().length") == 1  # one line
     assert block.evaluate("el => el.scrollWidth <= el.clientWidth")  # the findings fit the click panel's column
+    # The zone's own row (nine columns) is wider than the column: it scrolls sideways, nothing is cut off.
+    zone_row = page.locator("table", has=page.locator("th", has_text="classification")).first
+    assert zone_row.evaluate(REACHABLE_JS)
     block.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOT), clip=panel_box(page, block))
 
