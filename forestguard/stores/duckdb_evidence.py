@@ -184,7 +184,8 @@ class DuckDBEvidence(EvidenceStore):
             terms.append(self.area_candidates_sql if small else self.area_scan_sql)
             params.extend(float(v) for v in box)
         try:
-            reader = con.execute(f"SELECT {', '.join(columns)} FROM {TABLE} WHERE {' AND '.join(terms) or 'TRUE'} ORDER BY id", params).to_arrow_reader(batch_rows)
+            # No ORDER BY: a sort would hold every row before the first batch; batches stream as stored.
+            reader = con.execute(f"SELECT {', '.join(columns)} FROM {TABLE} WHERE {' AND '.join(terms) or 'TRUE'}", params).to_arrow_reader(batch_rows)
             for batch in reader:
                 yield pa.Table.from_batches([batch])
         finally:
