@@ -53,6 +53,7 @@ class ComputeReport:
     findings_written: int = 0
     suggestions_evaluated: int = 0
     seconds: float = 0.0
+    seconds_writing: float = 0.0  #: of those, the store's one transaction (its evidence rows made as written)
     up_to_date: bool = False
     suggested: dict[str, int] = field(default_factory=dict)  #: suggestions evaluated, by class
 
@@ -260,7 +261,7 @@ def compute_evidence(store: ZoneStore, rules: Rules, *, full: bool = False, on_r
         counted[str(name)] = counted.get(str(name), 0) + int(n)
     report.suggested = {k: v for k, v in sorted(counted.items()) if v}
     now = datetime.now(timezone.utc)
-
+    writing = time.perf_counter()
     store.write_evidence(
         EvidenceWrite(
             data_version=version,
@@ -280,6 +281,7 @@ def compute_evidence(store: ZoneStore, rules: Rules, *, full: bool = False, on_r
             everything=everything,
         )
     )
+    report.seconds_writing = time.perf_counter() - writing
     report.seconds = time.perf_counter() - started
     return report
 
