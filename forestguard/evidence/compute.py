@@ -206,39 +206,14 @@ def compute_evidence(store: ZoneStore, rules: Rules, *, full: bool = False, on_r
 
     everything = state is None
     stale = None if everything else (store.stale_zone_ids() if zones_moved else np.zeros(0, dtype=np.int64))
-    # Changed (or all) zones against every layer: every zone's box (and its hash, kept with its evidence), then the
-    # geometry of only those near a feature. What is kept per zone is its id, year and hash (~30 bytes).
-    read: list[pa.Table] = []
+    read: list[pa.Table] = []  # id, year and hash of the zones measured against every layer (~30 bytes a zone)
     found: list[_Found] = []
-    own: list[pd.DataFrame] = []  # the suggestions of the zones measured against every layer that have findings
+    own: list[pd.DataFrame] = []  # the suggestions of those zones that have findings
     if everything or len(stale):
-        features = _Features.of(store, layers)
-        near = []
-        for batch in store.evidence_zone_batches(stale, hashed=True, geometry=False, bounds=True, batch_rows=batch_rows):
-            read.append(batch.select(["id", "year", "geometry_hash"]))
-            near.append(_near(batch, features))
-            report.zones_read += len(batch)
-            if on_rows:
-                on_rows(len(batch))
-        for batch_found in _measure(store, _ids(near), features, batch_rows, report):
-            found.append(batch_found)
-            own.append(rules.suggest(batch_found.frame()))  # a zone's findings all come from its batch
+        read, found, own = _every_layer(store, stale, _Features.of(store, layers), rules, report, on_rows, batch_rows)
     recomputed_ids = np.sort(np.concatenate([t.column("id").to_numpy() for t in read])).astype(np.int64) if read else np.zeros(0, np.int64)
     report.zones_recomputed = len(recomputed_ids)
-    # Layers added since: measured against the other zones their box may meet.
-    added_found: list[_Found] = []
-    if added and not everything:
-        fresh = _Features.of(store, added)
-        box = fresh.box()
-        if box is not None:
-            near = []
-            for batch in store.evidence_zone_batches(box=box, geometry=False, bounds=True, batch_rows=batch_rows):
-                batch = batch.filter(pa.array(~np.isin(batch.column("id").to_numpy(), recomputed_ids)))
-                near.append(_near(batch, fresh))
-                report.zones_read += len(batch)
-                if on_rows:
-                    on_rows(len(batch))
-            added_found.extend(_measure(store, _ids(near), fresh, batch_rows, report))
+    added_found = _added_layers(store, _Features.of(store, added), recomputed_ids, report, on_rows, batch_rows) if added and not everything else []
     report.findings_written = sum(len(f) for f in found) + sum(len(f) for f in added_found)
 
     # Suggestions: recomputed zones from their new findings (above); others whose findings changed (or all, new rules) from the store's and the new.
@@ -284,6 +259,42 @@ def compute_evidence(store: ZoneStore, rules: Rules, *, full: bool = False, on_r
     report.seconds_writing = time.perf_counter() - writing
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _every_layer(store: ZoneStore, ids: np.ndarray | None, features: _Features, rules: Rules, report: ComputeReport,
+                 on_rows: Callable[[int], None] | None, batch_rows: int) -> tuple[list[pa.Table], list[_Found], list[pd.DataFrame]]:
+    """Zones ``ids`` (None: all) against every feature: what is kept of each zone read, the findings, and the suggestions of zones with findings.
+
+    Every zone's box and hash are read (the hash is kept with its evidence), then the geometry of only those near a feature.
+    """
+    read, near = [], []
+    for batch in store.evidence_zone_batches(ids, hashed=True, geometry=False, bounds=True, batch_rows=batch_rows):
+        read.append(batch.select(["id", "year", "geometry_hash"]))
+        near.append(_near(batch, features))
+        report.zones_read += len(batch)
+        if on_rows:
+            on_rows(len(batch))
+    found, own = [], []
+    for batch_found in _measure(store, _ids(near), features, batch_rows, report):
+        found.append(batch_found)
+        own.append(rules.suggest(batch_found.frame()))  # a zone's findings all come from its batch
+    return read, found, own
+
+
+def _added_layers(store: ZoneStore, fresh: _Features, recomputed_ids: np.ndarray, report: ComputeReport,
+                  on_rows: Callable[[int], None] | None, batch_rows: int) -> list[_Found]:
+    """The findings of layers added since, against the zones (not measured against every layer) their box may meet."""
+    box = fresh.box()
+    if box is None:
+        return []
+    near = []
+    for batch in store.evidence_zone_batches(box=box, geometry=False, bounds=True, batch_rows=batch_rows):
+        batch = batch.filter(pa.array(~np.isin(batch.column("id").to_numpy(), recomputed_ids)))
+        near.append(_near(batch, fresh))
+        report.zones_read += len(batch)
+        if on_rows:
+            on_rows(len(batch))
+    return list(_measure(store, _ids(near), fresh, batch_rows, report))
 
 
 @dataclass(frozen=True)
