@@ -11,6 +11,7 @@ import pytest
 import shapely
 
 from forestguard.areas import Area, hectares_inside, intersecting, overlapping_pairs, parts_inside
+from forestguard.areas.overlay import PolygonIndex
 from forestguard.stores.clipped import clipped_aggregate
 
 from .helpers import geodesic_ha
@@ -95,8 +96,6 @@ def test_many_areas_aggregate_every_pair_a_brute_force_finds():
 
 def test_the_box_prefilter_keeps_exactly_the_boxes_that_meet_a_polygons_box():
     """PolygonIndex.may_meet (a grid, then the tree) against every pair tested by hand, edges touching included."""
-    from forestguard.areas.overlay import PolygonIndex
-
     rng = np.random.default_rng(7)
     centres = rng.uniform([-60, -20], [-40, 0], (300, 2))
     polygons = shapely.buffer(shapely.points(centres), rng.uniform(0.01, 0.8, 300), quad_segs=3)
