@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import UserError
-from .evidence_records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, KINDS, RUNS_SCHEMA, SUGGESTIONS, AppliedChange, EvidenceWrite, Layer
+from .evidence_records import BOUNDS, EVIDENCE_SCHEMA, FINDINGS_SCHEMA, KINDS, RUNS_SCHEMA, SUGGESTIONS, AppliedChange, EvidenceWrite, Layer, chunks
 from ..schema import TABLE, Classification
 from .evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, RUNS, STATE, EvidenceStore
 
@@ -166,8 +166,13 @@ class DuckDBEvidence(EvidenceStore):
         self._transaction(remove)
 
     # -- evidence ----------------------------------------------------------------------------------
-    def evidence_zone_batches(self, ids: np.ndarray | None = None, box=None, *, hashed: bool = False, batch_rows: int = 100_000) -> Iterator[pa.Table]:
-        columns = ["id", "year", "ST_AsWKB(geometry) AS geometry", *([f"{self.geometry_hash_sql.format(g='geometry')} AS geometry_hash"] if hashed else [])]
+    def evidence_zone_batches(self, ids: np.ndarray | None = None, box=None, *, hashed: bool = False, geometry: bool = True, bounds: bool = False,
+                              batch_rows: int = 100_000) -> Iterator[pa.Table]:
+        columns = ["id", "year", *(["ST_AsWKB(geometry) AS geometry"] if geometry else []),
+                   *([f"{self.geometry_hash_sql.format(g='geometry')} AS geometry_hash"] if hashed else []),
+                   *([f"ST_{name}(ST_Extent(geometry)) AS {name}" for name in BOUNDS] if bounds else [])]  # (from the box: ~10× faster)
+        if bounds:
+            self._load_spatial()
         con = self._cursor()
         terms, params = [], []
         if ids is not None:
@@ -179,7 +184,8 @@ class DuckDBEvidence(EvidenceStore):
             terms.append(self.area_candidates_sql if small else self.area_scan_sql)
             params.extend(float(v) for v in box)
         try:
-            reader = con.execute(f"SELECT {', '.join(columns)} FROM {TABLE} WHERE {' AND '.join(terms) or 'TRUE'} ORDER BY id", params).to_arrow_reader(batch_rows)
+            # No ORDER BY: a sort would hold every row before the first batch; batches stream as stored.
+            reader = con.execute(f"SELECT {', '.join(columns)} FROM {TABLE} WHERE {' AND '.join(terms) or 'TRUE'}", params).to_arrow_reader(batch_rows)
             for batch in reader:
                 yield pa.Table.from_batches([batch])
         finally:
@@ -195,24 +201,28 @@ class DuckDBEvidence(EvidenceStore):
                 raise UserError(f"{self._label()} changed while evidence was computed (data version {write.data_version} → {version}); run it again")
             tables = {
                 "recomputed_ids": pa.table({"zone_id": pa.array(write.recomputed, pa.int32())}),
-                "incoming_findings": write.findings.cast(FINDINGS_SCHEMA),
-                "incoming_evidence": write.zones.cast(EVIDENCE_SCHEMA),
                 "incoming_suggestions": write.suggestions,
             }
             for name, table in tables.items():
                 con.register(name, table)
             try:
-                con.execute(f"DELETE FROM {FINDINGS} WHERE zone_id IN (SELECT zone_id FROM recomputed_ids)")
+                if write.everything:  # (cheaper than by id, and nothing is left to prune)
+                    con.execute(f"DELETE FROM {FINDINGS}")
+                    con.execute(f"DELETE FROM {EVIDENCE}")
+                else:
+                    con.execute(f"DELETE FROM {FINDINGS} WHERE zone_id IN (SELECT zone_id FROM recomputed_ids)")
                 for layer, layer_version in write.dropped:
                     con.execute(f"DELETE FROM {FINDINGS} WHERE layer = ? AND layer_version = ?", [layer, int(layer_version)])
-                con.execute(f"INSERT INTO {FINDINGS} SELECT * FROM incoming_findings")
-                con.execute(f"DELETE FROM {EVIDENCE} WHERE zone_id IN (SELECT zone_id FROM incoming_evidence)")
+                self._insert_chunks(con, FINDINGS, write.findings, FINDINGS_SCHEMA)
+                if not write.everything:
+                    con.execute(f"DELETE FROM {EVIDENCE} WHERE zone_id IN (SELECT zone_id FROM recomputed_ids)")
                 if write.default is not None:
                     con.execute(f"UPDATE {EVIDENCE} SET suggested = ?, rule = NULL, rules_version = ?", [write.default, write.state.rules_version])
-                con.execute(f"INSERT INTO {EVIDENCE} SELECT * FROM incoming_evidence")
-                con.execute(f"UPDATE {EVIDENCE} SET suggested = s.suggested, rule = s.rule, rules_version = s.rules_version "
-                            f"FROM incoming_suggestions s WHERE {EVIDENCE}.zone_id = s.zone_id")
-                if write.prune:  # zones changed: evidence of zones that went, goes
+                self._insert_chunks(con, EVIDENCE, write.zones, EVIDENCE_SCHEMA)
+                if len(write.suggestions):  # (a join over every zone's evidence otherwise)
+                    con.execute(f"UPDATE {EVIDENCE} SET suggested = s.suggested, rule = s.rule, rules_version = s.rules_version "
+                                f"FROM incoming_suggestions s WHERE {EVIDENCE}.zone_id = s.zone_id")
+                if write.prune and not write.everything:  # zones changed: evidence of zones that went, goes
                     con.execute(f"DELETE FROM {EVIDENCE} WHERE zone_id NOT IN (SELECT id FROM {TABLE})")
                     con.execute(f"DELETE FROM {FINDINGS} WHERE zone_id NOT IN (SELECT id FROM {TABLE})")
             finally:
@@ -225,6 +235,16 @@ class DuckDBEvidence(EvidenceStore):
             self._bump(con, "evidence_version")
 
         self._transaction(store)
+
+    @staticmethod
+    def _insert_chunks(con: duckdb.DuckDBPyConnection, table: str, data, schema: pa.Schema) -> None:
+        """Insert each chunk of ``data`` (a table or tables, made one at a time) into ``table``."""
+        for chunk in chunks(data):
+            con.register("incoming_chunk", chunk.cast(schema))
+            try:
+                con.execute(f"INSERT INTO {table} SELECT * FROM incoming_chunk")
+            finally:
+                con.unregister("incoming_chunk")
 
     def apply_suggestions(self, *, rules_version: str, dry_run: bool = False) -> list[AppliedChange]:
         if not dry_run:

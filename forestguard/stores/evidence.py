@@ -239,8 +239,12 @@ class EvidenceStore:
         return found[0]
 
     def evidence_zone_batches(self, ids: np.ndarray | None = None, box: tuple[float, float, float, float] | None = None, *,
-                              hashed: bool = False, batch_rows: int = 100_000) -> Iterator[pa.Table]:
-        """``id``, ``year``, ``geometry`` (WKB) and, when ``hashed``, ``geometry_hash`` of the zones ``ids`` (default: all), or of those that may meet ``box``."""
+                              hashed: bool = False, geometry: bool = True, bounds: bool = False, batch_rows: int = 100_000) -> Iterator[pa.Table]:
+        """``id``, ``year``, ``geometry`` (WKB) and, when ``hashed``, ``geometry_hash`` of the zones ``ids`` (default: all), or of those that may meet ``box``.
+
+        ``geometry=False`` leaves the WKB out and ``bounds`` adds each zone's box (``xmin``, ``ymin``,
+        ``xmax``, ``ymax``): a run first reads every zone's box, then the geometry of only those near a feature.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot compute evidence")
 
     def write_evidence(self, write: EvidenceWrite) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -196,6 +196,18 @@ class EvidenceState:
         )
 
 
+#: A zone's box as :meth:`~forestguard.stores.evidence.EvidenceStore.evidence_zone_batches` reads it.
+BOUNDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def chunks(data: pa.Table | Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """A table, or each of an iterable of tables (what :class:`EvidenceWrite` holds), one at a time."""
+    if isinstance(data, pa.Table):
+        yield data
+    else:
+        yield from data
+
+
 @dataclass
 class EvidenceWrite:
     """One evidence run's changes, written by a store in one transaction.
@@ -211,11 +223,13 @@ class EvidenceWrite:
     state: EvidenceState
     recomputed: pa.Array  #: int32 zone ids whose findings are all replaced
     dropped: list[tuple[str, int]]  #: (layer, version) whose findings go
-    findings: pa.Table  #: FINDINGS_SCHEMA
-    zones: pa.Table  #: EVIDENCE_SCHEMA
+    findings: pa.Table | Iterable[pa.Table]  #: FINDINGS_SCHEMA, whole or in chunks (made as they are written: memory stays bounded)
+    zones: pa.Table | Iterable[pa.Table]  #: EVIDENCE_SCHEMA, whole or in chunks; exactly the ``recomputed`` zones
     suggestions: pa.Table  #: SUGGESTION_SCHEMA
     default: str | None = None
     prune: bool = False  #: the zones changed: evidence of zones no longer stored goes
+    #: ``recomputed`` is every zone stored: all findings and evidence go first (then nothing is left to prune)
+    everything: bool = False
     run: EvidenceRun | None = None  #: recorded with the write (every run is kept)
 
 

@@ -11,6 +11,7 @@ import pytest
 import shapely
 
 from forestguard.areas import Area, hectares_inside, intersecting, overlapping_pairs, parts_inside
+from forestguard.areas.overlay import PolygonIndex
 from forestguard.stores.clipped import clipped_aggregate
 
 from .helpers import geodesic_ha
@@ -91,3 +92,22 @@ def test_many_areas_aggregate_every_pair_a_brute_force_finds():
             expected[i] = (len(hit), Decimal(repr(math.fsum(hectares_inside(hit, area.geometry)))))
     assert {int(r.area_index): (int(r.zones), r.area_ha) for r in got.itertuples()} == expected
     assert expected[0][0] >= 3 and len(expected) == len(areas) - 1
+
+
+def test_the_box_prefilter_keeps_exactly_the_boxes_that_meet_a_polygons_box():
+    """PolygonIndex.may_meet (a grid, then the tree) against every pair tested by hand, edges touching included."""
+    rng = np.random.default_rng(7)
+    centres = rng.uniform([-60, -20], [-40, 0], (300, 2))
+    polygons = shapely.buffer(shapely.points(centres), rng.uniform(0.01, 0.8, 300), quad_segs=3)
+    index = PolygonIndex.of(polygons)
+    lo = rng.uniform([-62, -22], [-38, 2], (20_000, 2))
+    size = np.where(rng.random((20_000, 1)) < 0.98, rng.uniform(0, 0.02, (20_000, 2)), rng.uniform(0, 3, (20_000, 2)))  # a few large ones
+    boxes = np.column_stack([lo, lo + size])
+    b = index.bounds
+    b0 = b[3]  # one box touching a polygon's box at its corner, from below and left
+    boxes[:2] = [[b0[0] - 0.01, b0[1] - 0.01, b0[0], b0[1]], [b0[2], b0[3], b0[2] + 0.005, b0[3] + 0.005]]
+    expected = ((boxes[:, None, 0] <= b[None, :, 2]) & (boxes[:, None, 2] >= b[None, :, 0])
+                & (boxes[:, None, 1] <= b[None, :, 3]) & (boxes[:, None, 3] >= b[None, :, 1])).any(axis=1)
+    got = index.may_meet(boxes)
+    assert expected[:2].all() and 0 < expected.sum() < len(boxes)
+    np.testing.assert_array_equal(got, expected)

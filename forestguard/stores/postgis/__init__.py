@@ -44,7 +44,7 @@ from .transfer import ARROW_TYPES, SELECT_EXPRESSIONS, csv_batches, read_csv_cop
 __all__ = ["PostGISStore"]
 
 #: Columns of :meth:`PostGISStore.zones_arrow` when none are asked for (the zone table's).
-ZONE_FIELDS = tuple(c for c in ARROW_TYPES if c not in ("suggested", "geometry_hash"))
+ZONE_FIELDS = tuple(c for c in ARROW_TYPES if c not in ("suggested", "geometry_hash", "xmin", "ymin", "xmax", "ymax"))
 #: The order of :meth:`PostGISStore.zones_arrow` (the interface's: country, year, id).
 ZONE_ORDER = ("country", "year", "id")
 # Index-assisted (&&, float boxes) then exact (double bounds), so membership is the same as

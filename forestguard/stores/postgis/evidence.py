@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ...errors import UserError
-from ..evidence_records import EVIDENCE_SCHEMA, FINDINGS_SCHEMA, RUNS_SCHEMA, AppliedChange, EvidenceWrite, Layer
+from ..evidence_records import BOUNDS, EVIDENCE_SCHEMA, FINDINGS_SCHEMA, RUNS_SCHEMA, AppliedChange, EvidenceWrite, Layer, chunks
 from ...schema import TABLE, Classification
 from ..base import SQLFilter
 from ..evidence import APPLIED, EVIDENCE, FEATURES, FINDINGS, LAYERS, RUNS, STATE, EvidenceStore
@@ -102,7 +102,8 @@ class PostGISEvidence(EvidenceStore):
         self._write("remove a reference layer", remove)
 
     # -- evidence ----------------------------------------------------------------------------------
-    def evidence_zone_batches(self, ids: np.ndarray | None = None, box=None, *, hashed: bool = False, batch_rows: int = 100_000) -> Iterator[pa.Table]:
+    def evidence_zone_batches(self, ids: np.ndarray | None = None, box=None, *, hashed: bool = False, geometry: bool = True, bounds: bool = False,
+                              batch_rows: int = 100_000) -> Iterator[pa.Table]:
         terms, params = [], []
         if ids is not None:
             terms.append("id = ANY(%s)")
@@ -110,7 +111,7 @@ class PostGISEvidence(EvidenceStore):
         if box is not None:
             terms.append(_BOX_SQL)
             params.extend(float(v) for v in box)
-        columns = ["id", "year", "geometry", *(["geometry_hash"] if hashed else [])]
+        columns = ["id", "year", *(["geometry"] if geometry else []), *(["geometry_hash"] if hashed else []), *(BOUNDS if bounds else ())]
         yield from self._copy_batches(SQLFilter(" AND ".join(terms) or "TRUE", params), columns, batch_rows)
 
     def write_evidence(self, write: EvidenceWrite) -> None:
@@ -119,24 +120,28 @@ class PostGISEvidence(EvidenceStore):
             if version != write.data_version:
                 raise UserError(f"{self._label()} changed while evidence was computed (data version {write.data_version} → {version}); run it again")
             con.execute("CREATE TEMP TABLE recomputed_ids (zone_id integer) ON COMMIT DROP")
-            con.execute(f"CREATE TEMP TABLE incoming_findings (LIKE {FINDINGS}) ON COMMIT DROP")
-            con.execute(f"CREATE TEMP TABLE incoming_evidence (LIKE {EVIDENCE}) ON COMMIT DROP")
             con.execute("CREATE TEMP TABLE incoming_suggestions (zone_id integer, suggested text, rule text, rules_version text) ON COMMIT DROP")
             copy_arrow(con, "recomputed_ids", pa.table({"zone_id": pa.array(write.recomputed, pa.int32())}))
-            copy_arrow(con, "incoming_findings", write.findings.cast(FINDINGS_SCHEMA))
-            copy_arrow(con, "incoming_evidence", write.zones.cast(EVIDENCE_SCHEMA))
             copy_arrow(con, "incoming_suggestions", write.suggestions)
-            con.execute(f"DELETE FROM {FINDINGS} f USING recomputed_ids r WHERE f.zone_id = r.zone_id")
+            if write.everything:  # (cheaper than by id, and nothing is left to prune)
+                con.execute(f"DELETE FROM {FINDINGS}")
+                con.execute(f"DELETE FROM {EVIDENCE}")
+            else:
+                con.execute(f"DELETE FROM {FINDINGS} f USING recomputed_ids r WHERE f.zone_id = r.zone_id")
             for layer, layer_version in write.dropped:
                 con.execute(f"DELETE FROM {FINDINGS} WHERE layer = %s AND layer_version = %s", [layer, int(layer_version)])
-            con.execute(f"INSERT INTO {FINDINGS} SELECT * FROM incoming_findings")
-            con.execute(f"DELETE FROM {EVIDENCE} e USING incoming_evidence i WHERE e.zone_id = i.zone_id")
+            for chunk in chunks(write.findings):  # straight into the table, a chunk at a time (made as they are written)
+                copy_arrow(con, FINDINGS, chunk.cast(FINDINGS_SCHEMA))
+            if not write.everything:
+                con.execute(f"DELETE FROM {EVIDENCE} e USING recomputed_ids r WHERE e.zone_id = r.zone_id")
             if write.default is not None:
                 con.execute(f"UPDATE {EVIDENCE} SET suggested = %s, rule = NULL, rules_version = %s", [write.default, write.state.rules_version])
-            con.execute(f"INSERT INTO {EVIDENCE} SELECT * FROM incoming_evidence")
-            con.execute(f"UPDATE {EVIDENCE} e SET suggested = s.suggested, rule = s.rule, rules_version = s.rules_version "
-                        "FROM incoming_suggestions s WHERE e.zone_id = s.zone_id")
-            if write.prune:
+            for chunk in chunks(write.zones):
+                copy_arrow(con, EVIDENCE, chunk.cast(EVIDENCE_SCHEMA))
+            if len(write.suggestions):
+                con.execute(f"UPDATE {EVIDENCE} e SET suggested = s.suggested, rule = s.rule, rules_version = s.rules_version "
+                            "FROM incoming_suggestions s WHERE e.zone_id = s.zone_id")
+            if write.prune and not write.everything:
                 con.execute(f"DELETE FROM {EVIDENCE} e WHERE NOT EXISTS (SELECT 1 FROM {TABLE} z WHERE z.id = e.zone_id)")
                 con.execute(f"DELETE FROM {FINDINGS} f WHERE NOT EXISTS (SELECT 1 FROM {TABLE} z WHERE z.id = f.zone_id)")
             con.execute(f"DELETE FROM {STATE}")

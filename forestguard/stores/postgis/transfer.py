@@ -200,12 +200,15 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "geometry": pa.binary(),
     "suggested": pa.string(),  # the zone's evidence (read through a join: forestguard.stores.evidence.zones_source)
     "geometry_hash": pa.string(),  # what evidence records of the geometry it was computed from
+    # Each zone's box (what evidence reads of every zone before the geometry of those near a feature).
+    "xmin": pa.float64(), "ymin": pa.float64(), "xmax": pa.float64(), "ymax": pa.float64(),
 }
 #: A geometry's hash as the PostGIS engine's evidence records it (``{g}``: the geometry column).
 GEOMETRY_HASH_SQL = "md5(ST_AsBinary({g}))"
 #: How each column is selected for export: geometry as hex ISO WKB (CSV carries text).
 SELECT_EXPRESSIONS = {"geometry": "encode(ST_AsBinary(geometry), 'hex') AS geometry",
-                      "geometry_hash": GEOMETRY_HASH_SQL.format(g="geometry") + " AS geometry_hash"}
+                      "geometry_hash": GEOMETRY_HASH_SQL.format(g="geometry") + " AS geometry_hash",
+                      **{name: f"ST_{name}(geometry) AS {name}" for name in ("xmin", "ymin", "xmax", "ymax")}}
 _CSV_BLOCK_BYTES = 8 << 20  # Arrow parses a block while the next one arrives
 
 
