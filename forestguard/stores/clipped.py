@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import shapely
 
 from ..areas.clip import hectares_inside, meeting
+from ..areas.overlay import PolygonIndex
 from ..areas.shape import Area
 from ..flat import FlatPolygons
 from .base import AGGREGATE_COLUMNS
@@ -68,16 +69,13 @@ def clipped_aggregate(batches: Iterable[pa.Table], areas: Sequence[Area], keys: 
 
 @dataclass(frozen=True, eq=False)
 class _Areas:
-    """Many areas (plots) ready to meet batches of zones: their prepared shapes, an STR-tree, and a grid of their boxes."""
+    """Many areas (plots) ready to meet batches of zones: prepared, in a tree, their boxes on a grid (:class:`PolygonIndex`)."""
 
-    geometries: np.ndarray
-    tree: shapely.STRtree
-    grid: "_BoxGrid"
+    index: PolygonIndex
 
     @classmethod
     def of(cls, areas: Sequence[Area]) -> "_Areas":
-        geometries = np.array([a.geometry for a in areas], dtype=object)
-        return cls(geometries, shapely.STRtree(geometries), _BoxGrid.of(np.array([a.bbox for a in areas], dtype=float)))
+        return cls(PolygonIndex.of(np.array([a.geometry for a in areas], dtype=object)))
 
     def pairs(self, wkb: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(zone, area) of every zone of a batch and area that intersect, sorted by zone then area, and the zone's hectares inside.
@@ -89,62 +87,21 @@ class _Areas:
         and :func:`~forestguard.areas.clip.hectares_inside`.
         """
         bounds = FlatPolygons.from_wkb(wkb).bounds
-        near = np.flatnonzero(self.grid.near(bounds))
+        near = np.flatnonzero(self.index.may_meet(bounds))
         b = bounds[near]
-        zone_at, area_at = self.tree.query(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))  # boxes meet
+        zone_at, area_at = self.index.tree.query(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))  # boxes meet
         if not len(zone_at):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         zone_at = near[zone_at]
         column = wkb.combine_chunks() if isinstance(wkb, pa.ChunkedArray) else wkb
         wanted, position = np.unique(zone_at, return_inverse=True)
         zones = shapely.from_wkb(column.take(pa.array(wanted)).to_numpy(zero_copy_only=False))[position]
-        hit = shapely.intersects(self.geometries[area_at], zones)  # the areas are prepared
+        geometries = self.index.geometries
+        hit = shapely.intersects(geometries[area_at], zones)  # the areas are prepared
         zone_at, area_at, zones = zone_at[hit], area_at[hit], zones[hit]
         order = np.lexsort((area_at, zone_at))
         zone_at, area_at, zones = zone_at[order].astype(np.int64), area_at[order].astype(np.int64), zones[order]
-        return zone_at, area_at, hectares_inside(zones, self.geometries[area_at])
-
-
-@dataclass(frozen=True, eq=False)
-class _BoxGrid:
-    """A regular lon/lat grid over some boxes, each cell marked when a box covers it: which other boxes may meet one, in numpy.
-
-    A superset, never a miss: a point two boxes share lies in a marked cell, and when a box
-    spans at most two cells each way that cell is one of its four corner cells (cell indexes
-    are monotone in the coordinate, in floating point too). Wider boxes are always "near".
-    """
-
-    x0: float
-    y0: float
-    size: float
-    marked: np.ndarray  #: (columns, rows) bool
-
-    CELLS = 2048  #: along the longer side of the boxes' extent (~4 MB of cells at most)
-
-    @classmethod
-    def of(cls, boxes: np.ndarray) -> "_BoxGrid":
-        x0, y0 = float(boxes[:, 0].min()), float(boxes[:, 1].min())
-        size = max(float(boxes[:, 2].max()) - x0, float(boxes[:, 3].max()) - y0) / cls.CELLS or 1.0
-        grid = cls(x0, y0, size, np.zeros((cls.CELLS + 2, cls.CELLS + 2), dtype=bool))
-        (ix0, ix1), (iy0, iy1) = grid._cells(boxes[:, 0], boxes[:, 2], x0), grid._cells(boxes[:, 1], boxes[:, 3], y0)
-        for a, b, c, d in zip(ix0, ix1, iy0, iy1):
-            grid.marked[a : b + 1, c : d + 1] = True
-        return grid
-
-    def _cells(self, low: np.ndarray, high: np.ndarray, origin: float) -> tuple[np.ndarray, np.ndarray]:
-        last = self.marked.shape[0] - 1
-        return (np.clip(np.floor((low - origin) / self.size), -1, last + 1).astype(np.int64),
-                np.clip(np.floor((high - origin) / self.size), -1, last + 1).astype(np.int64))
-
-    def near(self, boxes: np.ndarray) -> np.ndarray:
-        """Which boxes (xmin, ymin, xmax, ymax rows) may meet a marked one."""
-        last = self.marked.shape[0] - 1
-        (ix0, ix1), (iy0, iy1) = self._cells(boxes[:, 0], boxes[:, 2], self.x0), self._cells(boxes[:, 1], boxes[:, 3], self.y0)
-        outside = (ix1 < 0) | (ix0 > last) | (iy1 < 0) | (iy0 > last)
-        wide = (ix1 - ix0 > 1) | (iy1 - iy0 > 1)
-        ix0, ix1, iy0, iy1 = (np.clip(v, 0, last) for v in (ix0, ix1, iy0, iy1))
-        corners = self.marked[ix0, iy0] | self.marked[ix0, iy1] | self.marked[ix1, iy0] | self.marked[ix1, iy1]
-        return ~outside & (wide | corners)
+        return zone_at, area_at, hectares_inside(zones, geometries[area_at])
 
 
 def _add(groups: dict[tuple, _Group], table: pa.Table, area_at: np.ndarray, hectares: np.ndarray, keys: Sequence[str]) -> None:
