@@ -18,7 +18,6 @@ Peak RSS beside each time. Every figure is taken on a shared machine: compare wi
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import resource
 import shutil
@@ -29,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from common import arguments, demo_store, report
+from common import arguments, demo_store, in_process, report
 
 from forestguard import stores
 from forestguard.evidence.compute import compute_evidence
 from forestguard.evidence.demo import DemoLayersSpec, clearings, demo_layers
-from forestguard.evidence.layers import read_layer
 from forestguard.evidence.rules import load_rules
 
 
@@ -89,16 +87,6 @@ def _peer(duck_url: str, how: str, queue) -> None:
                "hectares": float(hectares.sum()), "rss_mb": peak_rss_mb(), "load_s": loaded})
 
 
-def _in_process(target, *args) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def postgis_query(admin_url: str | None, duck_url: str) -> tuple[float, int]:
     import psycopg
 
@@ -143,7 +131,7 @@ def main() -> None:
             for read in reads[1:]:  # the first layer is added later, for the incremental rerun
                 store.add_layer(read.layer, read.features)
             features = sum(r.layer.features for r in reads[1:])
-        ours = _in_process(_ours, url)
+        ours = in_process(_ours, url)
         print(f"ours: {args.zones:,} zones × {features:,} features: {ours['findings']:,} findings in {ours['seconds']:.2f} s "
               f"(CPU {ours['cpu_s']:.2f} s; of which writing every zone's evidence row {ours['writing_s']:.2f} s, which the peers do not; "
               f"geometry read of {ours['geometries']:,} zones; peak RSS {ours['rss_mb']:,.0f} MB)")
@@ -154,13 +142,13 @@ def main() -> None:
                   f"{again.zones_read:,} zones' boxes read, geometry of {again.geometries_read:,}, {again.zones_recomputed:,} zones measured again")
             store.remove_layer(reads[0].layer.name)
             compute_evidence(store, rules)
-        peer = _in_process(_peer, url, "sjoin")
+        peer = in_process(_peer, url, "sjoin")
         print(f"geopandas sjoin + intersection + pyproj: {peer['findings']:,} findings in {peer['seconds']:.2f} s (CPU {peer['cpu_s']:.2f} s; "
               f"of which reading the store {peer['load_s']:.2f} s; peak RSS {peer['rss_mb']:,.0f} MB)")
         report("evidence compute --full vs geopandas sjoin", ours["seconds"], peer["seconds"], "geopandas")
         report("  (CPU seconds)", ours["cpu_s"], peer["cpu_s"], "geopandas")
         if args.zones <= OVERLAY_MAX_ZONES:
-            textbook = _in_process(_peer, url, "overlay")
+            textbook = in_process(_peer, url, "overlay")
             print(f"geopandas overlay(how='intersection') + pyproj: {textbook['findings']:,} findings in {textbook['seconds']:.2f} s "
                   f"(CPU {textbook['cpu_s']:.2f} s; of which reading the store {textbook['load_s']:.2f} s; peak RSS {textbook['rss_mb']:,.0f} MB)")
             report("evidence compute --full vs geopandas overlay", ours["seconds"], textbook["seconds"], "geopandas")

@@ -21,7 +21,6 @@ on a shared machine: compare within one run. Target: 10,000 plots Ã— 1M zones â‰
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import resource
 import shutil
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from common import arguments, demo_store, report
+from common import arguments, demo_store, in_process, report
 
 from forestguard import stores
 from forestguard.areas import read_plots
@@ -138,7 +137,7 @@ def _ours(plots_path: str, url: str, profile: str, queue) -> None:
 
 
 def run_ours(plots_path: Path, url: str, profile: str = "") -> dict:
-    return _in_process(_ours, str(plots_path), url, profile)
+    return in_process(_ours, str(plots_path), url, profile)
 
 
 def cli(plots_path: Path, url: str, out: Path) -> tuple[float, float]:
@@ -208,18 +207,7 @@ def disagreements(rows: list[dict], per_plot: dict[str, dict]) -> tuple[int, flo
 
 
 def run_peer(plots_path: Path, url: str) -> dict:
-    return _in_process(_peer, str(plots_path), url)
-
-
-def _in_process(target, *args) -> dict:
-    """``target(*args, queue)`` in a fresh process (spawned: its memory is its own), and what it put."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    return in_process(_peer, str(plots_path), url)
 
 
 def main() -> None:

@@ -68,3 +68,16 @@ def report(title: str, ours: float, peer: float, peer_name: str, unit: str = "s"
 
 def _fmt(seconds: float, unit: str) -> str:
     return f"{seconds * 1000:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
+def in_process(target: Callable[..., None], *args: object) -> dict:
+    """``target(*args, queue)`` in a fresh process (spawned: its memory and peak RSS are its own), and what it put."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result

@@ -27,7 +27,7 @@ from ..errors import ReadOnlyStore, UserError
 from ..stores import inside
 from ..stores.base import AGGREGATE_COLUMNS, ZoneFilter, ZoneStore, check_group_keys
 from ..stores.evidence_records import ZoneEvidence
-from ..stores.snapshot import EvidenceFiles, local_file, no_evidence
+from ..stores.snapshot import EvidenceFiles, SnapshotEvidence, local_file
 from . import partitions
 from .cluster import LOCAL, cluster, probe, scheduler_for
 from .partitions import Partition
@@ -103,7 +103,7 @@ def _combine(frames: Sequence[pd.DataFrame], keys: Sequence[str]) -> pd.DataFram
     return pd.DataFrame([[*group, *totals[group]] for group in order], columns=[*keys, *AGGREGATE_COLUMNS])
 
 
-class DaskSnapshotStore(ZoneStore):
+class DaskSnapshotStore(SnapshotEvidence, ZoneStore):
     """Zones of one snapshot, computed partition by partition on a Dask cluster; read-only."""
 
     engine = "dask"
@@ -150,15 +150,6 @@ class DaskSnapshotStore(ZoneStore):
                 future.release()
 
     # -- evidence: read by the workers, each task its zones' rows (see .evidence) ------------------------
-    def _has_evidence(self) -> bool:
-        return bool(self.manifest.evidence)
-
-    def evidence_version(self) -> int:
-        return 0  # a snapshot never changes: its evidence is the one it was made with
-
-    def _no_evidence(self) -> UserError:
-        return no_evidence(self.manifest)
-
     def _evidence_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """The evidence reads that are not zone statistics (layers, features, state, runs, findings), run here.
 

@@ -184,10 +184,21 @@ class EvidenceFiles:
         self._con.close()
 
 
-def no_evidence(manifest: Manifest) -> UserError:
-    """What a snapshot without evidence answers a filter or grouping that needs it (the embedded and Dask engines alike)."""
-    return UserError(f"snapshot {manifest.id} carries no reference layers or evidence (its store had none when it was taken: "
-                     "add layers with 'forestguard layers add', run 'forestguard evidence compute', then take a new snapshot)")
+class SnapshotEvidence:
+    """What a snapshot says of its evidence, whichever engine reads it (embedded or Dask)."""
+
+    manifest: Manifest
+
+    def _has_evidence(self) -> bool:
+        return bool(self.manifest.evidence)
+
+    def evidence_version(self) -> int:
+        return 0  # a snapshot never changes: its evidence is the one it was made with
+
+    def _no_evidence(self) -> UserError:
+        """What a snapshot without evidence answers a filter or grouping that needs it."""
+        return UserError(f"snapshot {self.manifest.id} carries no reference layers or evidence (its store had none when it was taken: "
+                         "add layers with 'forestguard layers add', run 'forestguard evidence compute', then take a new snapshot)")
 
 
 def _sql_string(text: str) -> str:
@@ -195,7 +206,7 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class SnapshotStore(DuckDBStore):
+class SnapshotStore(SnapshotEvidence, DuckDBStore):
     """Zones of one snapshot (local folder, manifest path, ``s3://…`` URL or id); read-only."""
 
     engine = "snapshot"
@@ -273,15 +284,6 @@ class SnapshotStore(DuckDBStore):
         if where.overlaps:
             self.require_evidence()
         return filter_sql(where, bbox_sql=self.bbox_sql)
-
-    def _has_evidence(self) -> bool:
-        return bool(self.manifest.evidence)
-
-    def evidence_version(self) -> int:
-        return 0  # a snapshot never changes: its evidence is the one it was made with
-
-    def _no_evidence(self) -> UserError:
-        return no_evidence(self.manifest)
 
     def role(self) -> str:
         return "snapshot"

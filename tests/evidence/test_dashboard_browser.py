@@ -68,14 +68,6 @@ def evidence_dashboard(tmp_path_factory) -> Iterator[Served]:
     stop_server(served)
 
 
-@pytest.fixture
-def page(page):
-    """The shared page fixture, patient with a first session on a loaded machine."""
-    page.set_default_navigation_timeout(120_000)
-    page.set_default_timeout(60_000)
-    return page
-
-
 def zone_centre(served: Served, region: str) -> tuple[int, tuple[float, float]]:
     """A case zone's id (from the store) and the centre of its square in Web Mercator metres."""
     with stores.open(served.db, read_only=True) as store:

@@ -42,14 +42,6 @@ def area_dashboard(tmp_path_factory, demo_small) -> Iterator[Served]:
     stop_server(served)
 
 
-@pytest.fixture
-def page(page):
-    """The shared page fixture, patient with a first session on a loaded machine."""
-    page.set_default_navigation_timeout(120_000)
-    page.set_default_timeout(60_000)
-    return page
-
-
 def cli_cards(served: Served, area: str) -> dict[str, str]:
     """What the cards must show for ``--area``: the CLI's own numbers, in a process of its own."""
     total = json.loads(served.cli("stats", "--area", area, "--by", "", "--format", "json"))["rows"]
